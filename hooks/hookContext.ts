@@ -1,0 +1,12 @@
+import type { Config } from '../server/config.ts';
+import type { Db } from '../server/db/database.ts';
+import type { Logger } from '../server/log.ts';
+import type { Storage } from '../server/storage.ts';
+
+/** What every hook and job handler is given by the server that runs it. */
+export interface HookContext {
+  db: Db;
+  config: Config;
+  storage: Storage;
+  log: Logger;
+}

@@ -1,0 +1,60 @@
+import type { Scanner } from '../processors/clamd.ts';
+import { inspectStream } from '../processors/inspect.ts';
+import { changeStatus, findUpload } from '../server/db/records.ts';
+import type { UploadStatus } from '../server/db/schema.ts';
+import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
+import type { HookContext } from './hookContext.ts';
+import { refuseDetected } from './typePolicy.ts';
+
+const inspectable: UploadStatus[] = ['received', 'inspecting'];
+
+/**
+ * The `inspect` job: one streaming read of the stored bytes gives the detected type, the
+ * sha256 and ClamAV's verdict. Infected and rejected uploads lose their bytes; nothing else
+ * may ever serve them. A scan that could not run is an error: the job retries, the upload
+ * waits in `inspecting`, and it never becomes `ready` unscanned.
+ */
+export function inspectUpload(context: HookContext, scanner: Scanner | undefined): JobHandler {
+  const { db, storage, config } = context;
+  return async (job, { log }): Promise<JobOutcome> => {
+    const upload = await findUpload(db, job.upload_id);
+    if (!upload) throw new PermanentJobError('the upload record is gone');
+    if (!inspectable.includes(upload.status)) {
+      return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
+    }
+    await changeStatus(db, upload.id, inspectable, { status: 'inspecting' });
+    const found = await inspectStream(await storage.readOriginal(upload.storage_key), scanner);
+    if (upload.size !== null && found.size !== upload.size) {
+      throw new Error(`stored ${found.size} bytes but the upload declared ${upload.size}`);
+    }
+    const facts = { sha256: found.sha256, detected_type: found.detected?.mime ?? null };
+    const result = { ...facts, size: found.size, scan: found.scan };
+    const removeBytes = () => storage.removeUpload(upload.id);
+
+    if (found.scan.status === 'infected') {
+      const reason = `ClamAV found ${found.scan.viruses.join(', ')}`;
+      log.warn({ reason }, 'upload infected');
+      return {
+        result,
+        commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'infected', reason }).then(() => undefined),
+        afterCommit: removeBytes,
+      };
+    }
+    const refusal = refuseDetected(
+      config.typePolicy,
+      { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size },
+      found.detected,
+    );
+    if (refusal) {
+      return {
+        result,
+        commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'rejected', reason: refusal }).then(() => undefined),
+        afterCommit: removeBytes,
+      };
+    }
+    return {
+      result,
+      commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'ready', reason: null }).then(() => undefined),
+    };
+  };
+}

@@ -1,0 +1,80 @@
+import type { AllowedType, TypePolicy } from '../server/config.ts';
+import { extensionOf } from './sanitizeFilename.ts';
+
+/** Names clients send for the same type; compared after this, `image/jpg` equals `image/jpeg`. */
+const aliases: Record<string, string> = {
+  'image/jpg': 'image/jpeg',
+  'image/pjpeg': 'image/jpeg',
+  'image/x-png': 'image/png',
+  'application/x-pdf': 'application/pdf',
+  'video/x-m4v': 'video/mp4',
+  'image/heic-sequence': 'image/heic',
+  'image/heif-sequence': 'image/heif',
+};
+
+export function normaliseMime(mime: string): string {
+  const bare = mime.split(';')[0]!.trim().toLowerCase();
+  return aliases[bare] ?? bare;
+}
+
+export function findAllowedType(policy: TypePolicy, mime: string): AllowedType | undefined {
+  const wanted = normaliseMime(mime);
+  return policy.find((t) => t.mime === wanted);
+}
+
+/**
+ * Why a declared upload (before any byte arrives) breaks the policy, or undefined when it
+ * does not. The bytes are checked again after the upload: this only saves a wasted transfer.
+ */
+export function refuseDeclared(
+  policy: TypePolicy,
+  declared: { filename: string; type: string | undefined; size: number | undefined },
+): { status: 413 | 415; reason: string } | undefined {
+  const allowedList = policy.map((t) => t.mime).join(', ');
+  const byType = declared.type ? findAllowedType(policy, declared.type) : undefined;
+  if (declared.type && !byType) {
+    return { status: 415, reason: `type ${declared.type} is not allowed (allowed: ${allowedList})` };
+  }
+  const ext = extensionOf(declared.filename);
+  const byExt = ext ? policy.filter((t) => t.extensions.includes(ext)) : [];
+  if (ext && byExt.length === 0) return { status: 415, reason: `extension .${ext} is not allowed` };
+  if (byType && ext && !byType.extensions.includes(ext)) {
+    return { status: 415, reason: `extension .${ext} does not match type ${byType.mime}` };
+  }
+  const limit = (byType ? [byType] : byExt).map((t) => t.maxSize);
+  const maxSize = limit.length > 0 ? Math.max(...limit) : undefined;
+  if (declared.size !== undefined && maxSize !== undefined && declared.size > maxSize) {
+    return { status: 413, reason: `${declared.size} bytes is over the ${maxSize}-byte limit for ${byType?.mime ?? `.${ext}`} files` };
+  }
+  return undefined;
+}
+
+/** The size limit that applies to an upload declared this way (largest of what it may be). */
+export function limitFor(policy: TypePolicy, declared: { filename: string; type: string | undefined }, fallback: number): number {
+  const byType = declared.type ? findAllowedType(policy, declared.type) : undefined;
+  if (byType) return Math.min(byType.maxSize, fallback);
+  const ext = extensionOf(declared.filename);
+  const byExt = ext ? policy.filter((t) => t.extensions.includes(ext)) : [];
+  return byExt.length > 0 ? Math.min(Math.max(...byExt.map((t) => t.maxSize)), fallback) : fallback;
+}
+
+/**
+ * The verdict on the stored bytes: the detected type must be allowed, agree with the claimed
+ * type and the extension, and fit its limit. Returns the reason for `rejected`, or undefined.
+ */
+export function refuseDetected(
+  policy: TypePolicy,
+  upload: { filename: string; claimedType: string | null; size: number },
+  detected: { mime: string; ext: string } | undefined,
+): string | undefined {
+  if (!detected) return 'the file type could not be recognised from its content';
+  const allowed = findAllowedType(policy, detected.mime);
+  if (!allowed) return `content is ${detected.mime}, which is not allowed`;
+  if (upload.claimedType && normaliseMime(upload.claimedType) !== allowed.mime) {
+    return `content is ${allowed.mime} but the upload claimed ${upload.claimedType}`;
+  }
+  const ext = extensionOf(upload.filename);
+  if (ext && !allowed.extensions.includes(ext)) return `content is ${allowed.mime} but the filename ends in .${ext}`;
+  if (upload.size > allowed.maxSize) return `${upload.size} bytes is over the ${allowed.maxSize}-byte limit for ${allowed.mime}`;
+  return undefined;
+}

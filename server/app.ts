@@ -1,0 +1,48 @@
+import Koa from 'koa';
+import type { Server } from '@tus/server';
+import type { Scanner } from '../processors/clamd.ts';
+import type { HookContext } from '../hooks/hookContext.ts';
+import { rateLimitUploads } from './rateLimit.ts';
+import { healthRoutes } from './routes/health.ts';
+import { uploadRoutes } from './routes/uploads.ts';
+import { tusPath } from './tusServer.ts';
+import { tusProtocol } from './tusProtocol.ts';
+
+/** The Koa app: request log, JSON errors, the tus endpoint, the status and download API. */
+export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined): Koa {
+  const { config, db, storage, log } = context;
+  const app = new Koa({ proxy: Boolean(config.publicUrl) });
+  const baseUrl = (origin: string) => config.publicUrl ?? origin;
+
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    ctx.res.once('finish', () => {
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.res.statusCode, ms: Math.round(performance.now() - started), ip: ctx.ip }, 'request');
+    });
+    try {
+      await next();
+    } catch (error) {
+      const status = (error as { status?: number }).status ?? 500;
+      const expose = (error as { expose?: boolean }).expose ?? false;
+      if (status >= 500) log.error({ err: error, path: ctx.path }, 'request failed');
+      ctx.status = status;
+      ctx.body = { error: expose && error instanceof Error ? error.message : 'internal error' };
+    }
+  });
+
+  const tusProtocolFixes = tusProtocol();
+  const rateLimit = rateLimitUploads(config.rateLimitPerMinute);
+  app.use(async (ctx, next) => {
+    if (ctx.path !== tusPath && !ctx.path.startsWith(`${tusPath}/`)) return next();
+    await rateLimit(ctx, () => tusProtocolFixes(ctx, async () => {
+      // @tus/server writes the response itself, streaming the body straight to the store.
+      ctx.respond = false;
+      await tus.handle(ctx.req, ctx.res);
+    }));
+  });
+
+  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner })]) {
+    app.use(router.routes()).use(router.allowedMethods());
+  }
+  return app;
+}

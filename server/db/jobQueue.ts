@@ -1,0 +1,104 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import type { Job, JobKind } from './schema.ts';
+
+/**
+ * The job table as a queue. A worker claims one job at a time with FOR UPDATE SKIP LOCKED,
+ * holds it under a lease it keeps extending, and finishes it only while the lease is still its
+ * own: a worker that died loses its jobs when their leases run out, and a late one cannot
+ * overwrite the work of the worker that took over.
+ */
+
+/** Wakes workers in every process sharing the database as soon as a job is queued. */
+export const jobsChannel = 'upload_jobs';
+
+export async function notifyWorkers(db: Db): Promise<void> {
+  await sql`select pg_notify(${jobsChannel}, '')`.execute(db);
+}
+
+/** One job per (upload, kind): queueing it again is a no-op. Workers hear of it on commit. */
+export async function enqueueJob(db: Db, uploadId: string, kind: JobKind, maxAttempts: number): Promise<void> {
+  await db
+    .insertInto('jobs')
+    .values({ upload_id: uploadId, kind, max_attempts: maxAttempts })
+    .onConflict((oc) => oc.columns(['upload_id', 'kind']).doNothing())
+    .execute();
+  await notifyWorkers(db);
+}
+
+export async function claimJob(db: Db, workerId: string, leaseMs: number): Promise<Job | undefined> {
+  const { rows } = await sql<Job>`
+    update jobs
+       set status = 'running', attempts = attempts + 1, lease_holder = ${workerId},
+           lease_expires_at = now() + ${leaseMs} * interval '1 millisecond', updated_at = now()
+     where id = (
+       select id from jobs
+        where (status = 'queued' and run_after <= now())
+           or (status = 'running' and lease_expires_at < now())
+        order by run_after, id
+        limit 1
+        for update skip locked)
+    returning *`.execute(db);
+  return rows[0];
+}
+
+/** Keeps a long job's lease alive; false when another worker has taken the job over. */
+export async function extendLease(db: Db, job: Job, workerId: string, leaseMs: number): Promise<boolean> {
+  const result = await db
+    .updateTable('jobs')
+    .set({ lease_expires_at: sql`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql`now()` })
+    .where('id', '=', job.id)
+    .where('lease_holder', '=', workerId)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export async function recordProgress(db: Db, job: Job, workerId: string, percent: number): Promise<void> {
+  await db
+    .updateTable('jobs')
+    .set({ progress: percent, updated_at: sql`now()` })
+    .where('id', '=', job.id)
+    .where('lease_holder', '=', workerId)
+    .execute();
+}
+
+/** Marks the job done or failed, only if this worker still holds it. */
+export async function settleJob(
+  db: Db,
+  job: Job,
+  workerId: string,
+  outcome: { status: 'done'; result: Record<string, unknown> } | { status: 'failed'; error: string },
+): Promise<boolean> {
+  const result = await db
+    .updateTable('jobs')
+    .set({
+      status: outcome.status,
+      ...(outcome.status === 'done' ? { result: JSON.stringify(outcome.result), progress: 100 } : { last_error: outcome.error }),
+      lease_holder: null,
+      lease_expires_at: null,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', job.id)
+    .where('lease_holder', '=', workerId)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Puts a job back in the queue to run again after `delayMs`. */
+export async function retryJob(db: Db, job: Job, workerId: string, error: string, delayMs: number): Promise<void> {
+  await db
+    .updateTable('jobs')
+    .set({
+      status: 'queued',
+      last_error: error,
+      run_after: sql`now() + ${delayMs} * interval '1 millisecond'`,
+      lease_holder: null,
+      lease_expires_at: null,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', job.id)
+    .where('lease_holder', '=', workerId)
+    .execute();
+}

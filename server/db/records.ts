@@ -1,0 +1,102 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import { enqueueJob } from './jobQueue.ts';
+import type { MediaMetadata, NewUpload, Output, Upload, UploadStatus } from './schema.ts';
+
+/**
+ * Every read and write of `uploads` and `outputs`. Each function takes the database or
+ * a transaction, so a caller can group writes (finishing an upload and queueing its job).
+ */
+
+export async function createUpload(db: Db, upload: NewUpload): Promise<void> {
+  await db.insertInto('uploads').values(upload).execute();
+}
+
+export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {
+  return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Progress only moves forward: a late write from a slow request never rewinds it. */
+export async function recordOffset(db: Db, id: string, offset: number): Promise<void> {
+  await db
+    .updateTable('uploads')
+    .set({ offset, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .where('status', '=', 'uploading')
+    .where('offset', '<', offset)
+    .execute();
+}
+
+export async function recordDeclaredSize(db: Db, id: string, size: number): Promise<void> {
+  await db.updateTable('uploads').set({ size, updated_at: sql`now()` }).where('id', '=', id).where('size', 'is', null).execute();
+}
+
+/**
+ * The last byte arrived: the upload becomes `received` and its inspect job is queued in the
+ * same transaction, so a crash between the two cannot leave a received upload nobody inspects.
+ * Returns false when the upload was already past `uploading` (a repeated finish).
+ */
+export async function receiveUpload(db: Db, id: string, size: number, maxAttempts: number): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const updated = await trx
+      .updateTable('uploads')
+      .set({ status: 'received', size, offset: size, finished_at: sql`now()`, updated_at: sql`now()`, expires_at: null })
+      .where('id', '=', id)
+      .where('status', '=', 'uploading')
+      .executeTakeFirst();
+    if (updated.numUpdatedRows === 0n) return false;
+    await enqueueJob(trx, id, 'inspect', maxAttempts);
+    return true;
+  });
+}
+
+export interface StatusChange {
+  status: UploadStatus;
+  reason?: string | null;
+  detected_type?: string | null;
+  sha256?: string | null;
+  media?: MediaMetadata | null;
+}
+
+/** Moves an upload to a new state, only from one of `from`; returns whether it moved. */
+export async function changeStatus(db: Db, id: string, from: UploadStatus[], change: StatusChange): Promise<boolean> {
+  const { media, ...rest } = change;
+  const result = await db
+    .updateTable('uploads')
+    .set({
+      ...rest,
+      ...(media === undefined ? {} : { media: JSON.stringify(media) }),
+      ...(change.status === 'ready' ? { ready_at: sql`now()` } : {}),
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', id)
+    .where('status', 'in', from)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export async function listOutputs(db: Db, uploadId: string): Promise<Output[]> {
+  return db.selectFrom('outputs').selectAll().where('upload_id', '=', uploadId).orderBy('name').execute();
+}
+
+/** Unfinished uploads whose time ran out, oldest first. */
+export async function findExpiredUploads(db: Db, now: Date, limit: number): Promise<Upload[]> {
+  return db
+    .selectFrom('uploads')
+    .selectAll()
+    .where('status', '=', 'uploading')
+    .where('expires_at', '<', now)
+    .orderBy('expires_at')
+    .limit(limit)
+    .execute();
+}
+
+/** The job progress shown in the status API, per kind. */
+export async function listJobs(db: Db, uploadId: string) {
+  return db
+    .selectFrom('jobs')
+    .select(['kind', 'status', 'attempts', 'progress', 'last_error', 'result'])
+    .where('upload_id', '=', uploadId)
+    .orderBy('id')
+    .execute();
+}

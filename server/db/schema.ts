@@ -1,0 +1,82 @@
+import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable } from "kysely";
+
+/** The states of DESIGN.md; `reason` is set whenever a state is off the main line. */
+export const uploadStatuses = [
+  'uploading', 'received', 'inspecting', 'processing', 'ready',
+  'rejected', 'infected', 'failed', 'expired', 'deleted',
+] as const;
+export type UploadStatus = (typeof uploadStatuses)[number];
+
+export const jobStatuses = ['queued', 'running', 'done', 'failed'] as const;
+export type JobStatus = (typeof jobStatuses)[number];
+export type JobKind = 'inspect' | 'image' | 'video';
+
+/** A nullable column that inserts may leave out. */
+type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;
+// JSON goes in as text: pg and PGlite serialise objects differently, a string means the same to both.
+type Json<T extends object | null> = JSONColumnType<T>;
+type MaybeJson<T extends object> = ColumnType<T | null, string | null | undefined, string | null>;
+
+/** Media facts of an upload; keys depend on the kind of file. */
+export type MediaMetadata = Record<string, unknown>;
+
+export interface UploadsTable {
+  id: string;
+  owner: Maybe<string>;
+  filename: Maybe<string>;
+  safe_filename: string;
+  claimed_type: Maybe<string>;
+  detected_type: Maybe<string>;
+  size: Maybe<number>;
+  offset: Generated<number>;
+  sha256: Maybe<string>;
+  storage_key: string;
+  status: UploadStatus;
+  reason: Maybe<string>;
+  tus_metadata: Json<Record<string, string | null>>;
+  media: MaybeJson<MediaMetadata>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+  expires_at: Maybe<Date>;
+  finished_at: Maybe<Date>;
+  ready_at: Maybe<Date>;
+}
+
+export interface JobsTable {
+  id: Generated<number>;
+  upload_id: string;
+  kind: JobKind;
+  status: Generated<JobStatus>;
+  attempts: Generated<number>;
+  max_attempts: number;
+  run_after: Generated<Date>;
+  lease_holder: Maybe<string>;
+  lease_expires_at: Maybe<Date>;
+  last_error: Maybe<string>;
+  progress: Maybe<number>;
+  result: MaybeJson<Record<string, unknown>>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface OutputsTable {
+  upload_id: string;
+  name: string;
+  content_type: string;
+  size: number;
+  width: number | null;
+  height: number | null;
+  storage_key: string;
+  created_at: Generated<Date>;
+}
+
+export interface Database {
+  uploads: UploadsTable;
+  jobs: JobsTable;
+  outputs: OutputsTable;
+}
+
+export type Upload = Selectable<UploadsTable>;
+export type NewUpload = Insertable<UploadsTable>;
+export type Job = Selectable<JobsTable>;
+export type Output = Selectable<OutputsTable>;

@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type { Db, OpenDatabase } from '../db/database.ts';
+import { claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob } from '../db/jobQueue.ts';
+import { changeStatus } from '../db/records.ts';
+import type { Job, JobKind } from '../db/schema.ts';
+import type { Logger } from '../log.ts';
+
+/** What a job hands back: its DB writes, committed together with the job's completion. */
+export interface JobOutcome {
+  result: Record<string, unknown>;
+  commit(trx: Db): Promise<void>;
+  /** Runs once the commit is durable (e.g. deleting bytes that are no longer referenced). */
+  afterCommit?(): Promise<void>;
+}
+
+export interface JobContext {
+  signal: AbortSignal;
+  log: Logger;
+  reportProgress(percent: number): Promise<void>;
+}
+
+export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
+
+/** Thrown by a handler when retrying cannot help (the input itself is bad). */
+export class PermanentJobError extends Error {}
+
+export interface JobRunnerOptions {
+  database: OpenDatabase;
+  handlers: Partial<Record<JobKind, JobHandler>>;
+  log: Logger;
+  concurrency: number;
+  leaseMs: number;
+  pollMs: number;
+}
+
+const states_a_job_can_fail = ['received', 'inspecting', 'processing'] as const;
+
+/**
+ * Claims jobs from Postgres and runs them, `concurrency` at a time. The same runner works in
+ * the server process (embedded default) and in `npm run worker` processes; any number may run.
+ */
+export class JobRunner {
+  readonly workerId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private readonly running = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
+  private wakeUp: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+
+  constructor(private readonly options: JobRunnerOptions) {}
+
+  async start(): Promise<void> {
+    this.unlisten = await this.options.database.listen(jobsChannel, () => this.wake());
+    this.loop = this.claimLoop();
+  }
+
+  /** Stops claiming, lets running jobs finish (their leases cover a hard stop). */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.wake();
+    await this.loop;
+    await Promise.allSettled(this.running);
+    await this.unlisten?.();
+  }
+
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  private async claimLoop(): Promise<void> {
+    const { database, log, concurrency, leaseMs, pollMs } = this.options;
+    while (!this.stopping.signal.aborted) {
+      if (this.running.size >= concurrency) {
+        await Promise.race(this.running);
+        continue;
+      }
+      let job: Job | undefined;
+      try {
+        job = await claimJob(database.db, this.workerId, leaseMs);
+      } catch (error) {
+        log.error({ err: error }, 'claiming a job failed');
+      }
+      if (job) {
+        const run = this.run(job).finally(() => this.running.delete(run));
+        this.running.add(run);
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { database, handlers, leaseMs } = this.options;
+    const db = database.db;
+    const log = this.options.log.child({ job: job.id, kind: job.kind, upload: job.upload_id, attempt: job.attempts });
+    const handler = handlers[job.kind];
+    if (!handler) {
+      await this.giveUp(job, `no handler for ${job.kind} jobs in this version`, log);
+      return;
+    }
+    if (job.attempts > job.max_attempts) {
+      await this.giveUp(job, `${job.kind} stopped ${job.max_attempts} times without finishing (worker lost)`, log);
+      return;
+    }
+    const lost = new AbortController();
+    const heartbeat = setInterval(() => {
+      extendLease(db, job, this.workerId, leaseMs)
+        .then((held) => held || lost.abort(new Error('lease lost')))
+        .catch((err: unknown) => log.warn({ err }, 'extending the lease failed'));
+    }, leaseMs / 3);
+    const started = Date.now();
+    try {
+      const context: JobContext = {
+        signal: lost.signal,
+        log,
+        reportProgress: (percent) => recordProgress(db, job, this.workerId, percent),
+      };
+      const outcome = await handler(job, context);
+      const committed = await db.transaction().execute(async (trx) => {
+        if (!(await settleJob(trx, job, this.workerId, { status: 'done', result: outcome.result }))) return false;
+        await outcome.commit(trx);
+        return true;
+      });
+      if (!committed) {
+        log.warn('job finished after its lease passed to another worker; its result was dropped');
+        return;
+      }
+      log.info({ ms: Date.now() - started, result: outcome.result }, 'job done');
+      await outcome.afterCommit?.();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (error instanceof PermanentJobError || job.attempts >= job.max_attempts) {
+        await this.giveUp(job, message, log);
+      } else {
+        const delayMs = backoffMs(job.attempts);
+        log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
+        await retryJob(db, job, this.workerId, message, delayMs).catch((err: unknown) => log.error({ err }, 'requeueing failed'));
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** The job is over for good: it and its upload become `failed`, with the reason kept. */
+  private async giveUp(job: Job, reason: string, log: Logger): Promise<void> {
+    log.error({ reason }, 'job failed for good');
+    await this.options.database.db
+      .transaction()
+      .execute(async (trx) => {
+        if (!(await settleJob(trx, job, this.workerId, { status: 'failed', error: reason }))) return;
+        await changeStatus(trx, job.upload_id, [...states_a_job_can_fail], { status: 'failed', reason: `${job.kind}: ${reason}` });
+      })
+      .catch((err: unknown) => log.error({ err }, 'recording the failure failed'));
+  }
+}
+
+/** 1 s, 2 s, 4 s … capped at 5 minutes, with jitter so retries from many jobs spread out. */
+export function backoffMs(attempt: number): number {
+  const base = Math.min(1000 * 2 ** (attempt - 1), 300_000);
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}

@@ -1,0 +1,35 @@
+import Router from '@koa/router';
+import { sql } from 'kysely';
+import type { Scanner } from '../../processors/clamd.ts';
+import type { Db } from '../db/database.ts';
+import type { Storage } from '../storage.ts';
+
+/** /healthz: the process answers. /readyz: it can take uploads (database, store, clamd). */
+export function healthRoutes(deps: { db: Db; storage: Storage; scanner: Scanner | undefined }): Router {
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.body = { ok: true };
+  });
+  router.get('/readyz', async (ctx) => {
+    const checks: Record<string, () => Promise<unknown>> = {
+      database: () => sql`select 1`.execute(deps.db),
+      storage: () => deps.storage.ping(),
+      ...(deps.scanner ? { clamd: () => deps.scanner!.ping() } : {}),
+    };
+    const results = await Promise.all(
+      Object.entries(checks).map(async ([name, check]) => {
+        try {
+          await check();
+          return [name, 'ok'] as const;
+        } catch (error) {
+          return [name, error instanceof Error ? error.message : String(error)] as const;
+        }
+      }),
+    );
+    const ok = results.every(([, r]) => r === 'ok');
+    ctx.status = ok ? 200 : 503;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { ok, checks: Object.fromEntries(results) };
+  });
+  return router;
+}

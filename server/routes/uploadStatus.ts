@@ -1,0 +1,51 @@
+import { findUpload, listJobs, listOutputs } from '../db/records.ts';
+import type { Db } from '../db/database.ts';
+import { tusPath } from '../tusServer.ts';
+
+/** The JSON a client polls to learn where its upload stands (GET /api/uploads/:id). */
+export async function uploadStatus(db: Db, id: string, baseUrl: string) {
+  const upload = await findUpload(db, id);
+  if (!upload) return undefined;
+  const [jobs, outputs] = await Promise.all([listJobs(db, id), listOutputs(db, id)]);
+  const self = `${baseUrl}/api/uploads/${id}`;
+  const ready = upload.status === 'ready';
+  const inspect = jobs.find((j) => j.kind === 'inspect');
+  return {
+    id: upload.id,
+    status: upload.status,
+    reason: upload.reason,
+    filename: upload.safe_filename,
+    claimedType: upload.claimed_type,
+    detectedType: upload.detected_type,
+    size: upload.size,
+    offset: upload.offset,
+    sha256: upload.sha256,
+    scan: scanOf(inspect?.status === 'done' ? inspect.result : null),
+    media: upload.media,
+    createdAt: upload.created_at,
+    finishedAt: upload.finished_at,
+    readyAt: upload.ready_at,
+    expiresAt: upload.status === 'uploading' ? upload.expires_at : null,
+    jobs: jobs.map((j) => ({ kind: j.kind, status: j.status, attempts: j.attempts, progress: j.progress, error: j.last_error })),
+    outputs: outputs.map((o) => ({
+      name: o.name,
+      contentType: o.content_type,
+      size: o.size,
+      width: o.width,
+      height: o.height,
+      url: ready ? `${self}/files/${o.name}` : null,
+    })),
+    links: {
+      self,
+      upload: upload.status === 'uploading' ? `${baseUrl}${tusPath}/${id}` : null,
+      original: ready ? `${self}/files/original` : null,
+    },
+  };
+}
+
+function scanOf(result: Record<string, unknown> | null): string | null {
+  const scan = result?.scan as { status?: string; viruses?: string[] } | undefined;
+  return scan?.status ?? null;
+}
+
+export type UploadStatusBody = NonNullable<Awaited<ReturnType<typeof uploadStatus>>>;

@@ -1,0 +1,41 @@
+import { createReadStream } from 'node:fs';
+import type { Context } from 'koa';
+import parseRange from 'range-parser';
+
+/**
+ * Streams a stored file with single-range support (resumable downloads, video seeking).
+ * Several ranges in one request are answered with the whole file, which RFC 9110 allows.
+ */
+export function sendFile(ctx: Context, file: { path: string; size: number }, headers: Record<string, string>): void {
+  ctx.set({ ...headers, 'Accept-Ranges': 'bytes' });
+  const etag = headers.ETag;
+  if (etag && ctx.get('If-None-Match') === etag) {
+    ctx.status = 304;
+    return;
+  }
+  let start = 0;
+  let end = file.size - 1;
+  const rangeHeader = ctx.get('Range');
+  const ifRange = ctx.get('If-Range');
+  if (rangeHeader && (!ifRange || ifRange === etag)) {
+    const ranges = parseRange(file.size, rangeHeader, { combine: true });
+    if (ranges === -1) {
+      ctx.status = 416;
+      ctx.set('Content-Range', `bytes */${file.size}`);
+      return;
+    }
+    if (Array.isArray(ranges) && ranges.type === 'bytes' && ranges.length === 1) {
+      start = ranges[0]!.start;
+      end = ranges[0]!.end;
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${start}-${end}/${file.size}`);
+    }
+  }
+  ctx.length = file.size === 0 ? 0 : end - start + 1;
+  if (ctx.method === 'HEAD' || file.size === 0) {
+    ctx.status = ctx.status === 206 ? 206 : 200;
+    ctx.body = ctx.method === 'HEAD' ? null : '';
+    return;
+  }
+  ctx.body = createReadStream(file.path, { start, end, highWaterMark: 256 * 1024 });
+}

@@ -1,0 +1,87 @@
+import type { AddressInfo } from 'node:net';
+import { createScanner, type Scanner } from '../processors/clamd.ts';
+import type { HookContext } from '../hooks/hookContext.ts';
+import { inspectUpload } from '../hooks/inspectUpload.ts';
+import { createApp } from './app.ts';
+import type { Config } from './config.ts';
+import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.ts';
+import { scheduleCleanup } from './jobs/cleanup.ts';
+import { JobRunner } from './jobs/jobRunner.ts';
+import type { Logger } from './log.ts';
+import { PostgresLocker } from './postgresLocker.ts';
+import { createStorage } from './storage.ts';
+import { createTusServer } from './tusServer.ts';
+
+export interface Services {
+  context: HookContext;
+  database: OpenDatabase;
+  scanner: Scanner | undefined;
+}
+
+/** Database (migrated), store and scanner: what both the server and a worker process need. */
+export async function openServices(config: Config, log: Logger): Promise<Services> {
+  const database = await openDatabase(config);
+  await migrateToLatest(database.db, log);
+  const storage = createStorage(config);
+  await storage.ping();
+  const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
+  return { context: { db: database.db, config, storage, log }, database, scanner };
+}
+
+export function createJobRunner({ context, database, scanner }: Services): JobRunner {
+  const { config, log } = context;
+  return new JobRunner({
+    database,
+    log: log.child({ part: 'jobs' }),
+    handlers: { inspect: inspectUpload(context, scanner) },
+    concurrency: config.workerThreads,
+    leaseMs: config.jobLeaseMs,
+    pollMs: config.jobPollMs,
+  });
+}
+
+export interface RunningServer {
+  url: string;
+  services: Services;
+  runner: JobRunner | undefined;
+  close(): Promise<void>;
+}
+
+/** Starts everything one server process runs; `close()` stops it in reverse order. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const services = await openServices(config, log);
+  const { context, database, scanner } = services;
+  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl) : undefined;
+  const app = createApp(context, createTusServer(context, locker), scanner);
+  const runner = config.runJobs ? createJobRunner(services) : undefined;
+  await runner?.start();
+  const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;
+
+  const http = app.listen(config.port, config.host);
+  // A single PATCH of a large file may legitimately take longer than Node's 5-minute default.
+  http.requestTimeout = 0;
+  await new Promise<void>((resolve, reject) => http.once('listening', resolve).once('error', reject));
+  const { port } = http.address() as AddressInfo;
+  const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
+  log.info(
+    { url, store: context.storage.describe, database: database.describe, scanner: scanner?.describe() ?? 'off', jobs: config.runJobs ? 'in this process' : 'in worker processes' },
+    'listening',
+  );
+  if (!scanner) log.warn('virus scanning is off: set CLAMD_SOCKET or CLAMD_HOST to scan every upload');
+
+  return {
+    url,
+    services,
+    runner,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeIdleConnections();
+      });
+      stopCleanup?.();
+      await runner?.stop();
+      await locker?.close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,150 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { FileStore } from '@tus/file-store';
+import { S3Store } from '@tus/s3-store';
+import type { DataStore } from '@tus/utils';
+import type { Config, S3Config } from './config.ts';
+
+/** Where stored bytes can be read from when a client asks for them. */
+export type Located =
+  | { kind: 'file'; path: string; size: number }
+  | { kind: 'redirect'; url: string };
+
+/**
+ * The store behind the tus endpoint plus what the rest of the server needs from it. Keys are
+ * always derived from the server-made upload id: `<id>` for the original, `outputs/<id>/<name>`.
+ */
+export interface Storage {
+  readonly kind: 'folder' | 's3';
+  readonly describe: string;
+  readonly datastore: DataStore;
+  /** The stored bytes of an upload, as a stream (one read, no buffering). */
+  readOriginal(id: string): Promise<Readable>;
+  /** Removes an upload's bytes, unfinished parts, tus info and outputs; missing pieces are fine. */
+  removeUpload(id: string): Promise<void>;
+  locate(key: string, download: { filename: string; contentType: string }): Promise<Located>;
+  ping(): Promise<void>;
+}
+
+export function outputKey(uploadId: string, name: string): string {
+  return `outputs/${uploadId}/${name}`;
+}
+
+export function createStorage(config: Config): Storage {
+  return config.s3 ? new S3Storage(config.s3, config.uploadExpiresAfterMs) : new FolderStorage(config.dataDir, config.uploadExpiresAfterMs);
+}
+
+class FolderStorage implements Storage {
+  readonly kind = 'folder';
+  readonly describe: string;
+  readonly datastore: FileStore;
+  private readonly uploadsDir: string;
+
+  constructor(private readonly dataDir: string, expiresAfterMs: number) {
+    this.uploadsDir = path.join(dataDir, 'uploads');
+    this.datastore = new FileStore({ directory: this.uploadsDir, expirationPeriodInMilliseconds: expiresAfterMs });
+    this.describe = `folder ${dataDir}`;
+  }
+
+  private pathOf(key: string): string {
+    return key.startsWith('outputs/') ? path.join(this.dataDir, key) : path.join(this.uploadsDir, key);
+  }
+
+  async readOriginal(id: string): Promise<Readable> {
+    const file = this.pathOf(id);
+    await fs.access(file);
+    return createReadStream(file, { highWaterMark: 256 * 1024 });
+  }
+
+  async removeUpload(id: string): Promise<void> {
+    await Promise.all([
+      fs.rm(this.pathOf(id), { force: true }),
+      fs.rm(`${this.pathOf(id)}.json`, { force: true }),
+      fs.rm(this.pathOf(outputKey(id, '')), { recursive: true, force: true }),
+    ]);
+  }
+
+  async locate(key: string): Promise<Located> {
+    const file = this.pathOf(key);
+    const { size } = await fs.stat(file);
+    return { kind: 'file', path: file, size };
+  }
+
+  async ping(): Promise<void> {
+    await fs.mkdir(this.uploadsDir, { recursive: true });
+    await fs.access(this.uploadsDir, fs.constants.W_OK);
+  }
+}
+
+/** The client settings both our S3 client and @tus/s3-store's must share. */
+export function s3ClientConfig(s3: S3Config): S3ClientConfig {
+  return {
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: s3.forcePathStyle,
+    credentials: s3.accessKeyId && s3.secretAccessKey ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } : undefined,
+    requestChecksumCalculation: s3.checksums,
+    responseChecksumValidation: s3.checksums,
+  };
+}
+
+class S3Storage implements Storage {
+  readonly kind = 's3';
+  readonly describe: string;
+  readonly datastore: S3Store;
+  private readonly client: S3Client;
+
+  constructor(private readonly s3: S3Config, expiresAfterMs: number) {
+    const clientConfig = s3ClientConfig(s3);
+    this.client = new S3Client(clientConfig);
+    this.datastore = new S3Store({
+      partSize: s3.partSize,
+      expirationPeriodInMilliseconds: expiresAfterMs,
+      s3ClientConfig: { ...clientConfig, bucket: s3.bucket },
+    });
+    this.describe = `s3 ${s3.endpoint ?? 'aws'}/${s3.bucket}`;
+  }
+
+  async readOriginal(id: string): Promise<Readable> {
+    const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: id }));
+    if (!Body) throw new Error(`s3 object ${id} has no body`);
+    return Body as Readable;
+  }
+
+  async removeUpload(id: string): Promise<void> {
+    // remove() aborts the multipart upload and deletes <id> and <id>.info, but not <id>.part.
+    await this.datastore.remove(id).catch(() => undefined);
+    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, '') }));
+    const outputs = (listed.Contents ?? []).map((o) => ({ Key: o.Key }));
+    await this.client.send(
+      new DeleteObjectsCommand({
+        Bucket: this.s3.bucket,
+        Delete: { Objects: [{ Key: id }, { Key: `${id}.info` }, { Key: `${id}.part` }, ...outputs], Quiet: true },
+      }),
+    );
+  }
+
+  async locate(key: string, download: { filename: string; contentType: string }): Promise<Located> {
+    const command = new GetObjectCommand({
+      Bucket: this.s3.bucket,
+      Key: key,
+      ResponseContentType: download.contentType,
+      ResponseContentDisposition: contentDisposition(download.filename),
+    });
+    return { kind: 'redirect', url: await getSignedUrl(this.client, command, { expiresIn: this.s3.presignExpiresSeconds }) };
+  }
+
+  async ping(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.s3.bucket }));
+  }
+}
+
+/** `attachment` with an ASCII fallback and the UTF-8 name (RFC 6266 / 5987). */
+export function contentDisposition(filename: string, kind: 'attachment' | 'inline' = 'attachment'): string {
+  const ascii = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
