@@ -1,0 +1,65 @@
+import * as tus from 'tus-js-client';
+import type { UploadStatusBody } from '../../server/routes/uploadStatus.ts';
+
+export interface UploadOptions {
+  filename?: string;
+  filetype?: string;
+  chunkSize?: number;
+  /** Resume this existing upload instead of creating one. */
+  uploadUrl?: string;
+  /** Abort (as a dropped connection would) once at least this many bytes were sent. */
+  abortAfterBytes?: number;
+  /** Extra metadata, or `null` for none at all. */
+  metadata?: Record<string, string> | null;
+}
+
+/** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
+export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions = {}): Promise<{ url: string; aborted: boolean; sent: number }> {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    const metadata =
+      options.metadata === null
+        ? {}
+        : { filename: options.filename ?? 'file.bin', ...(options.filetype ? { filetype: options.filetype } : {}), ...options.metadata };
+    const upload: tus.Upload = new tus.Upload(data, {
+      endpoint: `${endpoint}/files/`,
+      uploadUrl: options.uploadUrl,
+      chunkSize: options.chunkSize ?? Infinity,
+      retryDelays: [],
+      metadata,
+      onProgress: (bytesSent) => {
+        sent = bytesSent;
+        if (options.abortAfterBytes !== undefined && bytesSent >= options.abortAfterBytes) {
+          // abort(false) drops the request like a lost connection; the upload stays resumable.
+          void upload.abort(false).then(() => resolve({ url: upload.url ?? '', aborted: true, sent }));
+        }
+      },
+      onSuccess: () => resolve({ url: upload.url!, aborted: false, sent }),
+      onError: reject,
+    });
+    upload.start();
+  });
+}
+
+export function uploadIdOf(url: string): string {
+  return url.split('/').pop()!;
+}
+
+export async function fetchStatus(baseUrl: string, id: string): Promise<UploadStatusBody> {
+  const res = await fetch(`${baseUrl}/api/uploads/${id}`);
+  if (!res.ok) throw new Error(`status of ${id}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as UploadStatusBody;
+}
+
+const settled = new Set(['ready', 'rejected', 'infected', 'failed', 'expired', 'deleted']);
+
+/** Polls the status API until the upload leaves the pipeline (or `timeoutMs` passes). */
+export async function waitUntilSettled(baseUrl: string, id: string, timeoutMs = 30_000): Promise<UploadStatusBody> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await fetchStatus(baseUrl, id);
+    if (settled.has(status.status)) return status;
+    if (Date.now() > deadline) throw new Error(`upload ${id} still ${status.status} after ${timeoutMs} ms: ${JSON.stringify(status)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
