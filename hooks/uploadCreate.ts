@@ -22,7 +22,9 @@ export function declaredFile(metadata: Upload['metadata']) {
  * allow (so nobody sends 500 MiB to be told no), then record the upload as `uploading`.
  */
 export async function uploadCreate(context: HookContext, upload: Upload): Promise<{ metadata: Upload['metadata'] }> {
-  const { filename, type } = declaredFile(upload.metadata);
+  // Postgres text and jsonb cannot hold NUL: the record gets U+FFFD, the store keeps what was sent.
+  const metadata = withoutNul(upload.metadata);
+  const { filename, type } = declaredFile(metadata);
   const safeFilename = sanitizeFilename(filename);
   const refusal = refuseDeclared(context.config.typePolicy, { filename: safeFilename, type: type ?? undefined, size: upload.size });
   if (refusal) {
@@ -37,9 +39,13 @@ export async function uploadCreate(context: HookContext, upload: Upload): Promis
     size: upload.size ?? null,
     storage_key: upload.id,
     status: 'uploading',
-    tus_metadata: JSON.stringify(upload.metadata ?? {}),
+    tus_metadata: JSON.stringify(metadata ?? {}),
     expires_at: new Date(Date.now() + context.config.uploadExpiresAfterMs),
   });
   context.log.info({ upload: upload.id, filename: safeFilename, type, size: upload.size }, 'upload created');
   return { metadata: upload.metadata };
+}
+
+function withoutNul(metadata: Upload['metadata']): Upload['metadata'] {
+  return metadata && Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, value?.replaceAll('\0', '\uFFFD') ?? null]));
 }

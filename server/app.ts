@@ -12,7 +12,8 @@ import { tusProtocol } from './tusProtocol.ts';
 export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined): Koa {
   const { config, db, storage, log } = context;
   const app = new Koa({ proxy: Boolean(config.publicUrl) });
-  const baseUrl = (origin: string) => config.publicUrl ?? origin;
+  // Koa 3's ctx.origin is the request's Origin header; links are built from protocol and host.
+  const baseUrl = (requestBase: string) => config.publicUrl ?? requestBase;
 
   app.use(async (ctx, next) => {
     const started = performance.now();
@@ -34,11 +35,14 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   const rateLimit = rateLimitUploads(config.rateLimitPerMinute);
   app.use(async (ctx, next) => {
     if (ctx.path !== tusPath && !ctx.path.startsWith(`${tusPath}/`)) return next();
-    await rateLimit(ctx, () => tusProtocolFixes(ctx, async () => {
-      // @tus/server writes the response itself, streaming the body straight to the store.
-      ctx.respond = false;
-      await tus.handle(ctx.req, ctx.res);
-    }));
+    // Protocol fixes first: the rate limit must see the method after X-HTTP-Method-Override.
+    await tusProtocolFixes(ctx, () =>
+      rateLimit(ctx, async () => {
+        // @tus/server writes the response itself, streaming the body straight to the store.
+        ctx.respond = false;
+        await tus.handle(ctx.req, ctx.res);
+      }),
+    );
   });
 
   for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner })]) {

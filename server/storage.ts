@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
@@ -26,6 +26,13 @@ export interface Storage {
   readOriginal(id: string): Promise<Readable>;
   /** Removes an upload's bytes, unfinished parts, tus info and outputs; missing pieces are fine. */
   removeUpload(id: string): Promise<void>;
+  /**
+   * Removes unfinished uploads past their expiry that the store still holds, including those
+   * no record points to (the process died before recording them); returns how many.
+   */
+  sweepExpired(): Promise<number>;
+  /** Stores a finished output file under `key`, replacing any earlier one (jobs may run twice). */
+  writeOutput(key: string, file: string, contentType: string): Promise<void>;
   locate(key: string, download: { filename: string; contentType: string }): Promise<Located>;
   ping(): Promise<void>;
 }
@@ -66,6 +73,34 @@ class FolderStorage implements Storage {
       fs.rm(`${this.pathOf(id)}.json`, { force: true }),
       fs.rm(this.pathOf(outputKey(id, '')), { recursive: true, force: true }),
     ]);
+  }
+
+  /**
+   * FileStore.deleteExpired() is not used: it tells finished uploads from unfinished ones by the
+   * offset saved at creation (always 0), so it would delete finished originals once they expire.
+   * getUpload() measures the file itself.
+   */
+  async sweepExpired(): Promise<number> {
+    const expiresAfterMs = this.datastore.getExpiration();
+    const ids = (await this.datastore.configstore.list?.()) ?? [];
+    let removed = 0;
+    for (const id of ids) {
+      const upload = await this.datastore.getUpload(id).catch(() => undefined);
+      if (!upload?.creation_date || upload.offset === upload.size) continue;
+      if (Date.parse(upload.creation_date) + expiresAfterMs > Date.now()) continue;
+      await this.removeUpload(id);
+      removed++;
+    }
+    return removed;
+  }
+
+  async writeOutput(key: string, file: string): Promise<void> {
+    const target = this.pathOf(key);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    // Copy then rename: a reader never sees half an output, and a retry simply replaces it.
+    const partial = `${target}.${process.pid}.partial`;
+    await fs.copyFile(file, partial);
+    await fs.rename(partial, target);
   }
 
   async locate(key: string): Promise<Located> {
@@ -125,6 +160,18 @@ class S3Storage implements Storage {
         Bucket: this.s3.bucket,
         Delete: { Objects: [{ Key: id }, { Key: `${id}.info` }, { Key: `${id}.part` }, ...outputs], Quiet: true },
       }),
+    );
+  }
+
+  /** Lists open multipart uploads: finished objects are never among them. */
+  sweepExpired(): Promise<number> {
+    return this.datastore.deleteExpired();
+  }
+
+  async writeOutput(key: string, file: string, contentType: string): Promise<void> {
+    const { size } = await fs.stat(file);
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.s3.bucket, Key: key, Body: createReadStream(file), ContentLength: size, ContentType: contentType }),
     );
   }
 

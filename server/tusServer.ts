@@ -1,23 +1,25 @@
 import { MemoryLocker, Server } from '@tus/server';
-import { EVENTS, type Locker, type Upload } from '@tus/utils';
+import { ERRORS, EVENTS, type Locker, type Upload } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor } from '../hooks/typePolicy.ts';
 import { changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
+import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 
 export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
 export function createTusServer(context: HookContext, locker: Locker | undefined): Server {
   const { config, db, storage, log } = context;
-  const server = new Server({
+  const server: Server = new Server({
     path: tusPath,
     datastore: storage.datastore,
     locker: locker ?? new MemoryLocker(),
     // Finished uploads are removed with DELETE /api/uploads/:id, which also drops their outputs.
     disableTerminationForFinishedUploads: true,
     postReceiveInterval: 1000,
+    exposedHeaders: moreExposedHeaders,
     generateUrl: config.publicUrl ? (_req, { path, id }) => `${config.publicUrl}${path}/${id}` : undefined,
     // Before an upload exists only the global limit is known; after, the limit of its declared type.
     maxSize: async (_req, id) => {
@@ -30,16 +32,50 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       await uploadFinish(context, upload);
       return {};
     },
-    onResponseError: (_req, error) => {
+    onResponseError: async (req, error) => {
+      if (error === ERRORS.INVALID_TERMINATION) {
+        // A refusal, not a malformed request: 403 rather than @tus/server's 400, and say what works.
+        const id = server.handlers.DELETE.getFileIdFromRequest(req);
+        return { status_code: 403, body: `Upload ${id} is complete and cannot be terminated; remove it with DELETE /api/uploads/${id}\n` };
+      }
+      if (error === ERRORS.FILE_NOT_FOUND) {
+        // "If a Client does attempt to resume an upload which has since been removed by the Server,
+        // the Server SHOULD respond with the 404 Not Found or 410 Gone status. The latter one SHOULD
+        // be used if the Server is keeping track of expired uploads." We keep the record.
+        const id = server.handlers.HEAD.getFileIdFromRequest(req);
+        const upload = id ? await findUpload(db, id).catch(() => undefined) : undefined;
+        if (upload && upload.status !== 'uploading') {
+          return { status_code: 410, body: `Upload ${id} is ${upload.status}${upload.reason ? `: ${upload.reason}` : ''}\n` };
+        }
+      }
       if (!('status_code' in error)) log.error({ err: error }, 'tus request failed');
       return undefined;
     },
   });
-  server.on(EVENTS.POST_RECEIVE, (_source: unknown, upload: Upload) => {
-    const writes = [recordOffset(db, upload.id, upload.offset)];
-    if (upload.size !== undefined) writes.push(recordDeclaredSize(db, upload.id, upload.size));
-    Promise.all(writes).catch((err: unknown) => log.warn({ err, upload: upload.id }, 'recording progress failed'));
-  });
+  fixHeadResponses(server);
+
+  const recordProgress = (id: string, offset: number, size: number | undefined) => {
+    const writes = [recordOffset(db, id, offset)];
+    if (size !== undefined) writes.push(recordDeclaredSize(db, id, size));
+    return Promise.all(writes).then(
+      () => undefined,
+      (err: unknown) => log.warn({ err, upload: id }, 'recording progress failed'),
+    );
+  };
+  server.on(EVENTS.POST_RECEIVE, (_source: unknown, upload: Upload) => void recordProgress(upload.id, upload.offset, upload.size));
+  // @tus/server drops its pending (throttled) POST_RECEIVE when a request ends, so a PATCH shorter
+  // than postReceiveInterval never reports progress: record where each PATCH or POST left the upload.
+  for (const handler of [server.handlers.PATCH, server.handlers.POST]) {
+    const send = handler.send.bind(handler);
+    handler.send = async (req, ...rest) => {
+      const res = await send(req, ...rest);
+      const id = handler.getFileIdFromRequest(req) ?? res.headers.get('Location')?.split('/').pop();
+      const offset = res.headers.get('Upload-Offset');
+      const length = req.headers.get('Upload-Length');
+      if (id && offset !== null) await recordProgress(id, Number(offset), length === null ? undefined : Number(length));
+      return res;
+    };
+  }
   server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
     changeStatus(db, id, ['uploading'], { status: 'deleted', reason: 'terminated by the client' }).catch((err: unknown) =>
       log.warn({ err, upload: id }, 'recording termination failed'),
@@ -47,4 +83,3 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
   });
   return server;
 }
-

@@ -27,7 +27,7 @@ export async function cleanUpExpired(context: HookContext, now = new Date()): Pr
       expired++;
     }
   }
-  const swept = await storage.datastore.deleteExpired();
+  const swept = await storage.sweepExpired();
   if (expired + received + swept > 0) log.info({ expired, received, swept }, 'cleanup');
   return { expired, received, swept };
 }

@@ -16,7 +16,7 @@ export function uploadRoutes(deps: { db: Db; storage: Storage; baseUrl: (origin:
   const router = new Router({ prefix: '/api/uploads' });
 
   router.get('/:id', async (ctx) => {
-    const body = (await uploadStatus(db, ctx.params.id!, deps.baseUrl(ctx.origin))) ?? httpError(404, `no upload ${ctx.params.id}`);
+    const body = (await uploadStatus(db, ctx.params.id!, deps.baseUrl(`${ctx.protocol}://${ctx.host}`))) ?? httpError(404, `no upload ${ctx.params.id}`);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = body;
   });
