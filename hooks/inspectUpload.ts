@@ -1,5 +1,6 @@
 import type { Scanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
+import { enqueueJob } from '../server/db/jobQueue.ts';
 import { changeStatus, findUpload } from '../server/db/records.ts';
 import type { UploadStatus } from '../server/db/schema.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
@@ -52,9 +53,20 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
         afterCommit: removeBytes,
       };
     }
+    // Images and videos go on to their processing job; other allowed types (PDF) are done.
+    const media = mediaKindOf(facts.detected_type);
     return {
       result,
-      commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'ready', reason: null }).then(() => undefined),
+      commit: async (trx) => {
+        await changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: media ? 'processing' : 'ready', reason: null });
+        if (media) await enqueueJob(trx, upload.id, media, config.jobMaxAttempts);
+      },
     };
   };
+}
+
+function mediaKindOf(mime: string | null): 'image' | 'video' | undefined {
+  if (mime?.startsWith('image/')) return 'image';
+  if (mime?.startsWith('video/')) return 'video';
+  return undefined;
 }

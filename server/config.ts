@@ -21,6 +21,8 @@ export interface Config {
   runJobs: boolean;
   cleanupIntervalMs: number;
   rateLimitPerMinute: number;
+  maxImagePixels: number;
+  videoTimeoutMs: number;
   typePolicy: TypePolicy;
 }
 
@@ -83,7 +85,8 @@ export function loadConfig(env: Env = process.env): Config {
   const s3Bucket = read.string('S3_BUCKET');
   const clamdSocket = read.string('CLAMD_SOCKET');
   const clamdHost = read.string('CLAMD_HOST');
-  const clamdTimeoutMs = read.duration('CLAMD_TIMEOUT', 60_000);
+  // Longer than clamd's own MaxScanTime (120 s), so clamd gives its verdict before we give up.
+  const clamdTimeoutMs = read.duration('CLAMD_TIMEOUT', 150_000);
   const clamd: ClamdConfig | undefined = clamdSocket
     ? { socket: clamdSocket, timeoutMs: clamdTimeoutMs }
     : clamdHost
@@ -128,6 +131,9 @@ export function loadConfig(env: Env = process.env): Config {
     runJobs: read.boolean('RUN_JOBS', true),
     cleanupIntervalMs: read.duration('CLEANUP_INTERVAL', 15 * 60_000),
     rateLimitPerMinute: read.integer('RATE_LIMIT_UPLOADS', 60, 0, 1_000_000),
+    // 100 megapixels: above any phone or DSLR photo, far below what fills memory when decoded.
+    maxImagePixels: read.integer('MAX_IMAGE_PIXELS', 100_000_000, 1, 2 ** 31),
+    videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
     typePolicy,
   };
   if (!s3Bucket) {

@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { createScanner, type Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { inspectUpload } from '../hooks/inspectUpload.ts';
+import { processMedia } from '../hooks/processMedia.ts';
+import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.ts';
@@ -16,6 +18,7 @@ export interface Services {
   context: HookContext;
   database: OpenDatabase;
   scanner: Scanner | undefined;
+  pool: MediaPool;
 }
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
@@ -25,15 +28,18 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   const storage = createStorage(config);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
-  return { context: { db: database.db, config, storage, log }, database, scanner };
+  // Threads start on first use, so a process that runs no media jobs pays nothing for the pool.
+  const pool = createMediaPool(config.workerThreads);
+  return { context: { db: database.db, config, storage, log }, database, scanner, pool };
 }
 
-export function createJobRunner({ context, database, scanner }: Services): JobRunner {
+export function createJobRunner({ context, database, scanner, pool }: Services): JobRunner {
   const { config, log } = context;
+  const media = processMedia(context, pool);
   return new JobRunner({
     database,
     log: log.child({ part: 'jobs' }),
-    handlers: { inspect: inspectUpload(context, scanner) },
+    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media },
     concurrency: config.workerThreads,
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
@@ -80,6 +86,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       });
       stopCleanup?.();
       await runner?.stop();
+      await services.pool.close();
       await locker?.close();
       await database.close();
     },

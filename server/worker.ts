@@ -16,6 +16,7 @@ try {
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping: finishing running jobs');
     await runner.stop();
+    await services.pool.close();
     await services.database.close();
     process.exit(0);
   };

@@ -100,3 +100,41 @@ export async function listJobs(db: Db, uploadId: string) {
     .orderBy('id')
     .execute();
 }
+
+export interface NewOutput {
+  name: string;
+  contentType: string;
+  size: number;
+  width: number | null;
+  height: number | null;
+  storageKey: string;
+}
+
+/** Records an upload's outputs; a retried job replaces its earlier rows instead of adding more. */
+export async function saveOutputs(db: Db, uploadId: string, outputs: NewOutput[]): Promise<void> {
+  if (outputs.length === 0) return;
+  await db
+    .insertInto('outputs')
+    .values(
+      outputs.map((o) => ({
+        upload_id: uploadId,
+        name: o.name,
+        content_type: o.contentType,
+        size: o.size,
+        width: o.width,
+        height: o.height,
+        storage_key: o.storageKey,
+      })),
+    )
+    .onConflict((oc) =>
+      oc.columns(['upload_id', 'name']).doUpdateSet((eb) => ({
+        content_type: eb.ref('excluded.content_type'),
+        size: eb.ref('excluded.size'),
+        width: eb.ref('excluded.width'),
+        height: eb.ref('excluded.height'),
+        storage_key: eb.ref('excluded.storage_key'),
+        created_at: sql`now()`,
+      })),
+    )
+    .execute();
+}

@@ -1,0 +1,76 @@
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { MediaPool } from '../processors/mediaPool.ts';
+import type { MediaTask, OutputName } from '../processors/mediaTypes.ts';
+import { changeStatus, findUpload, saveOutputs } from '../server/db/records.ts';
+import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
+import { outputKey } from '../server/storage.ts';
+import type { HookContext } from './hookContext.ts';
+
+/** Every output each kind of media must have before its upload may become `ready`. */
+export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
+  image: ['resized', 'thumbnail', 'webp'],
+  video: ['mp4', 'poster', 'thumbnail'],
+};
+
+/**
+ * The `image` and `video` jobs: copy the original to a temp file (ffmpeg and sharp want a
+ * seekable file, S3 gives a stream), run the processor on the pool, store each output, then
+ * record outputs, metadata and `ready` together. Bad media ends `failed` with the
+ * processor's reason; an unexpected error is retried. Temp files are always removed.
+ */
+export function processMedia(context: HookContext, pool: MediaPool): JobHandler {
+  const { db, storage, config } = context;
+  return async (job, { signal, reportProgress, log }): Promise<JobOutcome> => {
+    const kind = job.kind === 'video' ? 'video' : 'image';
+    const upload = await findUpload(db, job.upload_id);
+    if (!upload) throw new PermanentJobError('the upload record is gone');
+    if (upload.status !== 'processing') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
+
+    const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `media-${upload.id}-`));
+    try {
+      const input = path.join(workDir, 'original');
+      const outputDir = path.join(workDir, 'outputs');
+      await fs.mkdir(outputDir);
+      await pipeline(await storage.readOriginal(upload.storage_key), createWriteStream(input), { signal });
+      const task: MediaTask =
+        kind === 'video'
+          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs }
+          : { kind, input, outputDir, maxPixels: config.maxImagePixels };
+      let lastReport = 0;
+      const outcome = await pool.run(task, {
+        signal,
+        onProgress: (percent) => {
+          if (Date.now() - lastReport < 1000) return;
+          lastReport = Date.now();
+          reportProgress(percent).catch((err: unknown) => log.warn({ err }, 'recording progress failed'));
+        },
+      });
+      if (!outcome.ok) {
+        log.info({ reason: outcome.reason }, `${kind} refused by its processor`);
+        return {
+          result: { reason: outcome.reason },
+          commit: (trx) => changeStatus(trx, upload.id, ['processing'], { status: 'failed', reason: outcome.reason }).then(() => undefined),
+        };
+      }
+      const missing = expectedOutputs[kind].filter((name) => !outcome.outputs.some((o) => o.name === name));
+      if (missing.length > 0) throw new Error(`${kind} processor did not produce ${missing.join(', ')}`);
+      for (const output of outcome.outputs) await storage.writeOutput(outputKey(upload.id, output.name), output.path, output.contentType);
+      const outputs = outcome.outputs.map((o) => ({
+        name: o.name, contentType: o.contentType, size: o.size, width: o.width, height: o.height, storageKey: outputKey(upload.id, o.name),
+      }));
+      return {
+        result: { outputs: outputs.map((o) => o.name) },
+        commit: async (trx) => {
+          await saveOutputs(trx, upload.id, outputs);
+          await changeStatus(trx, upload.id, ['processing'], { status: 'ready', reason: null, media: outcome.media });
+        },
+      };
+    } finally {
+      await fs.rm(workDir, { recursive: true, force: true });
+    }
+  };
+}
