@@ -1,0 +1,98 @@
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import sharp from 'sharp';
+import type { RunningServer } from '../server/start.ts';
+import { alphaPng, cameraJpeg, makeSampleDir, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
+import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { corruptMp4, h264Clip, phoneClip, topLevelBoxes } from './support/videoSamples.ts';
+
+/** The whole pipeline for images and videos: upload → inspect → process → outputs served. */
+describe.each(setups)('media processing (%s)', (setup) => {
+  let environment: TestEnvironment;
+  let server: RunningServer;
+  let samples: { dir: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment(setup, { WORKER_THREADS: '2' });
+    server = await startTestServer(environment);
+    samples = await makeSampleDir();
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+    await samples?.cleanup();
+  });
+
+  async function uploadFile(file: string, filename: string, filetype: string, timeoutMs = 60_000) {
+    const { url } = await tusUpload(server.url, await readFile(file), { filename, filetype, chunkSize: 8 * 1024 * 1024 });
+    return waitUntilSettled(server.url, uploadIdOf(url), timeoutMs);
+  }
+  async function fetchOutput(url: string | null): Promise<Buffer> {
+    const res = await fetch(url!);
+    expect(res.status).toBe(200);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  it('turns a camera JPEG into upright resized, thumbnail and WebP outputs without GPS', async () => {
+    const status = await uploadFile(await cameraJpeg(samples.dir, 2000, 1500), 'IMG_0001.jpg', 'image/jpeg');
+    expect(status.status).toBe('ready');
+    expect(status.media).toMatchObject({ format: 'jpeg', width: 1500, height: 2000, orientation: 6, gps: true });
+    expect((status.media as { exif: { make: string } }).exif.make).toBe('Canon');
+    const byName = Object.fromEntries(status.outputs.map((o) => [o.name, o]));
+    expect(Object.keys(byName).sort()).toEqual(['resized', 'thumbnail', 'webp']);
+    // Orientation 6 means the 2000x1500 pixels display as 1500x2000: portrait, fitted into 1920x1080.
+    expect(byName.resized).toMatchObject({ contentType: 'image/jpeg', width: 810, height: 1080 });
+    expect(byName.thumbnail!.height).toBe(300);
+    expect(byName.webp!.contentType).toBe('image/webp');
+    for (const output of status.outputs) {
+      const meta = await sharp(await fetchOutput(output.url)).metadata();
+      expect({ name: output.name, width: meta.width, height: meta.height }).toEqual({ name: output.name, width: output.width, height: output.height });
+      expect(meta.exif).toBeUndefined();
+    }
+  });
+
+  it('keeps transparency in the WebP of a PNG with alpha', async () => {
+    const status = await uploadFile(await alphaPng(samples.dir), 'logo.png', 'image/png');
+    expect(status.status).toBe('ready');
+    const webp = status.outputs.find((o) => o.name === 'webp')!;
+    expect((await sharp(await fetchOutput(webp.url)).metadata()).hasAlpha).toBe(true);
+  });
+
+  it('fails a truncated JPEG and a pixel bomb with a reason, and keeps working', async () => {
+    const truncated = await uploadFile(await truncatedJpeg(samples.dir), 'cut.jpg', 'image/jpeg');
+    expect(truncated).toMatchObject({ status: 'failed', outputs: [] });
+    expect(truncated.reason).toBeTruthy();
+    const bomb = await uploadFile(await pixelBombPng(samples.dir), 'bomb.png', 'image/png');
+    expect(bomb.status).toBe('failed');
+    expect(bomb.reason).toMatch(/20000 x 20000 pixels, over the limit/);
+    const after = await uploadFile(await alphaPng(samples.dir, 100, 80), 'after.png', 'image/png');
+    expect(after.status).toBe('ready');
+  });
+
+  it('transcodes a video to a faststart H.264 MP4 with a poster and a thumbnail', async () => {
+    const status = await uploadFile(await h264Clip(samples.dir, { seconds: 3, width: 640, height: 360 }), 'clip.mp4', 'video/mp4', 120_000);
+    expect(status.status).toBe('ready');
+    expect(status.media).toMatchObject({ width: 640, height: 360, hasAudio: true, videoCodec: 'h264', audioCodec: 'aac' });
+    expect(status.jobs.find((j) => j.kind === 'video')).toMatchObject({ status: 'done', progress: 100 });
+    const byName = Object.fromEntries(status.outputs.map((o) => [o.name, o]));
+    expect(byName.mp4).toMatchObject({ contentType: 'video/mp4', width: 640, height: 360 });
+    expect(byName.poster).toMatchObject({ contentType: 'image/jpeg', width: 640, height: 360 });
+    const boxes = topLevelBoxes(await fetchOutput(byName.mp4!.url)).map((b) => b.type);
+    expect(boxes.indexOf('moov')).toBeLessThan(boxes.indexOf('mdat'));
+  });
+
+  it('honours the rotation of a phone video', async () => {
+    const status = await uploadFile(await phoneClip(samples.dir, 1), 'phone.mp4', 'video/mp4', 120_000);
+    expect(status.status).toBe('ready');
+    const mp4 = status.outputs.find((o) => o.name === 'mp4')!;
+    expect(mp4.height).toBeGreaterThan(mp4.width);
+  });
+
+  it('fails a corrupt MP4 with ffmpeg’s reason', async () => {
+    const status = await uploadFile(await corruptMp4(samples.dir), 'broken.mp4', 'video/mp4');
+    expect(status).toMatchObject({ status: 'failed', outputs: [] });
+    expect(status.reason).toBeTruthy();
+    expect((await fetch(`${server.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
+  });
+});
