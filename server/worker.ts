@@ -1,28 +1,19 @@
-import { ConfigError, loadConfig } from './config.ts';
-import { createLogger } from './log.ts';
+import { ConfigError } from './config.ts';
+import { runProcess } from './runProcess.ts';
 import { createJobRunner, openServices } from './start.ts';
 
 /** `npm run worker`: only the job runner, against the same Postgres and store as the servers. */
-try {
-  const config = loadConfig();
+await runProcess('worker', async (config, log) => {
   if (!config.databaseUrl) {
     throw new ConfigError(['DATABASE_URL: a worker process needs a Postgres server shared with the servers (the embedded database lives inside `npm start`)']);
   }
-  const log = createLogger(config.logLevel);
   const services = await openServices(config, log);
   const runner = createJobRunner(services);
   await runner.start();
   log.info({ worker: runner.workerId, store: services.context.storage.describe, scanner: services.scanner?.describe() ?? 'off' }, 'worker running');
-  const stop = async (signal: string) => {
-    log.info({ signal }, 'stopping: finishing running jobs');
+  return async () => {
     await runner.stop();
     await services.pool.close();
     await services.database.close();
-    process.exit(0);
   };
-  process.once('SIGTERM', (s) => void stop(s));
-  process.once('SIGINT', (s) => void stop(s));
-} catch (error) {
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-}
+});

@@ -86,7 +86,7 @@ describe.each(setups)('media processing (%s)', (setup) => {
     const status = await uploadFile(await phoneClip(samples.dir, 1), 'phone.mp4', 'video/mp4', 120_000);
     expect(status.status).toBe('ready');
     const mp4 = status.outputs.find((o) => o.name === 'mp4')!;
-    expect(mp4.height).toBeGreaterThan(mp4.width);
+    expect(mp4.height!).toBeGreaterThan(mp4.width!);
   });
 
   it('fails a corrupt MP4 with ffmpeg’s reason', async () => {

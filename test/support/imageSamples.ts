@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { pngChunk } from './samples.ts';
 
 /**
  * Image files for the image-processing tests, generated at run time with sharp (nothing binary
@@ -243,22 +244,6 @@ export async function hevcHeic(dir: string, width = 4032, height = 3024): Promis
   const offset = ftyp.length + metaFor(0).length + 8;
   await writeFile(file, Buffer.concat([ftyp, metaFor(offset), box('mdat', payload)]));
   return file;
-}
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  return Buffer.concat([u32(data.length), body, u32(crc32(body))]);
-}
-
-const crcTable = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(data: Buffer): number {
-  let c = 0xffffffff;
-  for (const byte of data) c = crcTable[(c ^ byte) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 function u32(n: number): Buffer {

@@ -1,0 +1,27 @@
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+
+/**
+ * The life of a server or worker process: settings checked first (a bad one stops the start
+ * with its message), then `start`; SIGTERM or SIGINT run the returned `stop` and exit 0.
+ */
+export async function runProcess(
+  name: string,
+  start: (config: Config, log: Logger) => Promise<() => Promise<void>>,
+): Promise<void> {
+  try {
+    const config = loadConfig();
+    const log = createLogger(config.logLevel);
+    const stop = await start(config, log);
+    const onSignal = async (signal: string) => {
+      log.info({ signal }, `stopping the ${name}: finishing running requests and jobs`);
+      await stop();
+      process.exit(0);
+    };
+    process.once('SIGTERM', (s) => void onSignal(s));
+    process.once('SIGINT', (s) => void onSignal(s));
+  } catch (error) {
+    console.error(error instanceof ConfigError ? error.message : error);
+    process.exit(1);
+  }
+}
