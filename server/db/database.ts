@@ -49,7 +49,8 @@ export async function openDatabase(options: { databaseUrl: string | undefined; d
   const client = await PGlite.create({ dataDir: dir, postgresqlconf, parsers: { [types.INT8]: Number, [types.NUMERIC]: Number } });
   const db = new Kysely<Database>({ dialect: pgliteDialect(client) });
   const listen = async (channel: string, onNotify: () => void) => {
-    const stop = await client.listen(channel, onNotify);
+    // Through Kysely's connection, so LISTEN waits its turn and never lands inside a transaction.
+    const stop = await db.connection().execute(() => client.listen(channel, onNotify));
     return () => stop();
   };
   return { db, kind: 'pglite', describe: `pglite ${dir}`, listen, close: () => db.destroy() };

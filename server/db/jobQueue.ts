@@ -7,6 +7,11 @@ import type { Job, JobKind } from './schema.ts';
  * holds it under a lease it keeps extending, and finishes it only while the lease is still its
  * own: a worker that died loses its jobs when their leases run out, and a late one cannot
  * overwrite the work of the worker that took over.
+ *
+ * "Its own" means this worker *and* this attempt: every claim increments `attempts`, so
+ * (lease_holder, attempts) names one run of a job. A runner whose heartbeats failed for longer
+ * than the lease can claim its own expired job again; matched on the worker id alone, the
+ * stale first run could extend, requeue or settle the second one.
  */
 
 /** Wakes workers in every process sharing the database as soon as a job is queued. */
@@ -49,6 +54,7 @@ export async function extendLease(db: Db, job: Job, workerId: string, leaseMs: n
     .set({ lease_expires_at: sql`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql`now()` })
     .where('id', '=', job.id)
     .where('lease_holder', '=', workerId)
+    .where('attempts', '=', job.attempts)
     .where('status', '=', 'running')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
@@ -60,10 +66,12 @@ export async function recordProgress(db: Db, job: Job, workerId: string, percent
     .set({ progress: percent, updated_at: sql`now()` })
     .where('id', '=', job.id)
     .where('lease_holder', '=', workerId)
+    .where('attempts', '=', job.attempts)
+    .where('status', '=', 'running')
     .execute();
 }
 
-/** Marks the job done or failed, only if this worker still holds it. */
+/** Marks the job done or failed, only if this run still holds it; false when it no longer does. */
 export async function settleJob(
   db: Db,
   job: Job,
@@ -81,14 +89,15 @@ export async function settleJob(
     })
     .where('id', '=', job.id)
     .where('lease_holder', '=', workerId)
+    .where('attempts', '=', job.attempts)
     .where('status', '=', 'running')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
-/** Puts a job back in the queue to run again after `delayMs`. */
-export async function retryJob(db: Db, job: Job, workerId: string, error: string, delayMs: number): Promise<void> {
-  await db
+/** Puts a job back in the queue to run again after `delayMs`, only if this run still holds it. */
+export async function retryJob(db: Db, job: Job, workerId: string, error: string, delayMs: number): Promise<boolean> {
+  const result = await db
     .updateTable('jobs')
     .set({
       status: 'queued',
@@ -100,5 +109,8 @@ export async function retryJob(db: Db, job: Job, workerId: string, error: string
     })
     .where('id', '=', job.id)
     .where('lease_holder', '=', workerId)
-    .execute();
+    .where('attempts', '=', job.attempts)
+    .where('status', '=', 'running')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }

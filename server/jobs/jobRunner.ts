@@ -34,7 +34,7 @@ export interface JobRunnerOptions {
   pollMs: number;
 }
 
-const states_a_job_can_fail = ['received', 'inspecting', 'processing'] as const;
+const failableStates = ['received', 'inspecting', 'processing'] as const;
 
 /**
  * Claims jobs from Postgres and runs them, `concurrency` at a time. The same runner works in
@@ -45,8 +45,16 @@ export class JobRunner {
   private readonly running = new Set<Promise<void>>();
   private readonly stopping = new AbortController();
   private wakeUp: (() => void) | undefined;
+  /**
+   * Set by every wake(), cleared before each claim. A notification that arrives while a claim
+   * is under way (the claim may not have seen the new job) finds no sleeper to wake; the flag
+   * makes the loop claim again instead of sleeping a whole poll interval. The same holds for
+   * stop() called while a claim is under way.
+   */
+  private wakeRequested = false;
   private loop: Promise<void> | undefined;
   private unlisten: (() => Promise<void>) | undefined;
+  private stopped: Promise<void> | undefined;
 
   constructor(private readonly options: JobRunnerOptions) {}
 
@@ -55,16 +63,20 @@ export class JobRunner {
     this.loop = this.claimLoop();
   }
 
-  /** Stops claiming, lets running jobs finish (their leases cover a hard stop). */
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    this.wake();
-    await this.loop;
-    await Promise.allSettled(this.running);
-    await this.unlisten?.();
+  /** Stops claiming, lets running jobs finish (their leases cover a hard stop). Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping.abort();
+      this.wake();
+      await this.loop;
+      await Promise.allSettled(this.running);
+      await this.unlisten?.();
+    })();
+    return this.stopped;
   }
 
   wake(): void {
+    this.wakeRequested = true;
     this.wakeUp?.();
   }
 
@@ -76,6 +88,7 @@ export class JobRunner {
         continue;
       }
       let job: Job | undefined;
+      this.wakeRequested = false;
       try {
         job = await claimJob(database.db, this.workerId, leaseMs);
       } catch (error) {
@@ -86,6 +99,8 @@ export class JobRunner {
         this.running.add(run);
         continue;
       }
+      // Woken (a job was queued, or stop() was called) while the claim was under way.
+      if (this.wakeRequested) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollMs);
         this.wakeUp = () => {
@@ -117,6 +132,7 @@ export class JobRunner {
         .catch((err: unknown) => log.warn({ err }, 'extending the lease failed'));
     }, leaseMs / 3);
     const started = Date.now();
+    let afterCommit: (() => Promise<void>) | undefined;
     try {
       const context: JobContext = {
         signal: lost.signal,
@@ -134,31 +150,42 @@ export class JobRunner {
         return;
       }
       log.info({ ms: Date.now() - started, result: outcome.result }, 'job done');
-      await outcome.afterCommit?.();
+      afterCommit = outcome.afterCommit;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (error instanceof PermanentJobError || job.attempts >= job.max_attempts) {
         await this.giveUp(job, message, log);
       } else {
         const delayMs = backoffMs(job.attempts);
-        log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
-        await retryJob(db, job, this.workerId, message, delayMs).catch((err: unknown) => log.error({ err }, 'requeueing failed'));
+        const requeued = await retryJob(db, job, this.workerId, message, delayMs).catch((err: unknown) => {
+          log.error({ err }, 'requeueing failed');
+          return undefined;
+        });
+        if (requeued) log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
+        else if (requeued === false) log.warn({ err: error }, 'job failed after its lease passed to another worker');
       }
+      return;
     } finally {
       clearInterval(heartbeat);
     }
+    // The job is done and committed: a failure from here on is not the job's (retrying or
+    // failing it would be wrong, and is impossible now that it is settled).
+    await afterCommit?.().catch((err: unknown) => log.error({ err }, 'clean-up after the job failed'));
   }
 
   /** The job is over for good: it and its upload become `failed`, with the reason kept. */
   private async giveUp(job: Job, reason: string, log: Logger): Promise<void> {
-    log.error({ reason }, 'job failed for good');
     await this.options.database.db
       .transaction()
       .execute(async (trx) => {
-        if (!(await settleJob(trx, job, this.workerId, { status: 'failed', error: reason }))) return;
-        await changeStatus(trx, job.upload_id, [...states_a_job_can_fail], { status: 'failed', reason: `${job.kind}: ${reason}` });
+        if (!(await settleJob(trx, job, this.workerId, { status: 'failed', error: reason }))) {
+          log.warn({ reason }, 'job failed after its lease passed to another worker');
+          return;
+        }
+        await changeStatus(trx, job.upload_id, [...failableStates], { status: 'failed', reason: `${job.kind}: ${reason}` });
+        log.error({ reason }, 'job failed for good');
       })
-      .catch((err: unknown) => log.error({ err }, 'recording the failure failed'));
+      .catch((err: unknown) => log.error({ err, reason }, 'recording the failure failed'));
   }
 }
 

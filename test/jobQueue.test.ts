@@ -1,0 +1,390 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/db/database.ts';
+import { claimJob, enqueueJob, extendLease, retryJob, settleJob } from '../server/db/jobQueue.ts';
+import { changeStatus, createUpload, findUpload } from '../server/db/records.ts';
+import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
+import { JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
+import { createLogger } from '../server/log.ts';
+import { createTestDatabase } from './support/testServer.ts';
+
+type Backend = 'postgres' | 'pglite';
+
+const log = createLogger((process.env.TEST_LOG_LEVEL as 'info' | undefined) ?? 'silent');
+
+/** Polls `probe` until it returns something truthy; fails with `what` (and the last value) after `timeoutMs`. */
+async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
+  let database: OpenDatabase;
+  let dispose: () => Promise<void>;
+  const runners: JobRunner[] = [];
+
+  beforeAll(async () => {
+    if (backend === 'postgres') {
+      const testDb = await createTestDatabase();
+      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() });
+      dispose = testDb.drop;
+    } else {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobqueue-pglite-'));
+      database = await openDatabase({ databaseUrl: undefined, dataDir: dir });
+      dispose = () => fs.rm(dir, { recursive: true, force: true });
+    }
+    expect(database.kind).toBe(backend);
+    await migrateToLatest(database.db);
+  });
+  afterAll(async () => {
+    await database?.close();
+    await dispose?.();
+  });
+  beforeEach(async () => {
+    // claimJob takes any runnable job: every test starts from an empty queue.
+    await database.db.deleteFrom('jobs').execute();
+    await database.db.deleteFrom('uploads').execute();
+  });
+  afterEach(async () => {
+    await Promise.all(runners.splice(0).map((r) => r.stop()));
+  });
+
+  async function newUpload(status: UploadStatus = 'received'): Promise<string> {
+    const id = randomUUID().replaceAll('-', '');
+    await createUpload(database.db, { id, safe_filename: 'file.pdf', storage_key: id, status, tus_metadata: '{}', size: 10 });
+    return id;
+  }
+
+  async function jobOf(uploadId: string, kind: JobKind = 'inspect'): Promise<Job> {
+    return database.db.selectFrom('jobs').selectAll().where('upload_id', '=', uploadId).where('kind', '=', kind).executeTakeFirstOrThrow();
+  }
+
+  async function queueJobs(count: number, maxAttempts = 5): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = await newUpload();
+      await enqueueJob(database.db, id, 'inspect', maxAttempts);
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  function startRunner(handlers: JobRunnerOptions['handlers'], options: Partial<JobRunnerOptions> = {}): Promise<JobRunner> {
+    const runner = new JobRunner({ database, handlers, log, concurrency: 2, leaseMs: 5_000, pollMs: 100, ...options });
+    runners.push(runner);
+    return runner.start().then(() => runner);
+  }
+
+  const done = (result: Record<string, unknown> = {}, uploadId?: string) => ({
+    result,
+    commit: async (trx: typeof database.db) => {
+      if (uploadId) await changeStatus(trx, uploadId, ['received', 'inspecting'], { status: 'ready' });
+    },
+  });
+
+  describe('queue', () => {
+    it('keeps one job per (upload, kind) when it is queued twice', async () => {
+      const id = await newUpload();
+      await enqueueJob(database.db, id, 'inspect', 5);
+      await enqueueJob(database.db, id, 'inspect', 7);
+      await enqueueJob(database.db, id, 'image', 5);
+      const jobs = await database.db.selectFrom('jobs').selectAll().where('upload_id', '=', id).orderBy('kind').execute();
+      expect(jobs.map((j) => [j.kind, j.status, j.max_attempts, j.attempts])).toEqual([
+        ['image', 'queued', 5, 0],
+        ['inspect', 'queued', 5, 0],
+      ]);
+    });
+
+    it('never hands the same job to two claimers at once', async () => {
+      const uploads = await queueJobs(30);
+      const claimers = Array.from({ length: 8 }, (_, i) => `worker-${i}`);
+      const claimed: { worker: string; job: Job }[] = [];
+      for (let round = 0; round < 10; round++) {
+        // Concurrent claims: on Postgres each runs on its own pooled connection.
+        const results = await Promise.all(claimers.map(async (worker) => ({ worker, job: await claimJob(database.db, worker, 60_000) })));
+        const got = results.filter((r): r is { worker: string; job: Job } => r.job !== undefined);
+        claimed.push(...got);
+        if (got.length === 0) break;
+      }
+      const jobIds = claimed.map((c) => c.job.id);
+      expect(new Set(jobIds).size).toBe(jobIds.length);
+      expect(claimed.map((c) => c.job.upload_id).sort()).toEqual([...uploads].sort());
+      const rows = await database.db.selectFrom('jobs').selectAll().execute();
+      for (const { worker, job } of claimed) {
+        const row = rows.find((r) => r.id === job.id)!;
+        expect(row).toMatchObject({ status: 'running', attempts: 1, lease_holder: worker });
+      }
+      expect(await claimJob(database.db, 'late', 60_000)).toBeUndefined();
+    });
+
+    it('hands a job whose lease ran out to another worker, and the first can no longer settle it', async () => {
+      const [id] = await queueJobs(1);
+      const first = (await claimJob(database.db, 'worker-a', 300))!;
+      expect(first).toMatchObject({ upload_id: id, status: 'running', attempts: 1, lease_holder: 'worker-a' });
+      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
+
+      await sleep(500);
+      const second = (await claimJob(database.db, 'worker-b', 60_000))!;
+      expect(second).toMatchObject({ id: first.id, status: 'running', attempts: 2, lease_holder: 'worker-b' });
+
+      expect(await extendLease(database.db, first, 'worker-a', 60_000)).toBe(false);
+      expect(await settleJob(database.db, first, 'worker-a', { status: 'done', result: { by: 'a' } })).toBe(false);
+      expect(await settleJob(database.db, first, 'worker-a', { status: 'failed', error: 'a gave up' })).toBe(false);
+      expect(await retryJob(database.db, first, 'worker-a', 'a failed', 0)).toBe(false);
+      expect(await jobOf(id!)).toMatchObject({ status: 'running', attempts: 2, lease_holder: 'worker-b', result: null, last_error: null });
+
+      expect(await settleJob(database.db, second, 'worker-b', { status: 'done', result: { by: 'b' } })).toBe(true);
+      expect(await jobOf(id!)).toMatchObject({ status: 'done', attempts: 2, lease_holder: null, lease_expires_at: null, result: { by: 'b' }, progress: 100 });
+      expect(await settleJob(database.db, second, 'worker-b', { status: 'failed', error: 'again' })).toBe(false);
+    });
+
+    it('does not let an earlier attempt settle a job the same worker claimed again', async () => {
+      // A runner whose heartbeats failed (database unreachable for a while) can claim its own
+      // job again; the attempt number tells the two runs apart.
+      const [id] = await queueJobs(1);
+      const first = (await claimJob(database.db, 'worker-a', 200))!;
+      await sleep(400);
+      const second = (await claimJob(database.db, 'worker-a', 60_000))!;
+      expect(second).toMatchObject({ id: first.id, attempts: 2, lease_holder: 'worker-a' });
+
+      expect(await extendLease(database.db, first, 'worker-a', 60_000)).toBe(false);
+      expect(await retryJob(database.db, first, 'worker-a', 'first run failed', 0)).toBe(false);
+      expect(await settleJob(database.db, first, 'worker-a', { status: 'done', result: { run: 1 } })).toBe(false);
+      expect(await jobOf(id!)).toMatchObject({ status: 'running', attempts: 2, result: null });
+      expect(await settleJob(database.db, second, 'worker-a', { status: 'done', result: { run: 2 } })).toBe(true);
+      expect(await jobOf(id!)).toMatchObject({ status: 'done', result: { run: 2 } });
+    });
+
+    it('puts a retried job back with run_after in the future, not claimable before then', async () => {
+      const [id] = await queueJobs(1);
+      const job = (await claimJob(database.db, 'worker-a', 60_000))!;
+      expect(await retryJob(database.db, job, 'worker-a', 'clamd unreachable', 1_500)).toBe(true);
+      const queued = await jobOf(id!);
+      expect(queued).toMatchObject({ status: 'queued', attempts: 1, lease_holder: null, lease_expires_at: null, last_error: 'clamd unreachable' });
+      const { rows } = await sql<{ ahead_ms: number }>`select extract(epoch from (run_after - now())) * 1000 as ahead_ms from jobs where id = ${job.id}`.execute(database.db);
+      expect(rows[0]!.ahead_ms).toBeGreaterThan(1_000);
+      expect(rows[0]!.ahead_ms).toBeLessThanOrEqual(1_500);
+
+      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
+      await sleep(800);
+      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
+      const again = await eventually('the retried job to become claimable', () => claimJob(database.db, 'worker-b', 60_000), 5_000);
+      expect(again).toMatchObject({ id: job.id, attempts: 2, lease_holder: 'worker-b' });
+    });
+  });
+
+  describe('JobRunner', () => {
+    it('retries a failing handler with growing delays until it succeeds', async () => {
+      const calls: number[] = [];
+      const inspect: JobHandler = async (job) => {
+        calls.push(Date.now());
+        if (calls.length <= 2) throw new Error(`flaky ${calls.length}`);
+        return done({ ok: true }, job.upload_id);
+      };
+      const [id] = await queueJobs(1, 5);
+      await startRunner({ inspect });
+      const job = await eventually('the job to be done', async () => {
+        const j = await jobOf(id!);
+        return j.status === 'done' && j;
+      });
+      expect(job).toMatchObject({ attempts: 3, result: { ok: true }, lease_holder: null });
+      expect(calls).toHaveLength(3);
+      // backoffMs: 1 s then 2 s, each ±25 %.
+      expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(700);
+      expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(1_450);
+      expect(calls[2]! - calls[1]!).toBeGreaterThan((calls[1]! - calls[0]!) * 0.9);
+      expect((await findUpload(database.db, id!))?.status).toBe('ready');
+    });
+
+    it('fails the job and its upload at once on a PermanentJobError', async () => {
+      let calls = 0;
+      const inspect: JobHandler = async () => {
+        calls++;
+        throw new PermanentJobError('the bytes are not a PDF');
+      };
+      const [id] = await queueJobs(1, 5);
+      await startRunner({ inspect });
+      const job = await eventually('the job to fail', async () => {
+        const j = await jobOf(id!);
+        return j.status === 'failed' && j;
+      });
+      expect(job).toMatchObject({ attempts: 1, last_error: 'the bytes are not a PDF', lease_holder: null, result: null });
+      expect(calls).toBe(1);
+      expect(await findUpload(database.db, id!)).toMatchObject({ status: 'failed', reason: 'inspect: the bytes are not a PDF' });
+    });
+
+    it('fails the job for good after max_attempts failures', async () => {
+      let calls = 0;
+      const inspect: JobHandler = async () => {
+        calls++;
+        throw new Error(`still broken (${calls})`);
+      };
+      const [id] = await queueJobs(1, 2);
+      await startRunner({ inspect });
+      const job = await eventually('the job to fail', async () => {
+        const j = await jobOf(id!);
+        return j.status === 'failed' && j;
+      });
+      expect(job).toMatchObject({ attempts: 2, last_error: 'still broken (2)' });
+      await sleep(1_500);
+      expect(calls).toBe(2);
+      expect(await findUpload(database.db, id!)).toMatchObject({ status: 'failed', reason: 'inspect: still broken (2)' });
+    });
+
+    it('fails a job whose workers kept dying once its attempts run out, without running it again', async () => {
+      let calls = 0;
+      const inspect: JobHandler = async (job) => {
+        calls++;
+        return done({}, job.upload_id);
+      };
+      const [id] = await queueJobs(1, 1);
+      // A worker claims the only attempt and dies: its lease runs out.
+      await claimJob(database.db, 'dead-worker', 200);
+      await startRunner({ inspect });
+      const job = await eventually('the job to fail', async () => {
+        const j = await jobOf(id!);
+        return j.status === 'failed' && j;
+      });
+      expect(job.attempts).toBe(2);
+      expect(job.last_error).toMatch(/worker lost/);
+      expect(calls).toBe(0);
+      expect((await findUpload(database.db, id!))?.status).toBe('failed');
+    });
+
+    it('keeps the lease of a job running longer than the lease, so no other runner takes it', async () => {
+      const leaseMs = 900;
+      const calls: string[] = [];
+      const slow = (name: string): JobHandler => async (job) => {
+        calls.push(name);
+        await sleep(leaseMs * 4);
+        return done({ by: name }, job.upload_id);
+      };
+      const [id] = await queueJobs(1, 5);
+      const first = await startRunner({ inspect: slow('first') }, { leaseMs, pollMs: 50 });
+      await eventually('the first runner to start the job', async () => calls.length > 0);
+      await startRunner({ inspect: slow('second') }, { leaseMs, pollMs: 50 });
+      const leases: number[] = [];
+      const job = await eventually(
+        'the job to be done',
+        async () => {
+          const j = await jobOf(id!);
+          if (j.status === 'running') {
+            expect(j.lease_holder).toBe(first.workerId);
+            leases.push(new Date(j.lease_expires_at!).getTime());
+          }
+          return j.status === 'done' && j;
+        },
+        20_000,
+        100,
+      );
+      expect(calls).toEqual(['first']);
+      expect(job).toMatchObject({ attempts: 1, result: { by: 'first' } });
+      // The lease moved forward while the job ran, well past its first expiry.
+      expect(Math.max(...leases) - Math.min(...leases)).toBeGreaterThan(leaseMs * 2);
+    });
+
+    it('stop() waits for the running jobs and claims no more', async () => {
+      let started = 0;
+      let finished = 0;
+      const inspect: JobHandler = async (job) => {
+        started++;
+        await sleep(1_500);
+        finished++;
+        return done({}, job.upload_id);
+      };
+      const [id] = await queueJobs(1, 5);
+      const runner = await startRunner({ inspect });
+      await eventually('the job to start', async () => started === 1);
+      await runner.stop();
+      expect(finished).toBe(1);
+      expect((await jobOf(id!)).status).toBe('done');
+
+      const [later] = await queueJobs(1, 5);
+      await sleep(500);
+      expect(started).toBe(1);
+      expect((await jobOf(later!)).status).toBe('queued');
+    });
+
+    it('stop() right after start() returns at once, not after a poll interval', async () => {
+      const runner = await startRunner({}, { pollMs: 30_000 });
+      const t0 = Date.now();
+      await runner.stop();
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    });
+
+    it('wakes up on a notification instead of waiting for the next poll', async () => {
+      const picked: number[] = [];
+      const inspect: JobHandler = async (job) => {
+        picked.push(Date.now());
+        return done({}, job.upload_id);
+      };
+      await startRunner({ inspect }, { pollMs: 30_000 });
+      // Let the first claim find nothing, so the runner is asleep.
+      await sleep(500);
+      for (let round = 0; round < 3; round++) {
+        const t0 = Date.now();
+        const [id] = await queueJobs(1, 5);
+        await eventually('the job to be done', async () => (await jobOf(id!)).status === 'done', 10_000);
+        expect(picked[round]! - t0).toBeLessThan(5_000);
+        await sleep(200);
+      }
+    });
+
+    it('does not lose a notification that arrives while a claim is under way', async () => {
+      // The job becomes due while the runner's first claim is on its way back (that claim saw
+      // nothing due) and the notification for it arrives before the claim's answer. The runner
+      // must claim again instead of sleeping through the 30 s poll interval.
+      const [id] = await queueJobs(1, 5);
+      await sql`update jobs set run_after = now() + interval '1 second'`.execute(database.db);
+      let onNotify: (() => void) | undefined;
+      let held = false;
+      const claims = new WeakSet<object>();
+      const holdFirstEmptyClaim: KyselyPlugin = {
+        transformQuery({ node, queryId }): RootOperationNode {
+          if (node.kind === 'RawNode' && node.sqlFragments.join('').includes("set status = 'running'")) claims.add(queryId);
+          return node;
+        },
+        async transformResult({ queryId, result }) {
+          if (!held && claims.has(queryId) && result.rows.length === 0) {
+            held = true;
+            await sleep(1_300);
+            onNotify?.();
+          }
+          return result;
+        },
+      };
+      const watched: OpenDatabase = {
+        ...database,
+        db: database.db.withPlugin(holdFirstEmptyClaim),
+        listen: (channel, callback) => {
+          onNotify = callback;
+          return database.listen(channel, callback);
+        },
+      };
+      let picked = 0;
+      const t0 = Date.now();
+      await startRunner(
+        {
+          inspect: async (job) => {
+            picked = Date.now();
+            return done({}, job.upload_id);
+          },
+        },
+        { database: watched, pollMs: 30_000 },
+      );
+      await eventually('the job to be done', async () => (await jobOf(id!)).status === 'done', 10_000);
+      expect(held).toBe(true);
+      expect(picked - t0).toBeLessThan(5_000);
+    });
+  });
+});

@@ -1,0 +1,221 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { repoRoot } from '../services/env.ts';
+
+/**
+ * The server and the worker as real child processes, the way `npm start` / `npm run worker`
+ * run them, so tests can kill them for real. Each runs as `node --import tsx <script>`: the
+ * `tsx` CLI would put a wrapper process in between, and a SIGKILL sent to the wrapper never
+ * reaches the server behind it (it would keep running, orphaned).
+ */
+
+export type Script = 'server/main.ts' | 'server/worker.ts';
+
+/** One parsed JSON log line (pino). */
+export interface LogLine {
+  level?: number;
+  msg?: string;
+  pid?: number;
+  [key: string]: unknown;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ChildUnderTest {
+  readonly script: Script;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Every JSON line the process printed on stdout so far. */
+  readonly logs: LogLine[];
+  stdout(): string;
+  stderr(): string;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<Exit>;
+  /** `undefined` while it runs. */
+  exit(): Exit | undefined;
+  /** Waits for a log line matching `test`; fails with the process output if it exits first or time runs out. */
+  waitForLog(test: (line: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
+  /** Sends `signal` and waits for the exit. */
+  kill(signal: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
+  /** The last output of the process, for failure messages. */
+  describe(): string;
+}
+
+const live = new Set<ChildUnderTest>();
+
+/** The environment a child gets: the test environment's settings, not the test runner's own. */
+function childEnv(env: Record<string, string>): Record<string, string> {
+  const inherited: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ']) {
+    const value = process.env[name];
+    if (value !== undefined) inherited[name] = value;
+  }
+  // The helpers read the "listening" / "worker running" lines: at least info, whatever the
+  // test environment says (it is quiet by default for in-process servers).
+  const verbose = env.LOG_LEVEL === 'debug' || env.LOG_LEVEL === 'trace';
+  return {
+    ...inherited,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    ...env,
+    LOG_LEVEL: verbose ? env.LOG_LEVEL! : 'info',
+  };
+}
+
+const tail = (text: string, chars = 6000) => (text.length > chars ? `…${text.slice(-chars)}` : text);
+
+export function spawnScript(script: Script, env: Record<string, string>): ChildUnderTest {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: repoRoot,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let partial = '';
+  let exit: Exit | undefined;
+  const logs: LogLine[] = [];
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of waiters) waiter();
+  };
+
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    out += text;
+    partial += text;
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    }
+    notify();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    err += text;
+  });
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('error', (error) => {
+      err += `\n[spawn failed: ${error.message}]`;
+      exit = { code: null, signal: null };
+      resolve(exit);
+    });
+    // 'close', not 'exit': by then stdout and stderr are fully read.
+    child.once('close', (code, signal) => {
+      exit ??= { code, signal };
+      resolve(exit);
+    });
+  }).finally(() => {
+    live.delete(handle);
+    notify();
+  });
+
+  const handle: ChildUnderTest = {
+    script,
+    child,
+    pid: child.pid ?? -1,
+    logs,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    exit: () => exit,
+    describe: () =>
+      `${script} (pid ${child.pid}, ${exit ? `exited code=${exit.code} signal=${exit.signal}` : 'running'})\n` +
+      `--- stderr ---\n${tail(err) || '(empty)'}\n--- stdout ---\n${tail(out) || '(empty)'}`,
+    waitForLog: (test, what, timeoutMs = 60_000) =>
+      new Promise<LogLine>((resolve, reject) => {
+        const check = () => {
+          const found = logs.find(test);
+          if (found) return finish(() => resolve(found));
+          if (exit) return finish(() => reject(new Error(`${script} exited before logging ${what}\n${handle.describe()}`)));
+        };
+        const timer = setTimeout(
+          () => finish(() => reject(new Error(`${script} did not log ${what} within ${timeoutMs} ms\n${handle.describe()}`))),
+          timeoutMs,
+        );
+        const finish = (settle: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          settle();
+        };
+        waiters.add(check);
+        check();
+      }),
+    kill: async (signal, timeoutMs = 30_000) => {
+      if (!exit) child.kill(signal);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${script} did not exit within ${timeoutMs} ms of ${signal}\n${handle.describe()}`)), timeoutMs);
+      });
+      try {
+        return await Promise.race([exited, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+  live.add(handle);
+  return handle;
+}
+
+export interface ServerProcess extends ChildUnderTest {
+  /** The base URL from the "listening" log line. */
+  url: string;
+}
+
+/** Starts `server/main.ts` and waits until it listens (PORT=0 picks a free port; the URL is read from the log). */
+export async function startServerProcess(env: Record<string, string>, timeoutMs = 90_000): Promise<ServerProcess> {
+  const server = spawnScript('server/main.ts', env);
+  try {
+    const line = await server.waitForLog((l) => l.msg === 'listening', '"listening"', timeoutMs);
+    if (typeof line.url !== 'string') throw new Error(`"listening" without a url\n${server.describe()}`);
+    return Object.assign(server, { url: line.url });
+  } catch (error) {
+    await server.kill('SIGKILL').catch(() => undefined);
+    throw error;
+  }
+}
+
+export interface WorkerProcess extends ChildUnderTest {
+  /** The runner's lease holder id, from the "worker running" log line. */
+  workerId: string;
+}
+
+/** Starts `server/worker.ts` and waits until its job runner runs. */
+export async function startWorkerProcess(env: Record<string, string>, timeoutMs = 90_000): Promise<WorkerProcess> {
+  const worker = spawnScript('server/worker.ts', env);
+  try {
+    const line = await worker.waitForLog((l) => l.msg === 'worker running', '"worker running"', timeoutMs);
+    if (typeof line.worker !== 'string') throw new Error(`"worker running" without a worker id\n${worker.describe()}`);
+    return Object.assign(worker, { workerId: line.worker });
+  } catch (error) {
+    await worker.kill('SIGKILL').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Runs a script that is expected to stop by itself (e.g. on bad settings); kills it after `timeoutMs`. */
+export async function runUntilExit(script: Script, env: Record<string, string>, timeoutMs = 60_000): Promise<Exit & { stdout: string; stderr: string; describe: string }> {
+  const child = spawnScript(script, env);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const result = await Promise.race([child.exited, timeout]);
+  clearTimeout(timer);
+  if (result === 'timeout') {
+    await child.kill('SIGKILL');
+    throw new Error(`${script} was still running after ${timeoutMs} ms\n${child.describe()}`);
+  }
+  return { ...result, stdout: child.stdout(), stderr: child.stderr(), describe: child.describe() };
+}
+
+/** SIGKILLs every process these helpers started that is still running (for afterEach/afterAll). */
+export async function killAll(): Promise<void> {
+  await Promise.all([...live].map((p) => p.kill('SIGKILL', 10_000).catch(() => undefined)));
+}
