@@ -1,9 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import type { FfmpegCommand } from 'fluent-ffmpeg';
 import sharp from 'sharp';
+import { Children } from './childProcesses.ts';
+import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
+import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
 import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './mediaTypes.ts';
 
 /**
@@ -24,20 +26,9 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  * missing, disk full, out of memory, killed by someone else) is thrown so the runner retries.
  * On any failure no output file is left behind.
  *
- * Children are never left running (see `Children` and `guard` below):
- *   - timeout / error: SIGKILL, then wait for the exit (Node reaps it: no zombie);
- *   - the worker thread is terminated (piscina aborting a cancelled job) or the whole process
- *     dies: each child has a tiny `/bin/sh` guardian reading a pipe from this thread. Node
- *     closes a terminated thread's pipes (the kernel closes them when the process dies), the
- *     guardian reads EOF and SIGKILLs its child. Needed because Node runs no JavaScript in a
- *     thread being terminated: `process.on('exit')` does not fire there (checked on Node 20),
- *     and a child of a thread is a child of the process, which lives on. The killed child then
- *     stays a zombie (no CPU, no memory, one pid) until the process exits: its reaper, that
- *     thread's event loop, is gone, and Node only waits for pids it still has handles for.
+ * Children are never left running, not even when the worker thread is terminated or the whole
+ * process dies: see `childProcesses.ts`.
  */
-
-/** Demuxers ffmpeg may use: the container types the server accepts for video (mp4/mov, webm). */
-export const VIDEO_DEMUXERS = 'mov,matroska,webm';
 
 /** The box every picture output fits inside; small videos are not enlarged. */
 const BOX = { width: 1920, height: 1080 } as const;
@@ -60,69 +51,9 @@ const PROGRESS_INTERVAL_MS = 250;
  */
 const X264 = ['-preset', 'veryfast', '-crf', '23', '-maxrate', '8M', '-bufsize', '16M', '-profile:v', 'high'] as const;
 
-const FFPROBE = process.env.FFPROBE_PATH || 'ffprobe';
-
 /** Errors that say "the machine is in trouble", not "the input is bad": thrown, so retried. */
 const SYSTEM_TROUBLE =
   /No space left on device|Cannot allocate memory|Too many open files|Read-only file system|Input\/output error|Permission denied|No such file or directory|Resource temporarily unavailable|Disk quota exceeded/i;
-
-// ---------------------------------------------------------------------------------------------
-// ffprobe JSON (only what we read)
-
-interface ProbeSideData {
-  side_data_type?: string;
-  rotation?: number;
-}
-interface ProbeStream {
-  index: number;
-  codec_type?: string;
-  codec_name?: string;
-  width?: number;
-  height?: number;
-  sample_aspect_ratio?: string;
-  avg_frame_rate?: string;
-  r_frame_rate?: string;
-  duration?: string;
-  channels?: number;
-  disposition?: Record<string, number>;
-  tags?: Record<string, string>;
-  side_data_list?: ProbeSideData[];
-}
-interface ProbeFormat {
-  format_name?: string;
-  duration?: string;
-  bit_rate?: string;
-  tags?: Record<string, string>;
-}
-interface Probe {
-  streams: ProbeStream[];
-  format: ProbeFormat;
-}
-
-/** What the job learnt about the input. */
-export interface VideoMedia {
-  [key: string]: unknown;
-  /** Seconds (the container's duration, else the video stream's). */
-  duration: number | null;
-  /** As displayed: after rotation, and with non-square pixels (anamorphic video) made square. */
-  width: number;
-  height: number;
-  /**
-   * Degrees the stored picture is turned clockwise for display (0, 90, 180, 270): the legacy
-   * `rotate` tag's convention. From the display matrix (whose angle, as ffprobe prints it, is
-   * counter-clockwise: an upright iPhone portrait video shows -90 there and 90 here) or the tag.
-   */
-  rotation: number;
-  videoCodec: string | null;
-  audioCodec: string | null;
-  /** Overall bit rate, bit/s. */
-  bitrate: number | null;
-  frameRate: number | null;
-  hasAudio: boolean;
-  /** ffprobe's demuxer name, e.g. `mov,mp4,m4a,3gp,3g2,mj2` or `matroska,webm`. */
-  container: string | null;
-  creationTime: string | null;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -308,126 +239,6 @@ function mp4Command(input: string, videoIndex: number, audio: ProbeStream | unde
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running children
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
-  return exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
-}
-
-function runFfprobe(children: Children, file: string): Promise<Exit> {
-  const args = [
-    ...['-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS],
-    ...['-print_format', 'json', '-show_format', '-show_streams', '-i', `file:${file}`],
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(FFPROBE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject); // cannot spawn ffprobe: ours to fix, so thrown
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    children.adopt(child);
-  });
-}
-
-interface FfmpegResult {
-  /** Set when ffmpeg failed (fluent-ffmpeg's error). */
-  error?: Error;
-  /** ffmpeg could not be started, or it died of a signal we did not send. */
-  unexpected: boolean;
-  /** ffmpeg's stderr without the progress lines (the first 200 lines). */
-  stderr: string;
-}
-
-/** The child fluent-ffmpeg spawned; the property exists but is not in its type declarations. */
-type WithProcess = { ffmpegProc?: ChildProcess };
-
-function runFfmpeg(children: Children, command: FfmpegCommand, onLine?: (line: string) => void): Promise<FfmpegResult> {
-  return new Promise((resolve) => {
-    const lines: string[] = [];
-    let spawned = false;
-    command.on('start', () => {
-      spawned = true;
-      const child = (command as unknown as WithProcess).ffmpegProc;
-      if (child) children.adopt(child);
-    });
-    command.on('stderr', (line: string) => {
-      onLine?.(line);
-      // Keep what explains a failure, not the progress lines; a damaged file can log the same
-      // decode error thousands of times, so only the first lines are kept.
-      if (!STATS_LINE.test(line) && lines.length < 200) lines.push(line);
-    });
-    command.on('error', (error: Error) => {
-      const killedByUs = children.closed;
-      resolve({ error, unexpected: !spawned || (/killed with signal/.test(error.message) && !killedByUs), stderr: lines.join('\n') });
-    });
-    command.on('end', () => resolve({ unexpected: false, stderr: lines.join('\n') }));
-    command.run();
-  });
-}
-
-/**
- * The children of one job. `closeAndKill` (timeout, end of job) SIGKILLs whatever still runs
- * and waits until Node has reaped it; a child adopted after that is killed at once.
- */
-class Children {
-  private readonly running = new Map<ChildProcess, Promise<void>>();
-  closed = false;
-
-  adopt(child: ChildProcess): void {
-    if (child.pid === undefined) return; // not spawned: its 'error' event reports why
-    const release = guard(child.pid);
-    const exited = new Promise<void>((resolve) => {
-      const done = () => {
-        release();
-        this.running.delete(child);
-        resolve();
-      };
-      if (child.exitCode !== null || child.signalCode !== null) done();
-      else child.once('exit', done);
-    });
-    this.running.set(child, exited);
-    if (this.closed) child.kill('SIGKILL');
-  }
-
-  async closeAndKill(): Promise<void> {
-    this.closed = true;
-    for (const child of this.running.keys()) child.kill('SIGKILL');
-    await Promise.all(this.running.values());
-  }
-}
-
-/**
- * A watchdog for one child: `sh` blocks reading a pipe from this thread. Released normally, it
- * reads a line and exits; if the pipe closes first (this thread terminated, or the process
- * died), `read` fails and it SIGKILLs the child. The pipe is close-on-exec (libuv), so no other
- * child holds it open. Without /bin/sh the job still runs, just without this safety net.
- */
-const GUARD_SCRIPT = 'read -r _ || kill -9 "$1" 2>/dev/null';
-
-function guard(pid: number): () => void {
-  let guardian: ChildProcess;
-  try {
-    guardian = spawn('/bin/sh', ['-c', GUARD_SCRIPT, 'videojob-guard', String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] });
-  } catch {
-    return () => undefined;
-  }
-  guardian.on('error', () => undefined);
-  guardian.stdin?.on('error', () => undefined);
-  return () => {
-    guardian.stdin?.end('\n');
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Progress
 
 function progressReporter(task: VideoTask, duration: number | null): { line: (line: string) => void; done: () => void } {
@@ -455,88 +266,11 @@ function progressReporter(task: VideoTask, duration: number | null): { line: (li
 }
 
 // ---------------------------------------------------------------------------------------------
-// Metadata
-
-function parseProbe(json: string): Probe {
-  const parsed = JSON.parse(json) as Partial<Probe>;
-  return { streams: parsed.streams ?? [], format: parsed.format ?? {} };
-}
-
-function describeMedia(probe: Probe, video: ProbeStream, audio: ProbeStream | undefined): VideoMedia {
-  const rotation = rotationOf(video);
-  const sar = ratio(video.sample_aspect_ratio);
-  let width = video.width ?? 0;
-  let height = video.height ?? 0;
-  if (sar !== null && sar > 0 && sar !== 1) {
-    if (sar > 1) width = Math.round(width * sar);
-    else height = Math.round(height / sar);
-  }
-  if (rotation === 90 || rotation === 270) [width, height] = [height, width];
-  const frameRate = ratio(video.avg_frame_rate) || ratio(video.r_frame_rate);
-  return {
-    duration: numberOr(probe.format.duration, numberOr(video.duration, null)),
-    width,
-    height,
-    rotation,
-    videoCodec: video.codec_name ?? null,
-    audioCodec: audio?.codec_name ?? null,
-    bitrate: numberOr(probe.format.bit_rate, null),
-    frameRate: frameRate ? Math.round(frameRate * 1000) / 1000 : null,
-    hasAudio: audio !== undefined,
-    container: probe.format.format_name ?? null,
-    creationTime: probe.format.tags?.creation_time ?? video.tags?.creation_time ?? null,
-  };
-}
-
-/** Clockwise degrees, 0/90/180/270 (see `VideoMedia.rotation`). */
-export function rotationOf(stream: Pick<ProbeStream, 'side_data_list' | 'tags'>): number {
-  const matrix = stream.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
-  const clockwise = matrix?.rotation !== undefined ? -matrix.rotation : Number(stream.tags?.rotate ?? 0);
-  if (!Number.isFinite(clockwise)) return 0;
-  return (((Math.round(clockwise / 90) * 90) % 360) + 360) % 360;
-}
-
-function ratio(text: string | undefined): number | null {
-  if (!text) return null;
-  const [num, den] = text.split(/[/:]/).map(Number);
-  if (num === undefined || !Number.isFinite(num)) return null;
-  if (den === undefined) return num;
-  return Number.isFinite(den) && den !== 0 ? num / den : null;
-}
-
-function numberOr<T>(text: string | undefined, fallback: T): number | T {
-  if (text === undefined || text === 'N/A') return fallback;
-  const value = Number(text);
-  return Number.isFinite(value) ? value : fallback;
-}
+// Helpers
 
 async function describeImage(name: OutputName, file: string): Promise<ProducedOutput> {
   const [{ size }, meta] = await Promise.all([stat(file), sharp(file).metadata()]);
   return { name, path: file, contentType: 'image/jpeg', size, width: meta.width, height: meta.height };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Words
-
-/** ffmpeg's `-stats` progress lines. */
-const STATS_LINE = /^\s*(frame|size)=/;
-
-/**
- * ffmpeg's/ffprobe's own error lines, trimmed: no progress lines, no `[mov,mp4,… @ 0x55…]`
- * prefixes, server paths replaced, repeats dropped, at most 4 lines and 400 characters.
- */
-export function ffmpegWords(stderr: string, replacements: Array<[string, string]> = []): string {
-  const seen = new Set<string>();
-  for (let line of stderr.split(/\r\n|\r|\n/)) {
-    line = line.trim();
-    if (line === '' || STATS_LINE.test(line) || /^Conversion failed!?$/.test(line)) continue;
-    line = line.replace(/^\[[^\]]* @ 0x[0-9a-f]+\]\s*/i, '');
-    for (const [from, to] of replacements) line = line.split(`file:${from}`).join(to).split(from).join(to);
-    seen.add(line);
-    if (seen.size >= 4) break;
-  }
-  const text = [...seen].join('; ');
-  return text.length > 400 ? `${text.slice(0, 399)}…` : text;
 }
 
 function suffix(text: string): string {

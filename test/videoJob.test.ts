@@ -6,8 +6,10 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ffmpegWords } from '../processors/ffmpeg.ts';
+import { rotationOf } from '../processors/ffprobe.ts';
 import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTypes.ts';
-import { ffmpegWords, rotationOf, videoJob } from '../processors/videoJob.ts';
+import { videoJob } from '../processors/videoJob.ts';
 import {
   anamorphicClip,
   audioOnly,
