@@ -5,6 +5,7 @@ import type { HookContext } from '../hooks/hookContext.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { healthRoutes } from './routes/health.ts';
 import { uploadRoutes } from './routes/uploads.ts';
+import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 
@@ -40,7 +41,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
       rateLimit(ctx, async () => {
         // @tus/server writes the response itself, streaming the body straight to the store.
         ctx.respond = false;
-        await tus.handle(ctx.req, ctx.res);
+        await handleTus(tus, ctx.req, ctx.res);
       }),
     );
   });

@@ -62,7 +62,8 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       (err: unknown) => log.warn({ err, upload: id }, 'recording progress failed'),
     );
   };
-  server.on(EVENTS.POST_RECEIVE, (_source: unknown, upload: Upload) => void recordProgress(upload.id, upload.offset, upload.size));
+  // Only the offset: a deferred length is recorded by the request that declares it (below).
+  server.on(EVENTS.POST_RECEIVE, (_source: unknown, upload: Upload) => void recordProgress(upload.id, upload.offset, undefined));
   // @tus/server drops its pending (throttled) POST_RECEIVE when a request ends, so a PATCH shorter
   // than postReceiveInterval never reports progress: record where each PATCH or POST left the upload.
   for (const handler of [server.handlers.PATCH, server.handlers.POST]) {
