@@ -11,6 +11,7 @@ import { pdf, sha256 } from './support/samples.ts';
 import { clamdSocket } from './services/env.ts';
 import { createTestEnvironment, setups, type TestEnvironment } from './support/testServer.ts';
 import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { eventually } from './support/eventually.ts';
 
 /**
  * Real processes, real kills: `server/main.ts` and `server/worker.ts` run as child processes
@@ -23,15 +24,6 @@ afterEach(async () => {
   await killAll();
 });
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 function encodeMetadata(metadata: Record<string, string>): string {
   return Object.entries(metadata)

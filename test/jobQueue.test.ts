@@ -12,21 +12,12 @@ import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
 import { JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
 import { createLogger } from '../server/log.ts';
 import { createTestDatabase } from './support/testServer.ts';
+import { eventually } from './support/eventually.ts';
 
 type Backend = 'postgres' | 'pglite';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL as 'info' | undefined) ?? 'silent');
 
-/** Polls `probe` until it returns something truthy; fails with `what` (and the last value) after `timeoutMs`. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
   let database: OpenDatabase;

@@ -47,27 +47,30 @@ export async function claimJob(db: Db, workerId: string, leaseMs: number): Promi
   return rows[0];
 }
 
-/** Keeps a long job's lease alive; false when another worker has taken the job over. */
-export async function extendLease(db: Db, job: Job, workerId: string, leaseMs: number): Promise<boolean> {
-  const result = await db
+/**
+ * An update of `job` that applies only while this run (worker and attempt) still holds it: a
+ * run that lost its lease, even to its own worker's next attempt, can no longer change the job.
+ */
+function updateHeldRun(db: Db, job: Job, workerId: string) {
+  return db
     .updateTable('jobs')
-    .set({ lease_expires_at: sql`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql`now()` })
     .where('id', '=', job.id)
     .where('lease_holder', '=', workerId)
     .where('attempts', '=', job.attempts)
-    .where('status', '=', 'running')
+    .where('status', '=', 'running');
+}
+
+/** Keeps a long job's lease alive; false when another worker has taken the job over. */
+export async function extendLease(db: Db, job: Job, workerId: string, leaseMs: number): Promise<boolean> {
+  const result = await updateHeldRun(db, job, workerId)
+    .set({ lease_expires_at: sql`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql`now()` })
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
 export async function recordProgress(db: Db, job: Job, workerId: string, percent: number): Promise<void> {
-  await db
-    .updateTable('jobs')
+  await updateHeldRun(db, job, workerId)
     .set({ progress: percent, updated_at: sql`now()` })
-    .where('id', '=', job.id)
-    .where('lease_holder', '=', workerId)
-    .where('attempts', '=', job.attempts)
-    .where('status', '=', 'running')
     .execute();
 }
 
@@ -78,8 +81,7 @@ export async function settleJob(
   workerId: string,
   outcome: { status: 'done'; result: Record<string, unknown> } | { status: 'failed'; error: string },
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('jobs')
+  const result = await updateHeldRun(db, job, workerId)
     .set({
       status: outcome.status,
       ...(outcome.status === 'done' ? { result: JSON.stringify(outcome.result), progress: 100 } : { last_error: outcome.error }),
@@ -87,18 +89,13 @@ export async function settleJob(
       lease_expires_at: null,
       updated_at: sql`now()`,
     })
-    .where('id', '=', job.id)
-    .where('lease_holder', '=', workerId)
-    .where('attempts', '=', job.attempts)
-    .where('status', '=', 'running')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
 /** Puts a job back in the queue to run again after `delayMs`, only if this run still holds it. */
 export async function retryJob(db: Db, job: Job, workerId: string, error: string, delayMs: number): Promise<boolean> {
-  const result = await db
-    .updateTable('jobs')
+  const result = await updateHeldRun(db, job, workerId)
     .set({
       status: 'queued',
       last_error: error,
@@ -107,10 +104,6 @@ export async function retryJob(db: Db, job: Job, workerId: string, error: string
       lease_expires_at: null,
       updated_at: sql`now()`,
     })
-    .where('id', '=', job.id)
-    .where('lease_holder', '=', workerId)
-    .where('attempts', '=', job.attempts)
-    .where('status', '=', 'running')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }

@@ -6,7 +6,7 @@
 //   bare tus     + @tus/server's PassThrough proxy, 'data' listener and StreamLimiter
 //   bare tus+pglite  the same with the server's PGlite database open (idle) in the process
 //   server       the real server (Koa, @tus/server, FileStore, PGlite), same node:http client
-//   server+flag  the same with `node --initial-old-space-size=128` (see README-figures.md)
+//   server+flag  the same with `node --initial-old-space-size=128` (see the README's benchmark notes)
 // Each row: throughput, the CPU the server process used per GiB (user + system, all threads;
 // on this noisy 2-core machine steadier than the throughput) and its full GCs per GiB.
 //
