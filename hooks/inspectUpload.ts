@@ -1,3 +1,4 @@
+import { addAbortSignal } from 'node:stream';
 import type { Scanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
 import { enqueueJob } from '../server/db/jobQueue.ts';
@@ -17,14 +18,16 @@ const inspectable: UploadStatus[] = ['received', 'inspecting'];
  */
 export function inspectUpload(context: HookContext, scanner: Scanner | undefined): JobHandler {
   const { db, storage, config } = context;
-  return async (job, { log }): Promise<JobOutcome> => {
+  return async (job, { log, signal }): Promise<JobOutcome> => {
     const upload = await findUpload(db, job.upload_id);
     if (!upload) throw new PermanentJobError('the upload record is gone');
     if (!inspectable.includes(upload.status)) {
       return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
     }
     await changeStatus(db, upload.id, inspectable, { status: 'inspecting' });
-    const found = await inspectStream(await storage.readOriginal(upload.storage_key), scanner);
+    // A run that lost its lease stops reading: its result would be dropped anyway.
+    const source = addAbortSignal(signal, await storage.readOriginal(upload.storage_key));
+    const found = await inspectStream(source, scanner);
     if (upload.size !== null && found.size !== upload.size) {
       throw new Error(`stored ${found.size} bytes but the upload declared ${upload.size}`);
     }
