@@ -353,15 +353,18 @@ describe('videoJob', () => {
 });
 
 describe('videoJob on a piscina worker thread', () => {
+  const oneThreadPool = () =>
+    new Piscina<VideoTask, MediaOutcome>({
+      filename: new URL('./support/videoWorker.ts', import.meta.url).href,
+      execArgv: [...process.execArgv, '--import', import.meta.resolve('tsx')],
+      minThreads: 0,
+      maxThreads: 1,
+    });
+
   it(
     'aborting the job terminates the thread and leaves no ffmpeg behind',
     async () => {
-      const pool = new Piscina<VideoTask, MediaOutcome>({
-        filename: new URL('./support/videoWorker.ts', import.meta.url).href,
-        execArgv: [...process.execArgv, '--import', 'tsx'],
-        minThreads: 0,
-        maxThreads: 1,
-      });
+      const pool = oneThreadPool();
       try {
         const outputDir = outputDirFor('abort');
         const controller = new AbortController();
@@ -395,12 +398,7 @@ describe('videoJob on a piscina worker thread', () => {
   it(
     'runs a whole job on a worker thread (fluent-ffmpeg, sharp and the guardians all work there)',
     async () => {
-      const pool = new Piscina<VideoTask, MediaOutcome>({
-        filename: new URL('./support/videoWorker.ts', import.meta.url).href,
-        execArgv: [...process.execArgv, '--import', 'tsx'],
-        minThreads: 0,
-        maxThreads: 1,
-      });
+      const pool = oneThreadPool();
       try {
         const outputDir = outputDirFor('pool');
         const ok = okOutcome(await pool.run({ kind: 'video', input: samples.phone!, outputDir, timeoutMs: 120_000 }));
