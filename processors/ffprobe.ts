@@ -61,13 +61,13 @@ export interface ProbeStream {
   tags?: Record<string, string>;
   side_data_list?: ProbeSideData[];
 }
-interface ProbeFormat {
+export interface ProbeFormat {
   format_name?: string;
   duration?: string;
   bit_rate?: string;
   tags?: Record<string, string>;
 }
-interface Probe {
+export interface Probe {
   streams: ProbeStream[];
   format: ProbeFormat;
 }

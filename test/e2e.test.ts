@@ -1,4 +1,9 @@
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clamdSocket } from './services/env.ts';
+import { eventually } from './support/eventually.ts';
 import type { RunningServer } from '../server/start.ts';
 import { eicar, pdf, png, randomBytesOf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -153,5 +158,45 @@ describe('scale-out: two server instances share Postgres and S3', () => {
     await tusUpload(second.url, data, { filename: 'travel.pdf', chunkSize: 5 * 1024 * 1024, uploadUrl: `${second.url}/files/${id}` });
     const status = await waitUntilSettled(second.url, id);
     expect(status).toMatchObject({ status: 'ready', sha256: sha256(data), size: data.length });
+  });
+});
+
+describe('scanning is required: clamd down', () => {
+  const socketPath = path.join(os.tmpdir(), `clamd-later-${process.pid}.sock`);
+  let environment: TestEnvironment;
+  let server: RunningServer;
+  let relay: net.Server | undefined;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment('embedded', { CLAMD_SOCKET: socketPath, JOB_MAX_ATTEMPTS: '20' });
+    server = await startTestServer(environment);
+  });
+  afterAll(async () => {
+    relay?.close();
+    await server?.close();
+    await environment?.destroy();
+  });
+
+  it('keeps an upload unscanned-and-unserved until clamd answers, then finishes it', async () => {
+    const data = pdf(50_000);
+    const { url } = await tusUpload(server.url, data, { filename: 'wait.pdf' });
+    const id = uploadIdOf(url);
+    const waiting = await eventually('a failed scan attempt', async () => {
+      const status = await fetchStatus(server.url, id);
+      return status.jobs[0]?.error ? status : undefined;
+    });
+    expect(waiting.status).toBe('inspecting');
+    expect(waiting.jobs[0]!.error).toMatch(/clamd/i);
+    expect((await fetch(`${server.url}/api/uploads/${id}/files/original`)).status).toBe(409);
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+
+    // clamd comes back: a relay at the configured socket to the real one.
+    // Half-open both ways: PING ends its side first and still reads the PONG.
+    relay = net.createServer({ allowHalfOpen: true }, (client) => client.pipe(net.connect({ path: clamdSocket, allowHalfOpen: true })).pipe(client));
+    await new Promise<void>((resolve) => relay!.listen(socketPath, resolve));
+    const status = await waitUntilSettled(server.url, id, 60_000);
+    expect(status).toMatchObject({ status: 'ready', scan: 'clean', sha256: sha256(data) });
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status, await ready.clone().text()).toBe(200);
   });
 });

@@ -601,14 +601,8 @@ async function imageJobOnPool(pool: MediaPool, input: string, outputDir: string,
   if (outcome.outputs.length !== 3) throw new Error(`imageJob made ${outcome.outputs.length} outputs`);
 }
 
-interface PerImage {
-  inspectMs: number;
-  slotWaitMs: number;
-  beforePoolMs: number;
-  poolMs: number;
-  afterPoolMs: number;
-  latencyMs: number;
-}
+/** One image's timings: the per-image fields of ImageBreakdown before taking medians. */
+type PerImage = Pick<ImageBreakdown, 'inspectMs' | 'slotWaitMs' | 'beforePoolMs' | 'poolMs' | 'afterPoolMs' | 'latencyMs'>;
 
 interface PipelineImageRun extends ImageRun {
   jobsCpu: Cpu;

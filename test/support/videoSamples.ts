@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { Probe, ProbeStream } from '../../processors/ffprobe.ts';
 import { randomBytesOf } from './samples.ts';
 
 /**
@@ -27,21 +28,9 @@ export async function ffprobeJson(file: string): Promise<ProbeJson> {
   const { stdout } = await run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', file], { maxBuffer: 16 << 20 });
   return JSON.parse(stdout) as ProbeJson;
 }
-export interface ProbeJson {
-  streams: Array<{
-    index: number;
-    codec_type?: string;
-    codec_name?: string;
-    width?: number;
-    height?: number;
-    sample_aspect_ratio?: string;
-    pix_fmt?: string;
-    bit_rate?: string;
-    duration?: string;
-    tags?: Record<string, string>;
-    side_data_list?: Array<{ side_data_type?: string; rotation?: number }>;
-  }>;
-  format: { format_name?: string; duration?: string; tags?: Record<string, string> };
+/** ffprobe's own JSON as the processor reads it, plus the stream fields only the tests check. */
+export interface ProbeJson extends Probe {
+  streams: Array<ProbeStream & { pix_fmt?: string; bit_rate?: string }>;
 }
 
 export function makeSampleDir(): Promise<string> {
