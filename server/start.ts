@@ -40,7 +40,13 @@ export function createJobRunner({ context, database, scanner, pool }: Services):
     database,
     log: log.child({ part: 'jobs' }),
     handlers: { inspect: inspectUpload(context, scanner), image: media, video: media },
-    concurrency: config.workerThreads,
+    lanes: [
+      { kinds: ['inspect'], concurrency: config.workerThreads },
+      // One media job more than there are threads: its task waits in the pool's queue, so a thread
+      // that finishes starts the next image at once instead of idling while a job is claimed and
+      // its input copied. At most one job per process waits like this (other workers may be idle).
+      { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
+    ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
   });

@@ -17,6 +17,7 @@ import { eventually } from './support/eventually.ts';
 type Backend = 'postgres' | 'pglite';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL as 'info' | undefined) ?? 'silent');
+const allKinds: JobKind[] = ['inspect', 'image', 'video'];
 
 
 describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
@@ -71,7 +72,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
   }
 
   function startRunner(handlers: JobRunnerOptions['handlers'], options: Partial<JobRunnerOptions> = {}): Promise<JobRunner> {
-    const runner = new JobRunner({ database, handlers, log, concurrency: 2, leaseMs: 5_000, pollMs: 100, ...options });
+    const runner = new JobRunner({ database, handlers, log, lanes: [{ kinds: allKinds, concurrency: 2 }], leaseMs: 5_000, pollMs: 100, ...options });
     runners.push(runner);
     return runner.start().then(() => runner);
   }
@@ -102,7 +103,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       const claimed: { worker: string; job: Job }[] = [];
       for (let round = 0; round < 10; round++) {
         // Concurrent claims: on Postgres each runs on its own pooled connection.
-        const results = await Promise.all(claimers.map(async (worker) => ({ worker, job: await claimJob(database.db, worker, 60_000) })));
+        const results = await Promise.all(claimers.map(async (worker) => ({ worker, job: await claimJob(database.db, worker, 60_000, allKinds) })));
         const got = results.filter((r): r is { worker: string; job: Job } => r.job !== undefined);
         claimed.push(...got);
         if (got.length === 0) break;
@@ -115,17 +116,27 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
         const row = rows.find((r) => r.id === job.id)!;
         expect(row).toMatchObject({ status: 'running', attempts: 1, lease_holder: worker });
       }
-      expect(await claimJob(database.db, 'late', 60_000)).toBeUndefined();
+      expect(await claimJob(database.db, 'late', 60_000, allKinds)).toBeUndefined();
+    });
+
+    it('claims only jobs of the kinds asked for', async () => {
+      const id = await newUpload();
+      await enqueueJob(database.db, id, 'inspect', 5);
+      await enqueueJob(database.db, id, 'image', 5);
+      expect(await claimJob(database.db, 'worker-a', 60_000, ['video'])).toBeUndefined();
+      expect(await claimJob(database.db, 'worker-a', 60_000, ['image', 'video'])).toMatchObject({ kind: 'image', upload_id: id });
+      expect(await claimJob(database.db, 'worker-a', 60_000, ['image', 'video'])).toBeUndefined();
+      expect(await claimJob(database.db, 'worker-a', 60_000, ['inspect'])).toMatchObject({ kind: 'inspect', upload_id: id });
     });
 
     it('hands a job whose lease ran out to another worker, and the first can no longer settle it', async () => {
       const [id] = await queueJobs(1);
-      const first = (await claimJob(database.db, 'worker-a', 300))!;
+      const first = (await claimJob(database.db, 'worker-a', 300, allKinds))!;
       expect(first).toMatchObject({ upload_id: id, status: 'running', attempts: 1, lease_holder: 'worker-a' });
-      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
+      expect(await claimJob(database.db, 'worker-b', 60_000, allKinds)).toBeUndefined();
 
       await sleep(500);
-      const second = (await claimJob(database.db, 'worker-b', 60_000))!;
+      const second = (await claimJob(database.db, 'worker-b', 60_000, allKinds))!;
       expect(second).toMatchObject({ id: first.id, status: 'running', attempts: 2, lease_holder: 'worker-b' });
 
       expect(await extendLease(database.db, first, 'worker-a', 60_000)).toBe(false);
@@ -143,9 +154,9 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       // A runner whose heartbeats failed (database unreachable for a while) can claim its own
       // job again; the attempt number tells the two runs apart.
       const [id] = await queueJobs(1);
-      const first = (await claimJob(database.db, 'worker-a', 200))!;
+      const first = (await claimJob(database.db, 'worker-a', 200, allKinds))!;
       await sleep(400);
-      const second = (await claimJob(database.db, 'worker-a', 60_000))!;
+      const second = (await claimJob(database.db, 'worker-a', 60_000, allKinds))!;
       expect(second).toMatchObject({ id: first.id, attempts: 2, lease_holder: 'worker-a' });
 
       expect(await extendLease(database.db, first, 'worker-a', 60_000)).toBe(false);
@@ -158,7 +169,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
 
     it('puts a retried job back with run_after in the future, not claimable before then', async () => {
       const [id] = await queueJobs(1);
-      const job = (await claimJob(database.db, 'worker-a', 60_000))!;
+      const job = (await claimJob(database.db, 'worker-a', 60_000, allKinds))!;
       expect(await retryJob(database.db, job, 'worker-a', 'clamd unreachable', 1_500)).toBe(true);
       const queued = await jobOf(id!);
       expect(queued).toMatchObject({ status: 'queued', attempts: 1, lease_holder: null, lease_expires_at: null, last_error: 'clamd unreachable' });
@@ -166,10 +177,10 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       expect(rows[0]!.ahead_ms).toBeGreaterThan(1_000);
       expect(rows[0]!.ahead_ms).toBeLessThanOrEqual(1_500);
 
-      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
+      expect(await claimJob(database.db, 'worker-b', 60_000, allKinds)).toBeUndefined();
       await sleep(800);
-      expect(await claimJob(database.db, 'worker-b', 60_000)).toBeUndefined();
-      const again = await eventually('the retried job to become claimable', () => claimJob(database.db, 'worker-b', 60_000), 5_000);
+      expect(await claimJob(database.db, 'worker-b', 60_000, allKinds)).toBeUndefined();
+      const again = await eventually('the retried job to become claimable', () => claimJob(database.db, 'worker-b', 60_000, allKinds), 5_000);
       expect(again).toMatchObject({ id: job.id, attempts: 2, lease_holder: 'worker-b' });
     });
   });
@@ -240,7 +251,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       };
       const [id] = await queueJobs(1, 1);
       // A worker claims the only attempt and dies: its lease runs out.
-      await claimJob(database.db, 'dead-worker', 200);
+      await claimJob(database.db, 'dead-worker', 200, allKinds);
       await startRunner({ inspect });
       const job = await eventually('the job to fail', async () => {
         const j = await jobOf(id!);
@@ -331,13 +342,40 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       }
     });
 
+    it('runs each lane in its own slots: a full inspect lane does not hold back an image job', async () => {
+      let releaseInspect = () => {};
+      const inspectHeld = new Promise<void>((resolve) => (releaseInspect = resolve));
+      let inspectStarted = false;
+      const handlers: JobRunnerOptions['handlers'] = {
+        inspect: async (job) => {
+          inspectStarted = true;
+          await inspectHeld;
+          return done({}, job.upload_id);
+        },
+        image: async () => done({ image: true }),
+      };
+      const lanes = [{ kinds: ['inspect' as const], concurrency: 1 }, { kinds: ['image' as const, 'video' as const], concurrency: 1 }];
+      await startRunner(handlers, { lanes, pollMs: 30_000 });
+      await sleep(300);
+      const [held, waiting] = await queueJobs(2, 5);
+      await eventually('the first inspect job to start', async () => inspectStarted);
+      const t0 = Date.now();
+      await enqueueJob(database.db, held!, 'image', 5);
+      // The image lane was asleep (30 s poll): the notification naming `image` woke it.
+      await eventually('the image job to be done', async () => (await jobOf(held!, 'image')).status === 'done', 10_000);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect((await jobOf(waiting!)).status).toBe('queued');
+      releaseInspect();
+      await eventually('both inspect jobs to be done', async () => (await jobOf(waiting!)).status === 'done', 10_000);
+    });
+
     it('does not lose a notification that arrives while a claim is under way', async () => {
       // The job becomes due while the runner's first claim is on its way back (that claim saw
       // nothing due) and the notification for it arrives before the claim's answer. The runner
       // must claim again instead of sleeping through the 30 s poll interval.
       const [id] = await queueJobs(1, 5);
       await sql`update jobs set run_after = now() + interval '1 second'`.execute(database.db);
-      let onNotify: (() => void) | undefined;
+      let onNotify: ((payload: string) => void) | undefined;
       let held = false;
       const claims = new WeakSet<object>();
       const holdFirstEmptyClaim: KyselyPlugin = {
@@ -349,7 +387,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
           if (!held && claims.has(queryId) && result.rows.length === 0) {
             held = true;
             await sleep(1_300);
-            onNotify?.();
+            onNotify?.('inspect');
           }
           return result;
         },

@@ -14,8 +14,8 @@ export interface OpenDatabase {
   /** `postgres` shares state with other processes; `pglite` lives in this process only. */
   kind: 'postgres' | 'pglite';
   describe: string;
-  /** LISTEN on a channel; returns the function that stops listening. */
-  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /** LISTEN on a channel; `onNotify` gets each notification's payload. Returns the function that stops listening. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -30,12 +30,12 @@ export async function openDatabase(options: { databaseUrl: string | undefined; d
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, types });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     const url = new URL(options.databaseUrl);
-    const listen = async (channel: string, onNotify: () => void) => {
+    const listen = async (channel: string, onNotify: (payload: string) => void) => {
       // LISTEN needs a connection of its own that stays open, outside the pool.
       const client = new pg.Client({ connectionString: options.databaseUrl });
       client.on('error', () => undefined);
       await client.connect();
-      client.on('notification', onNotify);
+      client.on('notification', (message) => onNotify(message.payload ?? ''));
       await client.query(`listen ${client.escapeIdentifier(channel)}`);
       return () => client.end();
     };
@@ -48,7 +48,7 @@ export async function openDatabase(options: { databaseUrl: string | undefined; d
   const postgresqlconf = ['shared_buffers=16MB', 'wal_buffers=1MB', 'work_mem=2MB', 'maintenance_work_mem=8MB'];
   const client = await PGlite.create({ dataDir: dir, postgresqlconf, parsers: { [types.INT8]: Number, [types.NUMERIC]: Number } });
   const db = new Kysely<Database>({ dialect: pgliteDialect(client) });
-  const listen = async (channel: string, onNotify: () => void) => {
+  const listen = async (channel: string, onNotify: (payload: string) => void) => {
     // Through Kysely's connection, so LISTEN waits its turn and never lands inside a transaction.
     const stop = await db.connection().execute(() => client.listen(channel, onNotify));
     return () => stop();

@@ -17,8 +17,9 @@ import type { Job, JobKind } from './schema.ts';
 /** Wakes workers in every process sharing the database as soon as a job is queued. */
 export const jobsChannel = 'upload_jobs';
 
-export async function notifyWorkers(db: Db): Promise<void> {
-  await sql`select pg_notify(${jobsChannel}, '')`.execute(db);
+/** The payload is the job's kind, so a runner wakes only the lane that runs it. */
+export async function notifyWorkers(db: Db, kind: JobKind): Promise<void> {
+  await sql`select pg_notify(${jobsChannel}, ${kind})`.execute(db);
 }
 
 /** One job per (upload, kind): queueing it again is a no-op. Workers hear of it on commit. */
@@ -28,18 +29,20 @@ export async function enqueueJob(db: Db, uploadId: string, kind: JobKind, maxAtt
     .values({ upload_id: uploadId, kind, max_attempts: maxAttempts })
     .onConflict((oc) => oc.columns(['upload_id', 'kind']).doNothing())
     .execute();
-  await notifyWorkers(db);
+  await notifyWorkers(db, kind);
 }
 
-export async function claimJob(db: Db, workerId: string, leaseMs: number): Promise<Job | undefined> {
+/** Claims the next runnable job of one of `kinds`, if any. */
+export async function claimJob(db: Db, workerId: string, leaseMs: number, kinds: readonly JobKind[]): Promise<Job | undefined> {
   const { rows } = await sql<Job>`
     update jobs
        set status = 'running', attempts = attempts + 1, lease_holder = ${workerId},
            lease_expires_at = now() + ${leaseMs} * interval '1 millisecond', updated_at = now()
      where id = (
        select id from jobs
-        where (status = 'queued' and run_after <= now())
-           or (status = 'running' and lease_expires_at < now())
+        where kind = any(${kinds}::text[])
+          and ((status = 'queued' and run_after <= now())
+            or (status = 'running' and lease_expires_at < now()))
         order by run_after, id
         limit 1
         for update skip locked)

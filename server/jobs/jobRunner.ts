@@ -25,42 +25,78 @@ export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
 /** Thrown by a handler when retrying cannot help (the input itself is bad). */
 export class PermanentJobError extends Error {}
 
+/**
+ * Job kinds that share a number of slots. Inspection (I/O and clamd) and media work (the
+ * piscina pool) get lanes of their own, so neither waits behind the other.
+ */
+export interface JobLane {
+  kinds: JobKind[];
+  concurrency: number;
+}
+
 export interface JobRunnerOptions {
   database: OpenDatabase;
   handlers: Partial<Record<JobKind, JobHandler>>;
   log: Logger;
-  concurrency: number;
+  lanes: JobLane[];
   leaseMs: number;
   pollMs: number;
 }
 
 const failableStates = ['received', 'inspecting', 'processing'] as const;
 
-/**
- * Claims jobs from Postgres and runs them, `concurrency` at a time. The same runner works in
- * the server process (embedded default) and in `npm run worker` processes; any number may run.
- */
-export class JobRunner {
-  readonly workerId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  private readonly running = new Set<Promise<void>>();
-  private readonly stopping = new AbortController();
-  private wakeUp: (() => void) | undefined;
+/** One lane's claim loop state: the jobs it runs and how it is woken. */
+class LaneState {
+  readonly running = new Set<Promise<void>>();
   /**
    * Set by every wake(), cleared before each claim. A notification that arrives while a claim
    * is under way (the claim may not have seen the new job) finds no sleeper to wake; the flag
    * makes the loop claim again instead of sleeping a whole poll interval. The same holds for
    * stop() called while a claim is under way.
    */
-  private wakeRequested = false;
-  private loop: Promise<void> | undefined;
+  wakeRequested = false;
+  private wakeUp: (() => void) | undefined;
+
+  constructor(readonly lane: JobLane) {}
+
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeUp?.();
+  }
+
+  async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wakeUp = undefined;
+  }
+}
+
+/**
+ * Claims jobs from Postgres and runs them, each lane `concurrency` at a time. The same runner
+ * works in the server process (embedded default) and in `npm run worker` processes; any
+ * number may run.
+ */
+export class JobRunner {
+  readonly workerId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private readonly lanes: LaneState[];
+  private readonly stopping = new AbortController();
+  private loops: Promise<void>[] = [];
   private unlisten: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
 
-  constructor(private readonly options: JobRunnerOptions) {}
+  constructor(private readonly options: JobRunnerOptions) {
+    this.lanes = options.lanes.map((lane) => new LaneState(lane));
+  }
 
   async start(): Promise<void> {
-    this.unlisten = await this.options.database.listen(jobsChannel, () => this.wake());
-    this.loop = this.claimLoop();
+    // The notification's payload is the queued job's kind: only its lane needs to claim.
+    this.unlisten = await this.options.database.listen(jobsChannel, (kind) => this.wake(kind));
+    this.loops = this.lanes.map((lane) => this.claimLoop(lane));
   }
 
   /** Stops claiming, lets running jobs finish (their leases cover a hard stop). Safe to call twice. */
@@ -68,47 +104,42 @@ export class JobRunner {
     this.stopped ??= (async () => {
       this.stopping.abort();
       this.wake();
-      await this.loop;
-      await Promise.allSettled(this.running);
+      await Promise.all(this.loops);
+      await Promise.allSettled(this.lanes.flatMap((lane) => [...lane.running]));
       await this.unlisten?.();
     })();
     return this.stopped;
   }
 
-  wake(): void {
-    this.wakeRequested = true;
-    this.wakeUp?.();
+  /** Wakes the lanes that run `kind` (all lanes when no kind is given or known). */
+  wake(kind?: string): void {
+    const lanes = this.lanes.filter((state) => state.lane.kinds.some((k) => k === kind));
+    for (const state of lanes.length > 0 ? lanes : this.lanes) state.wake();
   }
 
-  private async claimLoop(): Promise<void> {
-    const { database, log, concurrency, leaseMs, pollMs } = this.options;
+  private async claimLoop(state: LaneState): Promise<void> {
+    const { database, log, leaseMs, pollMs } = this.options;
+    const { running, lane } = state;
     while (!this.stopping.signal.aborted) {
-      if (this.running.size >= concurrency) {
-        await Promise.race(this.running);
+      if (running.size >= lane.concurrency) {
+        await Promise.race(running);
         continue;
       }
       let job: Job | undefined;
-      this.wakeRequested = false;
+      state.wakeRequested = false;
       try {
-        job = await claimJob(database.db, this.workerId, leaseMs);
+        job = await claimJob(database.db, this.workerId, leaseMs, lane.kinds);
       } catch (error) {
         log.error({ err: error }, 'claiming a job failed');
       }
       if (job) {
-        const run = this.run(job).finally(() => this.running.delete(run));
-        this.running.add(run);
+        const run = this.run(job).finally(() => running.delete(run));
+        running.add(run);
         continue;
       }
       // Woken (a job was queued, or stop() was called) while the claim was under way.
-      if (this.wakeRequested) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        this.wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wakeUp = undefined;
+      if (state.wakeRequested) continue;
+      await state.sleep(pollMs);
     }
   }
 
