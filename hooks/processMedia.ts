@@ -1,8 +1,6 @@
-import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { MediaPool } from '../processors/mediaPool.ts';
 import type { MediaTask, OutputName } from '../processors/mediaTypes.ts';
 import { changeStatus, findUpload, saveOutputs } from '../server/db/records.ts';
@@ -17,9 +15,9 @@ export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
 };
 
 /**
- * The `image` and `video` jobs: copy the original to a temp file (ffmpeg and sharp want a
- * seekable file, S3 gives a stream), run the processor on the pool, store each output, then
- * record outputs, metadata and `ready` together. Bad media ends `failed` with the
+ * The `image` and `video` jobs: get the original as a local file (ffmpeg and sharp want a
+ * seekable file; S3 gives a stream, copied to a temp dir), run the processor on the pool,
+ * store each output, then record outputs, metadata and `ready` together. Bad media ends `failed` with the
  * processor's reason; an unexpected error is retried. Temp files are always removed.
  */
 export function processMedia(context: HookContext, pool: MediaPool): JobHandler {
@@ -32,10 +30,9 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
 
     const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `media-${upload.id}-`));
     try {
-      const input = path.join(workDir, 'original');
       const outputDir = path.join(workDir, 'outputs');
       await fs.mkdir(outputDir);
-      await pipeline(await storage.readOriginal(upload.storage_key), createWriteStream(input), { signal });
+      const input = await storage.originalFile(upload.storage_key, workDir, signal);
       const task: MediaTask =
         kind === 'video'
           ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs }
@@ -58,7 +55,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       }
       const missing = expectedOutputs[kind].filter((name) => !outcome.outputs.some((o) => o.name === name));
       if (missing.length > 0) throw new Error(`${kind} processor did not produce ${missing.join(', ')}`);
-      for (const output of outcome.outputs) await storage.writeOutput(outputKey(upload.id, output.name), output.path, output.contentType);
+      for (const output of outcome.outputs) await storage.storeOutput(outputKey(upload.id, output.name), output.path, output.contentType);
       const outputs = outcome.outputs.map((o) => ({
         name: o.name, contentType: o.contentType, size: o.size, width: o.width, height: o.height, storageKey: outputKey(upload.id, o.name),
       }));

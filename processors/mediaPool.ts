@@ -21,8 +21,9 @@ export function createMediaPool(threads: number): MediaPool {
     minThreads: 0,
     idleTimeout: 30_000,
     // The workers load TypeScript through tsx, whatever started this process (tsx, vitest)
-    // and whatever the working directory; registering tsx twice is harmless.
-    execArgv: [...process.execArgv, '--import', import.meta.resolve('tsx')],
+    // and whatever the working directory. Only that: the parent's own flags are not passed on,
+    // since a worker refuses V8 flags (`npm start` sets --initial-old-space-size, --expose-gc).
+    execArgv: ['--import', import.meta.resolve('tsx')],
   });
   return {
     run: async (task, { signal, onProgress } = {}) => {

@@ -1,7 +1,8 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { FileStore } from '@tus/file-store';
@@ -24,6 +25,11 @@ export interface Storage {
   readonly datastore: DataStore;
   /** The stored bytes of an upload, as a stream (one read, no buffering). */
   readOriginal(id: string): Promise<Readable>;
+  /**
+   * A local file holding the original, for tools that need a seekable file: the folder store's
+   * own file (read in place, never written), or a copy streamed into `workDir`.
+   */
+  originalFile(id: string, workDir: string, signal: AbortSignal): Promise<string>;
   /** Removes an upload's bytes, unfinished parts, tus info and outputs; missing pieces are fine. */
   removeUpload(id: string): Promise<void>;
   /**
@@ -31,8 +37,11 @@ export interface Storage {
    * no record points to (the process died before recording them); returns how many.
    */
   sweepExpired(): Promise<number>;
-  /** Stores a finished output file under `key`, replacing any earlier one (jobs may run twice). */
-  writeOutput(key: string, file: string, contentType: string): Promise<void>;
+  /**
+   * Stores a finished output file under `key`, replacing any earlier one (jobs may run twice).
+   * The file is taken over: it may be moved rather than copied.
+   */
+  storeOutput(key: string, file: string, contentType: string): Promise<void>;
   locate(key: string, download: { filename: string; contentType: string }): Promise<Located>;
   ping(): Promise<void>;
 }
@@ -67,6 +76,12 @@ class FolderStorage implements Storage {
     return createReadStream(file, { highWaterMark: 256 * 1024 });
   }
 
+  async originalFile(id: string): Promise<string> {
+    const file = this.pathOf(id);
+    await fs.access(file);
+    return file;
+  }
+
   async removeUpload(id: string): Promise<void> {
     await Promise.all([
       fs.rm(this.pathOf(id), { force: true }),
@@ -94,13 +109,19 @@ class FolderStorage implements Storage {
     return removed;
   }
 
-  async writeOutput(key: string, file: string): Promise<void> {
+  async storeOutput(key: string, file: string): Promise<void> {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    // Copy then rename: a reader never sees half an output, and a retry simply replaces it.
-    const partial = `${target}.${process.pid}.partial`;
-    await fs.copyFile(file, partial);
-    await fs.rename(partial, target);
+    // A rename is atomic: a reader never sees half an output, and a retry simply replaces it.
+    // Across file systems (a temp dir on another volume) copy beside the target first.
+    try {
+      await fs.rename(file, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      const partial = `${target}.${process.pid}.partial`;
+      await fs.copyFile(file, partial);
+      await fs.rename(partial, target);
+    }
   }
 
   async locate(key: string): Promise<Located> {
@@ -150,6 +171,12 @@ class S3Storage implements Storage {
     return Body as Readable;
   }
 
+  async originalFile(id: string, workDir: string, signal: AbortSignal): Promise<string> {
+    const file = path.join(workDir, 'original');
+    await pipeline(await this.readOriginal(id), createWriteStream(file), { signal });
+    return file;
+  }
+
   async removeUpload(id: string): Promise<void> {
     // remove() aborts the multipart upload and deletes <id> and <id>.info, but not <id>.part.
     await this.datastore.remove(id).catch(() => undefined);
@@ -168,7 +195,7 @@ class S3Storage implements Storage {
     return this.datastore.deleteExpired();
   }
 
-  async writeOutput(key: string, file: string, contentType: string): Promise<void> {
+  async storeOutput(key: string, file: string, contentType: string): Promise<void> {
     const { size } = await fs.stat(file);
     await this.client.send(
       new PutObjectCommand({ Bucket: this.s3.bucket, Key: key, Body: createReadStream(file), ContentLength: size, ContentType: contentType }),

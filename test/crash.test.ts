@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { killAll, runUntilExit, startServerProcess, startWorkerProcess, type ChildUnderTest, type LogLine, type ServerProcess, type WorkerProcess } from './support/processes.ts';
+import { cameraJpeg } from './support/imageSamples.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { clamdSocket } from './services/env.ts';
 import { createTestEnvironment, setups, type TestEnvironment } from './support/testServer.ts';
@@ -323,6 +324,15 @@ describe('process lifecycle', () => {
     await killAll();
     await environment?.destroy();
   });
+
+  it('turns an image into its outputs in the process `npm start` runs (its node flags included)', async () => {
+    const server = await startServerProcess(environment.env);
+    const jpeg = await fs.readFile(await cameraJpeg(environment.dataDir, 1200, 900));
+    const { url } = await tusUpload(server.url, jpeg, { filename: 'photo.jpg', filetype: 'image/jpeg' });
+    const status = await waitUntilSettled(server.url, uploadIdOf(url), 60_000);
+    expect(status.status, JSON.stringify(status)).toBe('ready');
+    expect(status.outputs.map((o) => o.name).sort()).toEqual(['resized', 'thumbnail', 'webp']);
+  }, 180_000);
 
   it('exits 0 on SIGTERM after logging that it stops', async () => {
     const server: ServerProcess = await startServerProcess(environment.env);

@@ -432,7 +432,7 @@ async function startBenchServer(environment: TestEnvironment, ownRunner: boolean
     try {
       return await run(task, options);
     } finally {
-      poolSpans.push({ kind: task.kind, upload: uploadOfWorkDir(task.input), start, end: Date.now() });
+      poolSpans.push({ kind: task.kind, upload: uploadOfWorkDir(task.outputDir), start, end: Date.now() });
     }
   };
   let runner: JobRunner | undefined;
@@ -479,9 +479,12 @@ function busyShare(spans: Array<{ start: number; end: number }>, threads: number
   return busy / (threads * (to - from));
 }
 
-/** processMedia's temp dir is `mkdtemp(<tmp>/media-<id>-)`: the id sits between the prefix and 6 random characters. */
-function uploadOfWorkDir(input: string): string {
-  const base = path.basename(path.dirname(input));
+/**
+ * processMedia's outputs go to `mkdtemp(<tmp>/media-<id>-)/outputs`: the id sits between the
+ * prefix and 6 random characters.
+ */
+function uploadOfWorkDir(outputDir: string): string {
+  const base = path.basename(path.dirname(outputDir));
   return base.startsWith('media-') ? base.slice('media-'.length, -7) : '';
 }
 

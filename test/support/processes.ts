@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { repoRoot } from '../services/env.ts';
 
 /**
- * The server and the worker as real child processes, the way `npm start` / `npm run worker`
- * run them, so tests can kill them for real. Each runs as `node --import tsx <script>`: the
- * `tsx` CLI would put a wrapper process in between, and a SIGKILL sent to the wrapper never
- * reaches the server behind it (it would keep running, orphaned).
+ * The server and the worker as real child processes, run with the very node flags of `npm
+ * start` / `npm run worker` (read from package.json), so tests can kill them for real and run
+ * what users run. Those scripts are `node … <script>`: the `tsx` CLI would put a wrapper
+ * process in between, and a SIGKILL sent to the wrapper never reaches the server behind it
+ * (it would keep running, orphaned).
  */
 
 export type Script = 'server/main.ts' | 'server/worker.ts';
@@ -65,8 +68,16 @@ function childEnv(env: Record<string, string>): Record<string, string> {
 
 const tail = (text: string, chars = 6000) => (text.length > chars ? `…${text.slice(-chars)}` : text);
 
+/** The arguments after `node` of the npm script that runs `script`. */
+function npmScriptArgs(script: Script): string[] {
+  const { scripts } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const command = Object.values(scripts).find((c) => c.startsWith('node ') && c.endsWith(` ${script}`));
+  if (!command) throw new Error(`package.json has no script "node … ${script}"`);
+  return command.split(/\s+/).slice(1);
+}
+
 export function spawnScript(script: Script, env: Record<string, string>): ChildUnderTest {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  const child = spawn(process.execPath, npmScriptArgs(script), {
     cwd: repoRoot,
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
