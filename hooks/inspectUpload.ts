@@ -2,7 +2,7 @@ import { addAbortSignal } from 'node:stream';
 import type { Scanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
 import { enqueueJob } from '../server/db/jobQueue.ts';
-import { changeStatus, findUpload } from '../server/db/records.ts';
+import { changeStatus, findUpload, takeUpload } from '../server/db/records.ts';
 import type { UploadStatus } from '../server/db/schema.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
 import type { HookContext } from './hookContext.ts';
@@ -19,12 +19,12 @@ const inspectable: UploadStatus[] = ['received', 'inspecting'];
 export function inspectUpload(context: HookContext, scanner: Scanner | undefined): JobHandler {
   const { db, storage, config } = context;
   return async (job, { log, signal }): Promise<JobOutcome> => {
-    const upload = await findUpload(db, job.upload_id);
-    if (!upload) throw new PermanentJobError('the upload record is gone');
-    if (!inspectable.includes(upload.status)) {
-      return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
+    const upload = await takeUpload(db, job.upload_id, inspectable, 'inspecting');
+    if (!upload) {
+      const current = await findUpload(db, job.upload_id);
+      if (!current) throw new PermanentJobError('the upload record is gone');
+      return { result: { skipped: `upload is ${current.status}` }, commit: async () => undefined };
     }
-    await changeStatus(db, upload.id, inspectable, { status: 'inspecting' });
     // A run that lost its lease stops reading: its result would be dropped anyway.
     const source = addAbortSignal(signal, await storage.readOriginal(upload.storage_key));
     const found = await inspectStream(source, scanner);

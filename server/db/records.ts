@@ -75,6 +75,20 @@ export async function changeStatus(db: Db, id: string, from: UploadStatus[], cha
   return result.numUpdatedRows > 0n;
 }
 
+/**
+ * Moves an upload to `status` from one of `from` and returns its row in one statement;
+ * undefined when it was in another state (or is gone).
+ */
+export async function takeUpload(db: Db, id: string, from: UploadStatus[], status: UploadStatus): Promise<Upload | undefined> {
+  return db
+    .updateTable('uploads')
+    .set({ status, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .where('status', 'in', from)
+    .returningAll()
+    .executeTakeFirst();
+}
+
 export async function listOutputs(db: Db, uploadId: string): Promise<Output[]> {
   return db.selectFrom('outputs').selectAll().where('upload_id', '=', uploadId).orderBy('name').execute();
 }

@@ -1,7 +1,9 @@
 // Media-processing bench: how close the whole pipeline (upload finished → inspect job → image or
 // video job → `ready`) comes to the bare processors, measured in the same run on the same box.
 //
-//   npx tsx test/bench/media.ts          (or: import { runMediaBench } and await it)
+//   node --initial-old-space-size=128 --expose-gc --import tsx test/bench/media.ts
+//                                        (what `npm run bench` runs: the server in this process
+//                                        gets `npm start`'s node flags; or import runMediaBench)
 //
 // Images: 20 camera JPEGs of 4000x3000 (one `cameraJpeg`, copied 20 times; not timed).
 //   baseline  `imageJob` itself on `createMediaPool(WORKER_THREADS)` (the pool factory and worker
