@@ -17,19 +17,19 @@ import type { Job, JobKind } from './schema.ts';
 /** Wakes workers in every process sharing the database as soon as a job is queued. */
 export const jobsChannel = 'upload_jobs';
 
-/** The payload is the job's kind, so a runner wakes only the lane that runs it. */
-export async function notifyWorkers(db: Db, kind: JobKind): Promise<void> {
-  await sql`select pg_notify(${jobsChannel}, ${kind})`.execute(db);
-}
-
-/** One job per (upload, kind): queueing it again is a no-op. Workers hear of it on commit. */
+/**
+ * One job per (upload, kind): queueing it again is a no-op. A new job wakes the workers in
+ * every process sharing the database when the transaction commits; the payload names its kind,
+ * so a runner wakes only the lane that runs it. One statement: the embedded database runs
+ * every statement on the event loop.
+ */
 export async function enqueueJob(db: Db, uploadId: string, kind: JobKind, maxAttempts: number): Promise<void> {
-  await db
-    .insertInto('jobs')
-    .values({ upload_id: uploadId, kind, max_attempts: maxAttempts })
-    .onConflict((oc) => oc.columns(['upload_id', 'kind']).doNothing())
-    .execute();
-  await notifyWorkers(db, kind);
+  await sql`
+    with queued as (
+      insert into jobs (upload_id, kind, max_attempts) values (${uploadId}, ${kind}, ${maxAttempts})
+      on conflict (upload_id, kind) do nothing
+      returning kind)
+    select pg_notify(${jobsChannel}, kind) from queued`.execute(db);
 }
 
 /** Claims the next runnable job of one of `kinds`, if any. */
