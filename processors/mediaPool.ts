@@ -27,12 +27,21 @@ export function createMediaPool(threads: number): MediaPool {
   });
   return {
     run: async (task, { signal, onProgress } = {}) => {
-      if (task.kind !== 'video' || !onProgress) return pool.run(task, { signal });
+      // An image task has no children: aborting it may simply terminate its thread.
+      if (task.kind !== 'video') return pool.run(task, { signal });
+      // A video task is cancelled through its port instead, so it kills and reaps its ffmpeg
+      // itself; a terminated thread would leave the killed children as zombies.
+      signal?.throwIfAborted();
       const channel = new MessageChannel();
-      channel.port1.on('message', (message: { percent: number }) => onProgress(message.percent));
+      channel.port1.on('message', (message: { percent: number }) => onProgress?.(message.percent));
+      const cancel = () => channel.port1.postMessage({ cancel: true });
+      signal?.addEventListener('abort', cancel, { once: true });
       try {
-        return await pool.run({ ...task, progress: channel.port2 }, { signal, transferList: [channel.port2] });
+        const outcome = await pool.run({ ...task, port: channel.port2 }, { transferList: [channel.port2] });
+        signal?.throwIfAborted();
+        return outcome;
       } finally {
+        signal?.removeEventListener('abort', cancel);
         channel.port1.close();
       }
     },

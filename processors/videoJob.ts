@@ -22,7 +22,8 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  * Outcomes: the input is bad (unreadable, truncated, no video stream, nothing decodable) →
  * `{ ok: false, reason }` with ffmpeg's/ffprobe's own words (server paths replaced by `input` /
  * `output`); the job's time budget (`task.timeoutMs`, for all steps together) runs out → ffmpeg
- * is SIGKILLed, reaped, and `{ ok: false, reason: 'timed out after …' }`; anything else (ffmpeg
+ * is SIGKILLed, reaped, and `{ ok: false, reason: 'timed out after …' }` (`'cancelled'` when the
+ * runner cancels it through `task.port`); anything else (ffmpeg
  * missing, disk full, out of memory, killed by someone else) is thrown so the runner retries.
  * On any failure no output file is left behind.
  *
@@ -57,7 +58,7 @@ const SYSTEM_TROUBLE =
 
 // ---------------------------------------------------------------------------------------------
 
-class TimedOut extends Error {}
+class Stopped extends Error {}
 
 export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
   const started = Date.now();
@@ -71,16 +72,21 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
   };
   const children = new Children();
   const words = (text: string) => ffmpegWords(text, [[input, 'input'], [outputDir, 'output']]);
-  let expired = false;
+  // Out of time, or cancelled by the job runner: the children are killed and reaped here, on
+  // this thread, which lives on (a terminated thread would leave them as zombies).
+  let stopped: 'timeout' | 'cancelled' | undefined;
+  const stop = (why: 'timeout' | 'cancelled') => {
+    stopped ??= why;
+    void children.closeAndKill();
+  };
   const timer =
-    Number.isFinite(task.timeoutMs) && task.timeoutMs > 0
-      ? setTimeout(() => {
-          expired = true;
-          void children.closeAndKill();
-        }, Math.min(task.timeoutMs, 2 ** 31 - 1))
-      : undefined;
+    Number.isFinite(task.timeoutMs) && task.timeoutMs > 0 ? setTimeout(() => stop('timeout'), Math.min(task.timeoutMs, 2 ** 31 - 1)) : undefined;
+  const onMessage = (message: { cancel?: boolean }) => {
+    if (message.cancel) stop('cancelled');
+  };
+  task.port?.on('message', onMessage);
   const checkTime = () => {
-    if (expired) throw new TimedOut();
+    if (stopped) throw new Stopped();
   };
 
   let outcome: MediaOutcome | undefined;
@@ -166,12 +172,14 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     progress.done();
     return (outcome = { ok: true, outputs, media });
   } catch (err) {
-    if (err instanceof TimedOut) {
+    if (err instanceof Stopped && stopped === 'cancelled') return (outcome = { ok: false, reason: 'cancelled' });
+    if (err instanceof Stopped) {
       return (outcome = { ok: false, reason: `timed out after ${formatSeconds(Date.now() - started)} (limit ${formatSeconds(task.timeoutMs)})` });
     }
     throw err;
   } finally {
     clearTimeout(timer);
+    task.port?.off('message', onMessage);
     await children.closeAndKill();
     if (outcome?.ok !== true) await Promise.allSettled(Object.values(files).map((file) => rm(file, { force: true })));
   }
@@ -242,7 +250,7 @@ function mp4Command(input: string, videoIndex: number, audio: ProbeStream | unde
 // Progress
 
 function progressReporter(task: VideoTask, duration: number | null): { line: (line: string) => void; done: () => void } {
-  const port = task.progress;
+  const port = task.port;
   let last = -1;
   let lastAt = 0;
   const post = (percent: number) => {

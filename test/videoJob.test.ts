@@ -7,6 +7,7 @@ import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegWords } from '../processors/ffmpeg.ts';
+import { createMediaPool } from '../processors/mediaPool.ts';
 import { rotationOf } from '../processors/ffprobe.ts';
 import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTypes.ts';
 import { videoJob } from '../processors/videoJob.ts';
@@ -58,7 +59,7 @@ async function runJob(name: string, input: string, timeoutMs = 120_000): Promise
   channel.port1.on('message', (message: { percent: number }) => progress.push(message.percent));
   const started = Date.now();
   try {
-    const outcome = await videoJob({ kind: 'video', input, outputDir, timeoutMs, progress: channel.port2 });
+    const outcome = await videoJob({ kind: 'video', input, outputDir, timeoutMs, port: channel.port2 });
     const ms = Date.now() - started;
     await new Promise((resolve) => setTimeout(resolve, 100)); // let the last messages arrive
     console.log(`[videoJob] ${name}: ${ms} ms, ${progress.length} progress messages`);
@@ -362,7 +363,36 @@ describe('videoJob on a piscina worker thread', () => {
     });
 
   it(
-    'aborting the job terminates the thread and leaves no ffmpeg behind',
+    'cancelling a video job through the media pool kills and reaps ffmpeg; the thread runs the next job',
+    async () => {
+      const pool = createMediaPool(1);
+      try {
+        const outputDir = outputDirFor('cancel');
+        const controller = new AbortController();
+        let firstProgress: () => void = () => undefined;
+        const progressed = new Promise<void>((resolve) => (firstProgress = resolve));
+        const running = pool.run({ kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000 }, { signal: controller.signal, onProgress: () => firstProgress() });
+        running.catch(() => undefined);
+        await progressed; // the transcode is under way
+        expect((await liveProcessesWith(outputDir)).some((line) => line.includes('ffmpeg'))).toBe(true);
+
+        controller.abort(new Error('lease lost'));
+        await expect(running).rejects.toThrow('lease lost');
+        expect(await liveProcessesWith(outputDir)).toEqual([]);
+        expect(await zombieChildren()).toEqual([]);
+        expect(await readdir(outputDir)).toEqual([]);
+
+        const next = await pool.run({ kind: 'video', input: samples.silent!, outputDir: outputDirFor('after-cancel'), timeoutMs: 120_000 });
+        expect(next.ok).toBe(true);
+      } finally {
+        await pool.close();
+      }
+    },
+    SLOW,
+  );
+
+  it(
+    'a terminated thread (piscina aborting its task) leaves no ffmpeg running',
     async () => {
       const pool = oneThreadPool();
       try {
@@ -370,7 +400,7 @@ describe('videoJob on a piscina worker thread', () => {
         const controller = new AbortController();
         const channel = new MessageChannel();
         const firstProgress = new Promise<number>((resolve) => channel.port1.once('message', (m: { percent: number }) => resolve(m.percent)));
-        const task: VideoTask = { kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000, progress: channel.port2 };
+        const task: VideoTask = { kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000, port: channel.port2 };
         const running = pool.run(task, { signal: controller.signal, transferList: [channel.port2] });
         running.catch(() => undefined);
 
