@@ -3,13 +3,14 @@ import type { Server } from '@tus/server';
 import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { rateLimitUploads } from './rateLimit.ts';
+import { demoRoutes } from './routes/demo.ts';
 import { healthRoutes } from './routes/health.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 
-/** The Koa app: request log, JSON errors, the tus endpoint, the status and download API. */
+/** The Koa app: request log, JSON errors, the tus endpoint, the status and download API, the demo page. */
 export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined): Koa {
   const { config, db, storage, log } = context;
   const app = new Koa({ proxy: Boolean(config.publicUrl) });
@@ -46,7 +47,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     );
   });
 
-  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner })]) {
+  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner }), demoRoutes()]) {
     app.use(router.routes()).use(router.allowedMethods());
   }
   return app;

@@ -1,0 +1,193 @@
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import puppeteer, { type Browser, type HTTPRequest, type Page } from 'puppeteer-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../server/start.ts';
+import { eventually } from './support/eventually.ts';
+import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
+import { pdf, sha256 } from './support/samples.ts';
+import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { fetchStatus } from './support/uploads.ts';
+
+/** What the demo page puts on `window` (see server/routes/demo.html), as far as these tests use it. */
+interface DemoWindow {
+  uppy: {
+    getFiles(): {
+      id: string;
+      progress: { bytesUploaded: number | false; uploadComplete?: boolean };
+      response?: { uploadURL?: string };
+      tus?: { uploadUrl?: string | null };
+    }[];
+    pauseResume(fileId: string): boolean | undefined;
+    on(event: 'upload-progress', handler: (file: { id: string } | undefined, progress: { bytesUploaded: number }) => void): void;
+  };
+  /** Set by the resume test: bytes Uppy had sent when it paused the upload. */
+  pausedAt?: number;
+}
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const settledSelector = ['ready', 'rejected', 'infected', 'failed', 'expired', 'deleted'].map((s) => `#uploads li[data-status="${s}"]`).join(', ');
+
+/** The Uppy demo page at GET /, driven by a real (headless) Chromium. */
+describe('Uppy demo page in Chromium', () => {
+  let environment: TestEnvironment;
+  let server: RunningServer;
+  let browser: Browser;
+  let samples: { dir: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    if (!existsSync(chromiumPath)) {
+      throw new Error(`Chromium not found at ${chromiumPath}: run \`sudo bash test/services/install.sh\` (Debian's chromium package), or set CHROMIUM_PATH`);
+    }
+    environment = await createTestEnvironment('embedded');
+    server = await startTestServer(environment);
+    samples = await makeSampleDir();
+    // headless: true is --headless=new; no sandbox because the tests run as root.
+    browser = await puppeteer.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--disable-dev-shm-usage'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await environment?.destroy();
+    await samples?.cleanup();
+  });
+
+  async function openDemo(query = ''): Promise<Page> {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(String(error)));
+    const res = await page.goto(`${server.url}/${query}`, { waitUntil: 'load' });
+    expect(res?.status()).toBe(200);
+    await page.waitForSelector('.uppy-Dashboard');
+    expect(errors).toEqual([]);
+    return page;
+  }
+
+  /** Adds a file through the Dashboard's file picker; Uppy uploads it at once (autoProceed). */
+  async function addFile(page: Page, file: string): Promise<void> {
+    const input = await page.waitForSelector('.uppy-Dashboard input[type=file]:not([webkitdirectory])');
+    await input!.uploadFile(file);
+  }
+
+  /** Waits for the page's list to show the upload settled; returns its id and status as the page shows them. */
+  async function settledOnPage(page: Page): Promise<{ id: string; status: string; links: string[] }> {
+    const item = await page.waitForSelector(settledSelector, { timeout: 90_000 });
+    return item!.evaluate((li) => ({
+      id: li.getAttribute('data-upload-id') ?? '',
+      status: li.getAttribute('data-status') ?? '',
+      links: Array.from(li.querySelectorAll('a'), (a) => a.textContent ?? ''),
+    }));
+  }
+
+  function uppyFiles(page: Page) {
+    return page.evaluate(() => (window as unknown as DemoWindow).uppy.getFiles().map((f) => ({ complete: f.progress.uploadComplete === true, url: f.response?.uploadURL })));
+  }
+
+  it('serves the page and the Uppy bundle with their types and cache headers', async () => {
+    const html = await fetch(`${server.url}/`);
+    expect(html.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await html.text()).toContain('/assets/uppy.min.js');
+    for (const [name, type] of [['uppy.min.js', 'text/javascript; charset=utf-8'], ['uppy.min.css', 'text/css; charset=utf-8']] as const) {
+      const res = await fetch(`${server.url}/assets/${name}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe(type);
+      expect(res.headers.get('cache-control')).toBe('public, max-age=3600');
+      const again = await fetch(`${server.url}/assets/${name}`, { headers: { 'If-None-Match': res.headers.get('etag')! } });
+      expect(again.status).toBe(304);
+    }
+    expect((await fetch(`${server.url}/assets/package.json`)).status).toBe(404);
+  });
+
+  it('uploads a camera JPEG through the Dashboard and shows it ready with its outputs', { timeout: 120_000 }, async () => {
+    const file = await cameraJpeg(samples.dir, 1200, 900);
+    const page = await openDemo();
+    await addFile(page, file);
+
+    const shown = await settledOnPage(page);
+    expect(shown.status).toBe('ready');
+    expect(shown.links.sort()).toEqual(['original', 'resized', 'thumbnail', 'webp']);
+    const [uploaded] = await uppyFiles(page);
+    expect(uploaded).toEqual({ complete: true, url: `${server.url}/files/${shown.id}` });
+
+    const status = await fetchStatus(server.url, shown.id);
+    const bytes = await readFile(file);
+    expect(status).toMatchObject({ status: 'ready', detectedType: 'image/jpeg', filename: path.basename(file), size: bytes.length, sha256: sha256(bytes) });
+    expect(status.outputs.map((o) => o.name).sort()).toEqual(['resized', 'thumbnail', 'webp']);
+    const original = await fetch(status.links.original!);
+    expect(sha256(Buffer.from(await original.arrayBuffer()))).toBe(sha256(bytes));
+    await page.close();
+  });
+
+  it('shows a PDF disguised as photo.jpg rejected', { timeout: 120_000 }, async () => {
+    const file = path.join(samples.dir, 'photo.jpg');
+    await writeFile(file, pdf(20_000));
+    const page = await openDemo();
+    await addFile(page, file);
+
+    const shown = await settledOnPage(page);
+    expect(shown).toMatchObject({ status: 'rejected', links: [] });
+    const status = await fetchStatus(server.url, shown.id);
+    expect(status).toMatchObject({ status: 'rejected', claimedType: 'image/jpeg', detectedType: 'application/pdf' });
+    expect(await page.$eval(`li[data-upload-id="${shown.id}"] .reason`, (el) => el.textContent)).toBe(status.reason);
+    await page.close();
+  });
+
+  it('resumes a paused upload where the server stopped, in 1 MiB PATCHes', { timeout: 120_000 }, async () => {
+    const chunkSize = 1024 * 1024;
+    const data = pdf(8 * chunkSize);
+    const file = path.join(samples.dir, 'data.pdf');
+    await writeFile(file, data);
+    const page = await openDemo(`?chunkSize=${chunkSize}`);
+    const patches: { offset: number; status: number | undefined }[] = [];
+    page.on('requestfinished', (request: HTTPRequest) => {
+      if (request.method() === 'PATCH') patches.push({ offset: Number(request.headers()['upload-offset']), status: request.response()?.status() });
+    });
+    // Pause once the first PATCH is answered (more than one chunk sent): the server then holds part of the file.
+    await page.evaluate((size) => {
+      const demo = window as unknown as DemoWindow;
+      demo.uppy.on('upload-progress', (file, progress) => {
+        if (file && demo.pausedAt === undefined && progress.bytesUploaded > size) {
+          demo.pausedAt = progress.bytesUploaded;
+          demo.uppy.pauseResume(file.id);
+        }
+      });
+    }, chunkSize);
+    await addFile(page, file);
+
+    await page.waitForFunction(() => (window as unknown as DemoWindow).pausedAt !== undefined, { timeout: 60_000 });
+    const progressOf = () => page.evaluate(() => (window as unknown as DemoWindow).uppy.getFiles().map((f) => ({ id: f.id, bytes: f.progress.bytesUploaded, url: f.tus?.uploadUrl }))[0]!);
+    const { id: fileId, url: uploadUrl } = await progressOf();
+    expect(uploadUrl).toMatch(new RegExp(`^${server.url}/files/`));
+    const serverOffset = async () => Number((await fetch(uploadUrl!, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } })).headers.get('upload-offset'));
+    const offset = await eventually('the aborted PATCH to settle on the server', async () => {
+      const before = await serverOffset();
+      await sleep(1000);
+      return before === (await serverOffset()) && before;
+    });
+    expect(offset).toBeGreaterThanOrEqual(chunkSize);
+    expect(offset).toBeLessThan(data.length);
+    // The upload stands still while paused: neither Uppy's progress nor the server's offset moves.
+    const pausedBytes = (await progressOf()).bytes;
+    await sleep(1000);
+    expect((await progressOf()).bytes).toBe(pausedBytes);
+    expect(pausedBytes).toBeLessThan(data.length);
+    expect(await serverOffset()).toBe(offset);
+    const sentBeforeResume = patches.length;
+
+    await page.evaluate((id) => (window as unknown as DemoWindow).uppy.pauseResume(id), fileId);
+    const shown = await settledOnPage(page);
+    expect(shown.status).toBe('ready');
+    // The first PATCH after resuming starts at the server's offset, not at 0.
+    expect(patches[sentBeforeResume]?.offset).toBe(offset);
+    expect(patches.filter((p) => p.status === 204).length).toBeGreaterThan(1);
+    const status = await fetchStatus(server.url, shown.id);
+    expect(status).toMatchObject({ status: 'ready', detectedType: 'application/pdf', size: data.length, offset: data.length, sha256: sha256(data) });
+    await page.close();
+  });
+});
