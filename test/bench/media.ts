@@ -37,8 +37,9 @@
 //   MEDIA_BENCH_VIDEO=1            0 skips the video part
 //   MEDIA_BENCH_SHARP_LOOP=0       1 adds the main-thread sharp loop to every image round
 //   MEDIA_BENCH_JOB_SLOTS=         e.g. `2,4`: run the image pipeline once per round for each number
-//                                  of job-runner slots (the server uses WORKER_THREADS slots; the
-//                                  pool keeps WORKER_THREADS threads whatever this says). The server
+//                                  of job-runner slots: the WORKER_THREADS createJobRunner sizes its
+//                                  lanes by (that many inspections, one more media job); the pool
+//                                  keeps WORKER_THREADS threads whatever this says. The server
 //                                  then starts with RUN_JOBS=false and the bench starts the server's
 //                                  own runner (`createJobRunner(services)`) with each slot count in
 //                                  turn. Video uses the first. Unset: the server's runner, as is.
