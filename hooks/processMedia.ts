@@ -35,7 +35,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       const input = await storage.originalFile(upload.storage_key, workDir, signal);
       const task: MediaTask =
         kind === 'video'
-          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs }
+          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels }
           : { kind, input, outputDir, maxPixels: config.maxImagePixels };
       let lastReport = 0;
       const outcome = await pool.run(task, {

@@ -6,5 +6,5 @@ export type MediaOutcome =
   | { ok: false; reason: string };  // the input itself is bad or unsupported: retrying cannot help
 export interface ImageTask { kind: 'image'; input: string; outputDir: string; maxPixels: number }
 /** `port`: the job posts `{ percent }` on it, and stops (ffmpeg killed and reaped) when it receives `{ cancel: true }`. */
-export interface VideoTask { kind: 'video'; input: string; outputDir: string; timeoutMs: number; port?: import('node:worker_threads').MessagePort }
+export interface VideoTask { kind: 'video'; input: string; outputDir: string; timeoutMs: number; maxPixels: number; port?: import('node:worker_threads').MessagePort }
 export type MediaTask = ImageTask | VideoTask;

@@ -111,6 +111,9 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     if (!video.width || !video.height) {
       return (outcome = { ok: false, reason: `the video stream (${video.codec_name ?? 'unknown codec'}) has no picture size` });
     }
+    if (video.width * video.height > task.maxPixels) {
+      return (outcome = { ok: false, reason: `video frames are ${video.width} x ${video.height} pixels, over the limit of ${task.maxPixels}` });
+    }
     const audio = probe.streams.find((s) => s.codec_type === 'audio');
     const media = describeMedia(probe, video, audio);
     const duration = media.duration;

@@ -22,6 +22,7 @@ export interface Config {
   cleanupIntervalMs: number;
   rateLimitPerMinute: number;
   maxImagePixels: number;
+  maxVideoPixels: number;
   videoTimeoutMs: number;
   typePolicy: TypePolicy;
 }
@@ -133,6 +134,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerMinute: read.integer('RATE_LIMIT_UPLOADS', 60, 0, 1_000_000),
     // 100 megapixels: above any phone or DSLR photo, far below what fills memory when decoded.
     maxImagePixels: read.integer('MAX_IMAGE_PIXELS', 100_000_000, 1, 2 ** 31),
+    // 8K UHD: larger frames are refused before ffmpeg decodes one (each costs memory per frame in flight).
+    maxVideoPixels: read.integer('MAX_VIDEO_PIXELS', 7680 * 4320, 1, 2 ** 31),
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
     typePolicy,
   };

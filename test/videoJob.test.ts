@@ -52,14 +52,17 @@ interface Run {
   ms: number;
 }
 
-async function runJob(name: string, input: string, timeoutMs = 120_000): Promise<Run> {
+/** The server's default MAX_VIDEO_PIXELS. */
+const MAX_PIXELS = 7680 * 4320;
+
+async function runJob(name: string, input: string, timeoutMs = 120_000, maxPixels = MAX_PIXELS): Promise<Run> {
   const outputDir = outputDirFor(name);
   const channel = new MessageChannel();
   const progress: number[] = [];
   channel.port1.on('message', (message: { percent: number }) => progress.push(message.percent));
   const started = Date.now();
   try {
-    const outcome = await videoJob({ kind: 'video', input, outputDir, timeoutMs, port: channel.port2 });
+    const outcome = await videoJob({ kind: 'video', input, outputDir, timeoutMs, maxPixels, port: channel.port2 });
     const ms = Date.now() - started;
     await new Promise((resolve) => setTimeout(resolve, 100)); // let the last messages arrive
     console.log(`[videoJob] ${name}: ${ms} ms, ${progress.length} progress messages`);
@@ -341,6 +344,13 @@ describe('videoJob', () => {
     SLOW,
   );
 
+  it('refuses frames over the pixel limit before decoding any (ok:false, no ffmpeg run, no output)', async () => {
+    const { outcome, outputDir, ms } = await runJob('too-many-pixels', samples.main!, 120_000, 1280 * 720 - 1);
+    expect(outcome).toEqual({ ok: false, reason: `video frames are 1280 x 720 pixels, over the limit of ${1280 * 720 - 1}` });
+    expect(ms).toBeLessThan(5_000);
+    expect(await readdir(outputDir)).toEqual([]);
+  });
+
   it('trims ffmpeg words', () => {
     const stderr =
       '[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d0c0a1b2c0] moov atom not found\r\n' +
@@ -371,7 +381,7 @@ describe('videoJob on a piscina worker thread', () => {
         const controller = new AbortController();
         let firstProgress: () => void = () => undefined;
         const progressed = new Promise<void>((resolve) => (firstProgress = resolve));
-        const running = pool.run({ kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000 }, { signal: controller.signal, onProgress: () => firstProgress() });
+        const running = pool.run({ kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000, maxPixels: MAX_PIXELS }, { signal: controller.signal, onProgress: () => firstProgress() });
         running.catch(() => undefined);
         await progressed; // the transcode is under way
         expect((await liveProcessesWith(outputDir)).some((line) => line.includes('ffmpeg'))).toBe(true);
@@ -382,7 +392,7 @@ describe('videoJob on a piscina worker thread', () => {
         expect(await zombieChildren()).toEqual([]);
         expect(await readdir(outputDir)).toEqual([]);
 
-        const next = await pool.run({ kind: 'video', input: samples.silent!, outputDir: outputDirFor('after-cancel'), timeoutMs: 120_000 });
+        const next = await pool.run({ kind: 'video', input: samples.silent!, outputDir: outputDirFor('after-cancel'), timeoutMs: 120_000, maxPixels: MAX_PIXELS });
         expect(next.ok).toBe(true);
       } finally {
         await pool.close();
@@ -400,7 +410,7 @@ describe('videoJob on a piscina worker thread', () => {
         const controller = new AbortController();
         const channel = new MessageChannel();
         const firstProgress = new Promise<number>((resolve) => channel.port1.once('message', (m: { percent: number }) => resolve(m.percent)));
-        const task: VideoTask = { kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000, port: channel.port2 };
+        const task: VideoTask = { kind: 'video', input: samples.main!, outputDir, timeoutMs: 120_000, maxPixels: MAX_PIXELS, port: channel.port2 };
         const running = pool.run(task, { signal: controller.signal, transferList: [channel.port2] });
         running.catch(() => undefined);
 
@@ -431,7 +441,7 @@ describe('videoJob on a piscina worker thread', () => {
       const pool = oneThreadPool();
       try {
         const outputDir = outputDirFor('pool');
-        const ok = okOutcome(await pool.run({ kind: 'video', input: samples.phone!, outputDir, timeoutMs: 120_000 }));
+        const ok = okOutcome(await pool.run({ kind: 'video', input: samples.phone!, outputDir, timeoutMs: 120_000, maxPixels: MAX_PIXELS }));
         expect([output(ok, 'mp4').width, output(ok, 'mp4').height]).toEqual([608, 1080]);
         expect(await liveProcessesWith(outputDir)).toEqual([]);
       } finally {
