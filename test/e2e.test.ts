@@ -159,6 +159,33 @@ describe('scale-out: two server instances share Postgres and S3', () => {
     const status = await waitUntilSettled(second.url, id);
     expect(status).toMatchObject({ status: 'ready', sha256: sha256(data), size: data.length });
   });
+
+  it('finishes on the first instance a deferred-length upload whose length the second one learnt', async () => {
+    const data = pdf(12 * 1024 * 1024 + 1024);
+    const half = 6 * 1024 * 1024;
+    const headers = { 'Tus-Resumable': '1.0.0' };
+    const patch = (base: string, location: string, offset: number, end: number, extra: Record<string, string> = {}) =>
+      fetch(new URL(location, base), {
+        method: 'PATCH',
+        headers: { ...headers, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream', ...extra },
+        body: data.subarray(offset, end),
+      });
+    const metadata = `filename ${Buffer.from('travel.pdf').toString('base64')},filetype ${Buffer.from('application/pdf').toString('base64')}`;
+    const created = await fetch(`${first.url}/files/`, { method: 'POST', headers: { ...headers, 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata } });
+    expect(created.status).toBe(201);
+    const location = created.headers.get('location')!;
+    // The first instance reads (and may cache) the upload while its length is still unknown.
+    expect((await patch(first.url, location, 0, half)).status).toBe(204);
+    // The second declares the length with its chunk.
+    const declared = await patch(second.url, location, half, 2 * half, { 'Upload-Length': String(data.length) });
+    expect(declared.status).toBe(204);
+    // The last bytes go to the first instance again: it must know the length now, and finish.
+    const last = await patch(first.url, location, 2 * half, data.length);
+    expect(last.status).toBe(204);
+    expect(last.headers.get('upload-offset')).toBe(String(data.length));
+    const status = await waitUntilSettled(first.url, uploadIdOf(location));
+    expect(status).toMatchObject({ status: 'ready', sha256: sha256(data), size: data.length });
+  });
 });
 
 describe('scanning is required: clamd down', () => {
