@@ -34,7 +34,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   });
 
   const tusProtocolFixes = tusProtocol();
-  const rateLimit = rateLimitUploads(config.rateLimitPerMinute);
+  const rateLimit = rateLimitUploads(context);
   app.use(async (ctx, next) => {
     if (ctx.path !== tusPath && !ctx.path.startsWith(`${tusPath}/`)) return next();
     // Protocol fixes first: the rate limit must see the method after X-HTTP-Method-Override.

@@ -168,7 +168,7 @@ describe('scale-out: two server instances share Postgres and S3', () => {
       fetch(new URL(location, base), {
         method: 'PATCH',
         headers: { ...headers, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream', ...extra },
-        body: data.subarray(offset, end),
+        body: new Uint8Array(data.subarray(offset, end)),
       });
     const metadata = `filename ${Buffer.from('travel.pdf').toString('base64')},filetype ${Buffer.from('application/pdf').toString('base64')}`;
     const created = await fetch(`${first.url}/files/`, { method: 'POST', headers: { ...headers, 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata } });

@@ -70,10 +70,20 @@ export interface OutputsTable {
   created_at: Generated<Date>;
 }
 
+/** One client address's token bucket for creating uploads (see uploadRates.ts). */
+export interface UploadRatesTable {
+  address: string;
+  tokens: number;
+  refilled_at: Date;
+  /** Whether the last creation was let through: the upsert's answer, as RETURNING has no old values. */
+  allowed: boolean;
+}
+
 export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
   outputs: OutputsTable;
+  upload_rates: UploadRatesTable;
 }
 
 export type Upload = Selectable<UploadsTable>;

@@ -1,12 +1,14 @@
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { changeStatus, findExpiredUploads } from '../db/records.ts';
+import { pruneUploadRates } from '../db/uploadRates.ts';
 
 /**
  * Removes what unfinished uploads leave behind. An `uploading` record past its expiry loses
  * its bytes and multipart parts and becomes `expired`; one whose bytes turn out to be complete
  * (the process died between storing the last byte and recording it) is received instead.
- * Then the store sweeps its own expired leftovers, including those no record points to.
+ * Then the store sweeps its own expired leftovers, including those no record points to, and
+ * the rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
  */
 export async function cleanUpExpired(context: HookContext, now = new Date()): Promise<{ expired: number; received: number; swept: number }> {
   const { db, storage, log } = context;
@@ -28,6 +30,7 @@ export async function cleanUpExpired(context: HookContext, now = new Date()): Pr
     }
   }
   const swept = await storage.sweepExpired();
+  await pruneUploadRates(db);
   if (expired + received + swept > 0) log.info({ expired, received, swept }, 'cleanup');
   return { expired, received, swept };
 }
