@@ -2,16 +2,18 @@ import Koa from 'koa';
 import type { Server } from '@tus/server';
 import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
+import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
 import { healthRoutes } from './routes/health.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 
-/** The Koa app: request log, JSON errors, the tus endpoint, the status and download API, the demo page. */
-export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined): Koa {
+/** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
+export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa {
   const { config, db, storage, log } = context;
   const app = new Koa({ proxy: Boolean(config.publicUrl) });
   // Koa 3's ctx.origin is the request's Origin header; links are built from protocol and host.
@@ -20,7 +22,9 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   app.use(async (ctx, next) => {
     const started = performance.now();
     ctx.res.once('finish', () => {
-      log.info({ method: ctx.method, path: ctx.path, status: ctx.res.statusCode, ms: Math.round(performance.now() - started), ip: ctx.ip }, 'request');
+      const ms = performance.now() - started;
+      metrics.observeRequest(ctx.method, ctx.path, ctx.res.statusCode, ms / 1000);
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.res.statusCode, ms: Math.round(ms), ip: ctx.ip }, 'request');
     });
     try {
       await next();
@@ -47,7 +51,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     );
   });
 
-  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner }), demoRoutes()]) {
+  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
     app.use(router.routes()).use(router.allowedMethods());
   }
   return app;

@@ -8,8 +8,9 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
-import { JobRunner } from './jobs/jobRunner.ts';
+import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
 import { PostgresLocker } from './postgresLocker.ts';
 import { createStorage } from './storage.ts';
 import { createTusServer } from './tusServer.ts';
@@ -33,7 +34,7 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   return { context: { db: database.db, config, storage, log }, database, scanner, pool };
 }
 
-export function createJobRunner({ context, database, scanner, pool }: Services): JobRunner {
+export function createJobRunner({ context, database, scanner, pool }: Services, onJobEnd?: JobRunnerOptions['onJobEnd']): JobRunner {
   const { config, log } = context;
   const media = processMedia(context, pool);
   return new JobRunner({
@@ -49,6 +50,7 @@ export function createJobRunner({ context, database, scanner, pool }: Services):
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
+    onJobEnd,
   });
 }
 
@@ -64,8 +66,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const services = await openServices(config, log);
   const { context, database, scanner } = services;
   const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl) : undefined;
-  const app = createApp(context, createTusServer(context, locker), scanner);
-  const runner = config.runJobs ? createJobRunner(services) : undefined;
+  // Per server: worker processes serve no HTTP, so their job timings are not exported.
+  const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
+  const app = createApp(context, createTusServer(context, locker), scanner, metrics);
+  const runner = config.runJobs ? createJobRunner(services, metrics.observeJob) : undefined;
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;
 

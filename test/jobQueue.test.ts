@@ -194,12 +194,16 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
         return done({ ok: true }, job.upload_id);
       };
       const [id] = await queueJobs(1, 5);
-      await startRunner({ inspect });
+      const ends: string[] = [];
+      await startRunner({ inspect }, { onJobEnd: (kind, end) => ends.push(`${kind} ${end}`) });
       const job = await eventually('the job to be done', async () => {
         const j = await jobOf(id!);
         return j.status === 'done' && j;
       });
       expect(job).toMatchObject({ attempts: 3, result: { ok: true }, lease_holder: null });
+      // Told after the commit the probe above may see first.
+      await eventually('the runner to tell the end', async () => ends.length === 3);
+      expect(ends).toEqual(['inspect retry', 'inspect retry', 'inspect done']);
       expect(calls).toHaveLength(3);
       // backoffMs: 1 s then 2 s, each ±25 %.
       expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(700);
@@ -232,7 +236,8 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
         throw new Error(`still broken (${calls})`);
       };
       const [id] = await queueJobs(1, 2);
-      await startRunner({ inspect });
+      const ends: string[] = [];
+      await startRunner({ inspect }, { onJobEnd: (kind, end, seconds) => ends.push(`${kind} ${end} ${seconds >= 0}`) });
       const job = await eventually('the job to fail', async () => {
         const j = await jobOf(id!);
         return j.status === 'failed' && j;
@@ -240,6 +245,7 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       expect(job).toMatchObject({ attempts: 2, last_error: 'still broken (2)' });
       await sleep(1_500);
       expect(calls).toBe(2);
+      expect(ends).toEqual(['inspect retry true', 'inspect failed true']);
       expect(await findUpload(database.db, id!)).toMatchObject({ status: 'failed', reason: 'inspect: still broken (2)' });
     });
 

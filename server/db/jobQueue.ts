@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import type { Job, JobKind } from './schema.ts';
+import type { Job, JobKind, JobStatus } from './schema.ts';
 
 /**
  * The job table as a queue. A worker claims one job at a time with FOR UPDATE SKIP LOCKED,
@@ -109,4 +109,22 @@ export async function retryJob(db: Db, job: Job, workerId: string, error: string
     })
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+export interface JobCount {
+  kind: JobKind;
+  status: JobStatus;
+  count: number;
+  /** Queued rows only: how long the oldest job that may run now has waited since it could; null when none may. */
+  waitedSeconds: number | null;
+}
+
+/** Jobs per kind and state, with the queue lag, for /metrics: one statement, one scan. */
+export async function countJobs(db: Db): Promise<JobCount[]> {
+  const { rows } = await sql<JobCount>`
+    select kind, status, count(*) as count,
+           extract(epoch from now() - min(run_after) filter (where status = 'queued' and run_after <= now())) as "waitedSeconds"
+      from jobs
+     group by kind, status`.execute(db);
+  return rows;
 }

@@ -93,6 +93,15 @@ export async function listOutputs(db: Db, uploadId: string): Promise<Output[]> {
   return db.selectFrom('outputs').selectAll().where('upload_id', '=', uploadId).orderBy('name').execute();
 }
 
+/** How many uploads are in each state (for /metrics). */
+export async function countUploadsByStatus(db: Db): Promise<{ status: UploadStatus; count: number }[]> {
+  return db
+    .selectFrom('uploads')
+    .select((eb) => ['status', eb.fn.countAll<number>().as('count')])
+    .groupBy('status')
+    .execute();
+}
+
 /** Unfinished uploads whose time ran out, oldest first. */
 export async function findExpiredUploads(db: Db, now: Date, limit: number): Promise<Upload[]> {
   return db

@@ -9,7 +9,8 @@ export type UploadStatus = (typeof uploadStatuses)[number];
 
 export const jobStatuses = ['queued', 'running', 'done', 'failed'] as const;
 export type JobStatus = (typeof jobStatuses)[number];
-export type JobKind = 'inspect' | 'image' | 'video';
+export const jobKinds = ['inspect', 'image', 'video'] as const;
+export type JobKind = (typeof jobKinds)[number];
 
 /** A nullable column that inserts may leave out. */
 type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;

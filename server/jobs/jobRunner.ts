@@ -34,6 +34,9 @@ export interface JobLane {
   concurrency: number;
 }
 
+/** How a run of a job ended: finished, put back in the queue, or failed for good. */
+export type JobEnd = 'done' | 'retry' | 'failed';
+
 export interface JobRunnerOptions {
   database: OpenDatabase;
   handlers: Partial<Record<JobKind, JobHandler>>;
@@ -41,6 +44,8 @@ export interface JobRunnerOptions {
   lanes: JobLane[];
   leaseMs: number;
   pollMs: number;
+  /** Told of every run this runner settled (e.g. for metrics); a run whose lease passed on is not its to tell. */
+  onJobEnd?(kind: JobKind, end: JobEnd, seconds: number): void;
 }
 
 const failableStates = ['received', 'inspecting', 'processing'] as const;
@@ -147,13 +152,15 @@ export class JobRunner {
     const { database, handlers, leaseMs } = this.options;
     const db = database.db;
     const log = this.options.log.child({ job: job.id, kind: job.kind, upload: job.upload_id, attempt: job.attempts });
+    const started = Date.now();
+    const ended = (end: JobEnd) => this.options.onJobEnd?.(job.kind, end, (Date.now() - started) / 1000);
     const handler = handlers[job.kind];
     if (!handler) {
-      await this.giveUp(job, `no handler for ${job.kind} jobs in this version`, log);
+      if (await this.giveUp(job, `no handler for ${job.kind} jobs in this version`, log)) ended('failed');
       return;
     }
     if (job.attempts > job.max_attempts) {
-      await this.giveUp(job, `${job.kind} stopped ${job.max_attempts} times without finishing (worker lost)`, log);
+      if (await this.giveUp(job, `${job.kind} stopped ${job.max_attempts} times without finishing (worker lost)`, log)) ended('failed');
       return;
     }
     const lost = new AbortController();
@@ -162,7 +169,6 @@ export class JobRunner {
         .then((held) => held || lost.abort(new Error('lease lost')))
         .catch((err: unknown) => log.warn({ err }, 'extending the lease failed'));
     }, leaseMs / 3);
-    const started = Date.now();
     let afterCommit: (() => Promise<void>) | undefined;
     try {
       const context: JobContext = {
@@ -181,19 +187,22 @@ export class JobRunner {
         return;
       }
       log.info({ ms: Date.now() - started, result: outcome.result }, 'job done');
+      ended('done');
       afterCommit = outcome.afterCommit;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (error instanceof PermanentJobError || job.attempts >= job.max_attempts) {
-        await this.giveUp(job, message, log);
+        if (await this.giveUp(job, message, log)) ended('failed');
       } else {
         const delayMs = backoffMs(job.attempts);
         const requeued = await retryJob(db, job, this.workerId, message, delayMs).catch((err: unknown) => {
           log.error({ err }, 'requeueing failed');
           return undefined;
         });
-        if (requeued) log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
-        else if (requeued === false) log.warn({ err: error }, 'job failed after its lease passed to another worker');
+        if (requeued) {
+          log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
+          ended('retry');
+        } else if (requeued === false) log.warn({ err: error }, 'job failed after its lease passed to another worker');
       }
       return;
     } finally {
@@ -204,19 +213,26 @@ export class JobRunner {
     await afterCommit?.().catch((err: unknown) => log.error({ err }, 'clean-up after the job failed'));
   }
 
-  /** The job is over for good: it and its upload become `failed`, with the reason kept. */
-  private async giveUp(job: Job, reason: string, log: Logger): Promise<void> {
-    await this.options.database.db
+  /**
+   * The job is over for good: it and its upload become `failed`, with the reason kept.
+   * Returns whether this run recorded it.
+   */
+  private async giveUp(job: Job, reason: string, log: Logger): Promise<boolean> {
+    return this.options.database.db
       .transaction()
       .execute(async (trx) => {
         if (!(await settleJob(trx, job, this.workerId, { status: 'failed', error: reason }))) {
           log.warn({ reason }, 'job failed after its lease passed to another worker');
-          return;
+          return false;
         }
         await changeStatus(trx, job.upload_id, [...failableStates], { status: 'failed', reason: `${job.kind}: ${reason}` });
         log.error({ reason }, 'job failed for good');
+        return true;
       })
-      .catch((err: unknown) => log.error({ err, reason }, 'recording the failure failed'));
+      .catch((err: unknown) => {
+        log.error({ err, reason }, 'recording the failure failed');
+        return false;
+      });
   }
 }
 
