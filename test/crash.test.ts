@@ -312,6 +312,27 @@ describe('a worker killed during a job (scaleout)', () => {
     expect(survivor.logs.some((l) => l.msg?.startsWith('stopping'))).toBe(true);
     await server.kill('SIGTERM');
   }, 420_000);
+
+  it('runs the cleanup in worker processes too (the servers here run no jobs)', async () => {
+    // The worker migrates the database as it starts; the expired upload is added after.
+    const worker = await startWorkerProcess({ ...environment.env, CLEANUP_INTERVAL: '1s' });
+    const id = `expired${Date.now()}`;
+    await db.query(
+      `insert into uploads (id, safe_filename, storage_key, status, tus_metadata, size, expires_at)
+       values ($1, 'late.pdf', $1, 'uploading', '{}', 10, now() - interval '1 minute')`,
+      [id],
+    );
+    const row = await eventually(
+      'the worker to expire the upload',
+      async () => {
+        const { rows } = await db.query<{ status: string; reason: string }>('select status, reason from uploads where id = $1', [id]);
+        return rows[0]?.status === 'expired' && rows[0];
+      },
+      30_000,
+    );
+    expect(row.reason).toMatch(/^not finished before /);
+    await worker.kill('SIGTERM');
+  }, 120_000);
 });
 
 describe('process lifecycle', () => {
