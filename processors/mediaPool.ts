@@ -12,23 +12,29 @@ export interface MediaPool {
 
 /**
  * One piscina pool per process: sharp and ffmpeg never run on the event loop. A task that
- * crashes its thread rejects that task only; piscina replaces the thread.
+ * crashes its thread rejects that task only; piscina replaces the thread. `entry` is the worker
+ * module (`mediaWorker.ts`; tests give one that can crash its thread).
+ *
+ * The threads start with the first task (a server that runs no jobs never starts them) and then
+ * stay: with fewer than `threads` kept alive, piscina 5.3 does not replace a crashed thread, and
+ * a task waiting in its queue would wait for ever.
  */
-export function createMediaPool(threads: number): MediaPool {
-  const pool = new Piscina<MediaTask, MediaOutcome>({
-    filename: new URL('./mediaWorker.ts', import.meta.url).href,
-    maxThreads: threads,
-    minThreads: 0,
-    idleTimeout: 30_000,
-    // The workers load TypeScript through tsx, whatever started this process (tsx, vitest)
-    // and whatever the working directory. Only that: the parent's own flags are not passed on,
-    // since a worker refuses V8 flags (`npm start` sets --initial-old-space-size, --expose-gc).
-    execArgv: ['--import', import.meta.resolve('tsx')],
-  });
+export function createMediaPool(threads: number, entry = new URL('./mediaWorker.ts', import.meta.url)): MediaPool {
+  let started: Piscina<MediaTask, MediaOutcome> | undefined;
+  const pool = () =>
+    (started ??= new Piscina<MediaTask, MediaOutcome>({
+      filename: entry.href,
+      minThreads: threads,
+      maxThreads: threads,
+      // The workers load TypeScript through tsx, whatever started this process (tsx, vitest)
+      // and whatever the working directory. Only that: the parent's own flags are not passed on,
+      // since a worker refuses V8 flags (`npm start` sets --initial-old-space-size, --expose-gc).
+      execArgv: ['--import', import.meta.resolve('tsx')],
+    }));
   return {
     run: async (task, { signal, onProgress } = {}) => {
       // An image task has no children: aborting it may simply terminate its thread.
-      if (task.kind !== 'video') return pool.run(task, { signal });
+      if (task.kind !== 'video') return pool().run(task, { signal });
       // A video task is cancelled through its port instead, so it kills and reaps its ffmpeg
       // itself; a terminated thread would leave the killed children as zombies.
       signal?.throwIfAborted();
@@ -37,7 +43,7 @@ export function createMediaPool(threads: number): MediaPool {
       const cancel = () => channel.port1.postMessage({ cancel: true });
       signal?.addEventListener('abort', cancel, { once: true });
       try {
-        const outcome = await pool.run({ ...task, port: channel.port2 }, { transferList: [channel.port2] });
+        const outcome = await pool().run({ ...task, port: channel.port2 }, { transferList: [channel.port2] });
         signal?.throwIfAborted();
         return outcome;
       } finally {
@@ -45,6 +51,8 @@ export function createMediaPool(threads: number): MediaPool {
         channel.port1.close();
       }
     },
-    close: () => pool.destroy(),
+    close: async () => {
+      await started?.destroy();
+    },
   };
 }

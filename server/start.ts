@@ -29,7 +29,7 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   const storage = createStorage(config);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
-  // Threads start on first use, so a process that runs no media jobs pays nothing for the pool.
+  // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
   const pool = createMediaPool(config.workerThreads);
   return { context: { db: database.db, config, storage, log }, database, scanner, pool };
 }
@@ -45,7 +45,7 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
       { kinds: ['inspect'], concurrency: config.workerThreads },
       // One media job more than there are threads: its task waits in the pool's queue, so a thread
       // that finishes starts the next image at once instead of idling while a job is claimed and
-      // its input copied. At most one job per process waits like this (other workers may be idle).
+      // its input made ready. At most one job per process waits like this (other workers may be idle).
       { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
     ],
     leaseMs: config.jobLeaseMs,

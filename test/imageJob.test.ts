@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import type { Metadata } from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { canDecodeHevc, imageJob, readExif } from '../processors/imageJob.ts';
+import { createMediaPool } from '../processors/mediaPool.ts';
 import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../processors/mediaTypes.ts';
 import * as samples from './support/imageSamples.ts';
 
@@ -288,6 +289,19 @@ describe('imageJob', () => {
 });
 
 describe('imageJob on a piscina worker thread', () => {
+  test('a task that crashes its thread fails that task only: the next one runs on a new thread', async () => {
+    const pool = createMediaPool(1, new URL('./support/crashingMediaWorker.ts', import.meta.url));
+    try {
+      const outputDir = await mkdtemp(path.join(dir, 'crash-'));
+      const crashed = pool.run({ kind: 'image', input: path.join(dir, 'crash-the-thread'), outputDir, maxPixels: MAX_PIXELS });
+      const next = pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, maxPixels: MAX_PIXELS });
+      await expect(crashed).rejects.toThrow('the media thread crashed');
+      await checkAll(ok(await next));
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('same outcome through the pool as in-process', async () => {
     const pool = new Piscina<ImageTask, MediaOutcome>({
       filename: fileURLToPath(new URL('./support/imageWorker.ts', import.meta.url)),

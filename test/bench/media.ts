@@ -18,7 +18,7 @@
 //             time, with imageJob's settings: what piscina and imageJob's own checks cost.
 //   Rounds alternate which side goes first; the table shows medians and each round's ratio. Every
 //   pool (the baseline's and the server's) is warmed right before its timed run (threads start
-//   lazily and stop after 30 s idle); what a cold thread costs is measured once, on its own.
+//   with the first task); what a cold thread costs is measured once, on its own.
 // Video: one 30 s 1920x1080 H.264+AAC clip (`benchmarkClip`).
 //   pipeline  upload, then finishedAt → readyAt.
 //   bare      the ffprobe/ffmpeg command lines the pipeline's video job ran, replayed with spawn
@@ -933,7 +933,7 @@ function report(result: MediaBenchResult): void {
           `→ first pool task ${fmt(b.firstPoolStartMs, 0)} · last pool task → last readyAt ${fmt(b.tailMs, 0)} · the uploads finished over ${fmt(b.uploadSpreadMs, 0)}`,
       );
     }
-    console.log(`\na cold pool thread: first task ${fmt(images.coldTaskMs, 0)} ms vs ${fmt(images.baselineTaskMs, 0)} ms warm (pools stop idle threads after 30 s)`);
+    console.log(`\na cold pool thread: first task ${fmt(images.coldTaskMs, 0)} ms vs ${fmt(images.baselineTaskMs, 0)} ms warm (a pool starts its threads with its first task)`);
   }
   if (video) {
     const p = video.pipeline;
