@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from './db/database.ts';
 import { countJobs } from './db/jobQueue.ts';
 import { countUploadsByStatus } from './db/records.ts';
@@ -38,10 +38,9 @@ export function createMetrics(db: Db, log: Logger): Metrics {
   collectDefaultMetrics({ register: registry });
 
   const requestLabels = ['route', 'method', 'code'] as const;
-  const requests = new Counter({ name: `${prefix}http_requests_total`, help: 'HTTP requests answered, by route group, method and status class.', labelNames: requestLabels, registers });
   const requestSeconds = new Histogram({
     name: `${prefix}http_request_duration_seconds`,
-    help: 'Time to answer an HTTP request (a tus PATCH includes receiving its body).',
+    help: 'Time to answer an HTTP request (a tus PATCH includes receiving its body); its _count counts the requests.',
     labelNames: requestLabels,
     buckets: [0.01, 0.05, 0.25, 1, 5, 30, 120],
     registers,
@@ -95,7 +94,6 @@ export function createMetrics(db: Db, log: Logger): Metrics {
     },
     observeRequest: (method, path, status, seconds) => {
       const labels = { route: routeOf(path), method: knownMethods.has(method) ? method : 'other', code: `${Math.floor(status / 100)}xx` };
-      requests.inc(labels);
       requestSeconds.observe(labels, seconds);
     },
     observeJob: (kind, outcome, seconds) => jobSeconds.observe({ kind, outcome }, seconds),
