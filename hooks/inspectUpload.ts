@@ -6,7 +6,7 @@ import { changeStatus, findUpload, takeUpload } from '../server/db/records.ts';
 import type { UploadStatus } from '../server/db/schema.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
 import type { HookContext } from './hookContext.ts';
-import { refuseDetected } from './typePolicy.ts';
+import { narrowPolicy, refuseDetected } from './typePolicy.ts';
 
 const inspectable: UploadStatus[] = ['received', 'inspecting'];
 
@@ -45,7 +45,7 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
       };
     }
     const refusal = refuseDetected(
-      config.typePolicy,
+      narrowPolicy(config.typePolicy, upload.limits),
       { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size },
       found.detected,
     );

@@ -1,4 +1,5 @@
 import type { AllowedType, TypePolicy } from '../server/config.ts';
+import type { UploadLimits } from '../server/db/schema.ts';
 import { extensionOf } from './sanitizeFilename.ts';
 
 /** Names clients send for the same type; compared after this, `image/jpg` equals `image/jpeg`. */
@@ -15,6 +16,14 @@ const aliases: Record<string, string> = {
 export function normaliseMime(mime: string): string {
   const bare = mime.split(';')[0]!.trim().toLowerCase();
   return aliases[bare] ?? bare;
+}
+
+/** The policy one upload is held to: only the types its limits name, none larger than their size. */
+export function narrowPolicy(policy: TypePolicy, limits: UploadLimits): TypePolicy {
+  const types = limits.types?.map(normaliseMime);
+  return policy
+    .filter((t) => !types || types.includes(t.mime))
+    .map((t) => (limits.maxSize !== undefined && limits.maxSize < t.maxSize ? { ...t, maxSize: limits.maxSize } : t));
 }
 
 export function findAllowedType(policy: TypePolicy, mime: string): AllowedType | undefined {

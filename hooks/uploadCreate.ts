@@ -1,8 +1,9 @@
 import type { Upload } from '@tus/utils';
 import { createUpload } from '../server/db/records.ts';
+import type { UploadLimits } from '../server/db/schema.ts';
 import type { HookContext } from './hookContext.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
-import { normaliseMime, refuseDeclared } from './typePolicy.ts';
+import { narrowPolicy, normaliseMime, refuseDeclared } from './typePolicy.ts';
 
 /** A tus error: @tus/server sends `status_code` and `body` as the response. */
 export interface TusError {
@@ -17,32 +18,57 @@ export function declaredFile(metadata: Upload['metadata']) {
   return { filename, type: type ? normaliseMime(type) : null };
 }
 
+/** Who creates an upload: its owner (null when the server runs open) and what their token allows. */
+export interface Creator {
+  owner: string | null;
+  limits: UploadLimits;
+}
+
 /**
- * Before the upload exists: refuse a declared type, extension or length the policy does not
- * allow (so nobody sends 500 MiB to be told no), then record the upload as `uploading`.
+ * Before the upload exists: refuse a declared type, extension or length the policy (narrowed by
+ * the creator's token) does not allow, so nobody sends 500 MiB to be told no; then record the
+ * upload as `uploading`, within its owner's quota.
  */
-export async function uploadCreate(context: HookContext, upload: Upload): Promise<{ metadata: Upload['metadata'] }> {
+export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata'] }> {
+  const { config, log } = context;
   // Postgres text and jsonb cannot hold NUL: the record gets U+FFFD, the store keeps what was sent.
   const metadata = withoutNul(upload.metadata);
   const { filename, type } = declaredFile(metadata);
   const safeFilename = sanitizeFilename(filename);
-  const refusal = refuseDeclared(context.config.typePolicy, { filename: safeFilename, type: type ?? undefined, size: upload.size });
-  if (refusal) {
-    context.log.info({ upload: upload.id, filename: safeFilename, type, size: upload.size, reason: refusal.reason }, 'upload refused');
-    throw { status_code: refusal.status, body: `Upload refused: ${refusal.reason}\n` } satisfies TusError;
+  const limits = creator.limits;
+  const refuse = (status: number, reason: string): never => {
+    log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size, reason }, 'upload refused');
+    throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
+  };
+  if (limits.maxSize !== undefined && upload.size !== undefined && upload.size > limits.maxSize) {
+    refuse(413, `${upload.size} bytes is over the ${limits.maxSize}-byte limit of this token`);
   }
-  await createUpload(context.db, {
-    id: upload.id,
-    filename,
-    safe_filename: safeFilename,
-    claimed_type: type,
-    size: upload.size ?? null,
-    storage_key: upload.id,
-    status: 'uploading',
-    tus_metadata: JSON.stringify(metadata ?? {}),
-    expires_at: new Date(Date.now() + context.config.uploadExpiresAfterMs),
-  });
-  context.log.info({ upload: upload.id, filename: safeFilename, type, size: upload.size }, 'upload created');
+  const refusal = refuseDeclared(narrowPolicy(config.typePolicy, limits), { filename: safeFilename, type: type ?? undefined, size: upload.size });
+  if (refusal) refuse(refusal.status, refusal.reason);
+  const overQuota = await createUpload(
+    context.db,
+    {
+      id: upload.id,
+      owner: creator.owner,
+      filename,
+      safe_filename: safeFilename,
+      claimed_type: type,
+      size: upload.size ?? null,
+      storage_key: upload.id,
+      status: 'uploading',
+      tus_metadata: JSON.stringify(metadata ?? {}),
+      limits: JSON.stringify(limits),
+      expires_at: new Date(Date.now() + config.uploadExpiresAfterMs),
+    },
+    config.quotas,
+  );
+  if (overQuota?.quota === 'uploads in flight') {
+    refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${overQuota.limit} unfinished uploads at once; finish or delete one first`);
+  }
+  if (overQuota?.quota === 'bytes') {
+    refuse(413, `quota exceeded: QUOTA_BYTES allows ${overQuota.limit} stored bytes, ${overQuota.used} are in use`);
+  }
+  log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
   return { metadata: upload.metadata };
 }
 

@@ -1,7 +1,10 @@
-import Koa from 'koa';
+import Koa, { type ParameterizedContext } from 'koa';
+import compose from 'koa-compose';
 import type { Server } from '@tus/server';
 import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
+import { authenticate, type CallerState } from './auth/authenticate.ts';
+import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -13,9 +16,9 @@ import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
-export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa {
+export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa<UploadState> {
   const { config, db, storage, log } = context;
-  const app = new Koa({ proxy: Boolean(config.publicUrl) });
+  const app = new Koa<UploadState>({ proxy: Boolean(config.publicUrl) });
   // Koa 3's ctx.origin is the request's Origin header; links are built from protocol and host.
   const baseUrl = (requestBase: string) => config.publicUrl ?? requestBase;
 
@@ -37,21 +40,27 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     }
   });
 
-  const tusProtocolFixes = tusProtocol();
-  const rateLimit = rateLimitUploads(context);
-  app.use(async (ctx, next) => {
-    if (ctx.path !== tusPath && !ctx.path.startsWith(`${tusPath}/`)) return next();
-    // Protocol fixes first: the rate limit must see the method after X-HTTP-Method-Override.
-    await tusProtocolFixes(ctx, () =>
-      rateLimit(ctx, async () => {
-        // @tus/server writes the response itself, streaming the body straight to the store.
-        ctx.respond = false;
-        await handleTus(tus, ctx.req, ctx.res);
-      }),
-    );
-  });
+  // An expired token (within AUTH_RESUME_GRACE) may only go on with an upload: HEAD and PATCH of tus.
+  const mayResume = (ctx: { method: string; path: string }) => ctx.path.startsWith(`${tusPath}/`) && ['HEAD', 'PATCH'].includes(ctx.method);
+  const tusRequest = compose<ParameterizedContext<UploadState>>([
+    // Protocol fixes first: everything after must see the method after X-HTTP-Method-Override.
+    tusProtocol(),
+    authenticate(config.auth, mayResume),
+    tusUploadAccess(db, tusPath),
+    rateLimitUploads(context),
+    async (ctx) => {
+      // @tus/server writes the response itself, streaming the body straight to the store.
+      ctx.respond = false;
+      await handleTus(tus, ctx.req, ctx.res, ctx.state.caller);
+    },
+  ]);
+  app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ db, storage, baseUrl }), healthRoutes({ db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
+  const apiAuthentication = authenticate(config.auth, () => false);
+  // A signed download link is its own credential (for <img src>); the download route checks it.
+  app.use((ctx, next) => (ctx.path.startsWith('/api/') && ctx.query.sig === undefined ? apiAuthentication(ctx, next) : next()));
+
+  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
     app.use(router.routes()).use(router.allowedMethods());
   }
   return app;

@@ -1,3 +1,5 @@
+import { createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -25,6 +27,59 @@ export interface Config {
   maxVideoPixels: number;
   videoTimeoutMs: number;
   typePolicy: TypePolicy;
+  auth: AuthConfig;
+  /** Lifetime of download links (signed links and S3 presigned redirects). */
+  downloadLinkTtlMs: number;
+  quotas: QuotaConfig;
+  authorize: AuthorizeConfig | undefined;
+  /** When set, /metrics answers only to `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
+  /** Origins a page may call from; `['*']` for any. */
+  corsOrigins: string[];
+  http: HttpLimits;
+}
+
+/** How tokens are verified: `open` means no tokens at all (anyone may upload). */
+export type AuthConfig =
+  | { mode: 'open'; /** AUTH=off was set on purpose. */ explicit: boolean }
+  | {
+      mode: 'token';
+      key: TokenKey;
+      issuer: string | undefined;
+      audience: string | undefined;
+      /** How long past `exp` a token may still resume its owner's unfinished upload. */
+      resumeGraceMs: number;
+      /** HMAC key of signed download links. */
+      linkSecret: Buffer;
+    };
+
+export type TokenKey =
+  | { kind: 'secret'; secret: Uint8Array }
+  | { kind: 'publicKey'; key: KeyObject; algorithm: 'RS256' | 'ES256' | 'EdDSA' }
+  | { kind: 'jwks'; url: URL };
+
+export interface QuotaConfig {
+  /** Unfinished, unexpired uploads one owner may have at once (0: no limit). */
+  uploadsInFlight: number;
+  /** Stored bytes one owner may have; undefined: no limit. */
+  bytes: number | undefined;
+}
+
+/** The app's own check before an upload is created, signed the Standard Webhooks way. */
+export interface AuthorizeConfig {
+  url: string;
+  timeoutMs: number;
+  /** `whsec_…`, as the standardwebhooks library takes it. */
+  secret: string;
+}
+
+export interface HttpLimits {
+  headersTimeoutMs: number;
+  /** Requests that carry no upload bytes must have arrived whole within this. */
+  requestTimeoutMs: number;
+  /** Requests that carry upload bytes end after this long without a byte. */
+  patchIdleTimeoutMs: number;
+  maxHeaderSize: number;
 }
 
 export interface S3Config {
@@ -100,6 +155,15 @@ export function loadConfig(env: Env = process.env): Config {
 
   const typePolicy = read.typePolicy('TYPE_POLICY');
   const largestType = Math.max(...typePolicy.map((t) => t.maxSize));
+  const auth = readAuth(read, problems);
+  // S3_PRESIGN_EXPIRES is the older name of the same lifetime.
+  const downloadLinkTtlMs = read.duration('DOWNLOAD_LINK_TTL', read.duration('S3_PRESIGN_EXPIRES', 300_000));
+  if (downloadLinkTtlMs < 1000) problems.push('DOWNLOAD_LINK_TTL: must be at least 1s');
+  const webhookSecret = read.string('WEBHOOK_SECRET');
+  if (webhookSecret && !/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(webhookSecret)) problems.push('WEBHOOK_SECRET: not whsec_ followed by base64');
+  const authorizeUrl = read.url('AUTHORIZE_URL');
+  if (authorizeUrl && !webhookSecret) problems.push('AUTHORIZE_URL: set WEBHOOK_SECRET too (its requests are signed with it)');
+  const corsRaw = read.string('CORS_ORIGINS');
 
   const config: Config = {
     port: read.integer('PORT', 1080, 0, 65535),
@@ -117,7 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
           forcePathStyle: read.boolean('S3_FORCE_PATH_STYLE', false),
           partSize: read.size('S3_PART_SIZE', 8 * MiB, 5 * MiB),
           checksums: read.oneOf('S3_CHECKSUMS', ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const, 'WHEN_REQUIRED'),
-          presignExpiresSeconds: Math.round(read.duration('S3_PRESIGN_EXPIRES', 300_000) / 1000),
+          presignExpiresSeconds: Math.round(downloadLinkTtlMs / 1000),
         }
       : undefined,
     clamd,
@@ -138,6 +202,22 @@ export function loadConfig(env: Env = process.env): Config {
     maxVideoPixels: read.integer('MAX_VIDEO_PIXELS', 7680 * 4320, 1, 2 ** 31),
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
     typePolicy,
+    auth,
+    downloadLinkTtlMs,
+    quotas: {
+      uploadsInFlight: read.integer('QUOTA_UPLOADS_IN_FLIGHT', 20, 0, 1_000_000),
+      bytes: read.string('QUOTA_BYTES') === undefined ? undefined : read.size('QUOTA_BYTES', 0, 1),
+    },
+    authorize: authorizeUrl && webhookSecret ? { url: authorizeUrl, timeoutMs: read.duration('AUTHORIZE_TIMEOUT', 5_000), secret: webhookSecret } : undefined,
+    metricsToken: read.string('METRICS_TOKEN'),
+    // Open: any page may call. With tokens: only the origins named (a token in a page is a credential).
+    corsOrigins: corsRaw ? corsRaw.split(',').map((o) => o.trim()).filter(Boolean) : auth.mode === 'open' ? ['*'] : [],
+    http: {
+      headersTimeoutMs: read.duration('HEADERS_TIMEOUT', 20_000),
+      requestTimeoutMs: read.duration('REQUEST_TIMEOUT', 30_000),
+      patchIdleTimeoutMs: read.duration('PATCH_IDLE_TIMEOUT', 60_000),
+      maxHeaderSize: read.size('MAX_HEADER_SIZE', 16 * 1024, 1024),
+    },
   };
   if (!s3Bucket) {
     for (const name of ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
@@ -146,6 +226,76 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+const authSettings = ['AUTH_SECRET', 'AUTH_PUBLIC_KEY', 'AUTH_JWKS_URL'] as const;
+
+/** AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL (one of them), or open; open is refused in production unless AUTH=off. */
+function readAuth(read: SettingReader, problems: string[]): AuthConfig {
+  const given = authSettings.filter((name) => read.string(name) !== undefined);
+  const off = read.string('AUTH')?.toLowerCase() === 'off';
+  if (read.string('AUTH') !== undefined && !off) problems.push(`AUTH: "${read.string('AUTH')}" is not off (leave it unset to verify tokens)`);
+  if (given.length > 1) problems.push(`${given.join(', ')}: set only one way to verify tokens`);
+  if (off && given.length > 0) problems.push(`AUTH: off contradicts ${given.join(', ')}`);
+  if (given.length === 0 || off) {
+    if (!off && read.string('NODE_ENV') === 'production') {
+      problems.push('AUTH_SECRET: required when NODE_ENV=production (or AUTH_PUBLIC_KEY / AUTH_JWKS_URL; AUTH=off runs open on purpose)');
+    }
+    if (read.string('LINK_SECRET')) problems.push('LINK_SECRET: links are signed only when tokens are verified (set AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL)');
+    return { mode: 'open', explicit: off };
+  }
+  const key = readTokenKey(read, problems);
+  const linkSecretRaw = read.string('LINK_SECRET');
+  if (linkSecretRaw !== undefined && Buffer.byteLength(linkSecretRaw) < 32) problems.push('LINK_SECRET: must be at least 32 bytes');
+  let linkSecret: Buffer;
+  if (linkSecretRaw) linkSecret = Buffer.from(linkSecretRaw, 'utf8');
+  else if (key?.kind === 'secret') linkSecret = Buffer.from(hkdfSync('sha256', key.secret, Buffer.alloc(0), 'tus-upload-server download links', 32));
+  else {
+    problems.push('LINK_SECRET: required when tokens are verified with a public key (a public key cannot sign links)');
+    linkSecret = Buffer.alloc(0);
+  }
+  return {
+    mode: 'token',
+    key: key ?? { kind: 'secret', secret: new Uint8Array() },
+    issuer: read.string('AUTH_ISSUER'),
+    audience: read.string('AUTH_AUDIENCE'),
+    resumeGraceMs: read.duration('AUTH_RESUME_GRACE', 24 * 3600_000),
+    linkSecret,
+  };
+}
+
+function readTokenKey(read: SettingReader, problems: string[]): TokenKey | undefined {
+  const secret = read.string('AUTH_SECRET');
+  if (secret !== undefined) {
+    // The UTF-8 bytes of the string, as `new TextEncoder().encode(secret)` gives an app using jose.
+    const bytes = new TextEncoder().encode(secret);
+    if (bytes.length < 32) problems.push(`AUTH_SECRET: must be at least 32 bytes (HS256), got ${bytes.length}`);
+    return { kind: 'secret', secret: bytes };
+  }
+  const pem = read.string('AUTH_PUBLIC_KEY');
+  if (pem !== undefined) {
+    try {
+      // The PEM itself (with \n escapes allowed, as .env files write it), or the path of a PEM file.
+      const text = pem.includes('-----BEGIN') ? pem.replaceAll('\\n', '\n') : readFileSync(pem, 'utf8');
+      const key = createPublicKey(text);
+      const algorithm = algorithmOf(key);
+      if (algorithm) return { kind: 'publicKey', key, algorithm };
+      problems.push(`AUTH_PUBLIC_KEY: a ${key.asymmetricKeyType} key is not supported (RSA for RS256, EC P-256 for ES256, Ed25519 for EdDSA)`);
+    } catch (error) {
+      problems.push(`AUTH_PUBLIC_KEY: not a PEM public key or a file holding one (${(error as Error).message})`);
+    }
+    return undefined;
+  }
+  const url = read.url('AUTH_JWKS_URL');
+  return url ? { kind: 'jwks', url: new URL(url) } : undefined;
+}
+
+/** The one JWS algorithm a public key verifies: the key decides, never the token's header. */
+export function algorithmOf(key: KeyObject): 'RS256' | 'ES256' | 'EdDSA' | undefined {
+  if (key.asymmetricKeyType === 'rsa') return 'RS256';
+  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
+  return undefined;
 }
 
 /** Parses one kind of value per method and records a message naming the setting when it is bad. */

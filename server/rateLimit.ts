@@ -1,26 +1,30 @@
 import type { Middleware } from 'koa';
 import type { HookContext } from '../hooks/hookContext.ts';
+import type { CallerState } from './auth/authenticate.ts';
 import { takeUploadToken, type RateDecision } from './db/uploadRates.ts';
 
 /**
- * Limits how many uploads one client address may create per minute (POST on the tus
- * endpoint); resuming an upload (PATCH, HEAD) is never limited. The count is kept in the
- * database, so every instance sharing it enforces one limit together.
+ * Limits how many uploads one owner (with tokens) or one client address (without) may create
+ * per minute (POST on the tus endpoint); resuming an upload (PATCH, HEAD) is never limited. The
+ * count is kept in the database, so every instance sharing it enforces one limit together.
  */
-export function rateLimitUploads({ db, config, log }: HookContext): Middleware {
+export function rateLimitUploads({ db, config, log }: HookContext): Middleware<CallerState> {
   const perMinute = config.rateLimitPerMinute;
   return async (ctx, next) => {
     if (perMinute === 0 || ctx.method !== 'POST') return next();
+    const owner = ctx.state.caller.owner;
+    // Prefixed, so an owner named like an address never shares its bucket.
+    const bucket = owner === null ? `ip:${ctx.ip}` : `owner:${owner}`;
     // Fail open: the limit only guards against abuse, so a failure to count must not refuse every
     // upload. If the database is really down, recording the new upload fails on its own.
-    const decision: RateDecision = await takeUploadToken(db, ctx.ip, perMinute).catch((err: unknown) => {
-      log.warn({ err, ip: ctx.ip }, 'rate limit not checked');
+    const decision: RateDecision = await takeUploadToken(db, bucket, perMinute).catch((err: unknown) => {
+      log.warn({ err, bucket }, 'rate limit not checked');
       return { allowed: true };
     });
     if (decision.allowed) return next();
     const waitSeconds = decision.retryAfterSeconds;
     ctx.status = 429;
     ctx.set({ 'Retry-After': String(waitSeconds), 'Tus-Resumable': '1.0.0', 'Access-Control-Allow-Origin': '*' });
-    ctx.body = `Too many uploads from this address; try again in ${waitSeconds} s\n`;
+    ctx.body = `Too many uploads ${owner === null ? 'from this address' : 'by this owner'}; try again in ${waitSeconds} s\n`;
   };
 }

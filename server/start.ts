@@ -12,6 +12,7 @@ import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { PostgresLocker } from './postgresLocker.ts';
+import { openWarning } from './routes/health.ts';
 import { createStorage } from './storage.ts';
 import { createTusServer } from './tusServer.ts';
 
@@ -84,6 +85,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     'listening',
   );
   if (!scanner) log.warn('virus scanning is off: set CLAMD_SOCKET or CLAMD_HOST to scan every upload');
+  if (config.auth.mode === 'open') log.warn(openWarning);
   // PGlite's start leaves ~300 MB of dead buffers; `npm start` exposes gc so they go now, not
   // after the first uploads (see the bench notes in the README).
   if (database.kind === 'pglite') (globalThis as { gc?: () => void }).gc?.();

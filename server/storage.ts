@@ -42,8 +42,15 @@ export interface Storage {
    * The file is taken over: it may be moved rather than copied.
    */
   storeOutput(key: string, file: string, contentType: string): Promise<void>;
-  locate(key: string, download: { filename: string; contentType: string }): Promise<Located>;
+  locate(key: string, download: Download): Promise<Located>;
   ping(): Promise<void>;
+}
+
+/** How a download is presented: an S3 redirect can set only these two response headers. */
+export interface Download {
+  filename: string;
+  contentType: string;
+  disposition: 'attachment' | 'inline';
 }
 
 export function outputKey(uploadId: string, name: string): string {
@@ -202,12 +209,12 @@ class S3Storage implements Storage {
     );
   }
 
-  async locate(key: string, download: { filename: string; contentType: string }): Promise<Located> {
+  async locate(key: string, download: Download): Promise<Located> {
     const command = new GetObjectCommand({
       Bucket: this.s3.bucket,
       Key: key,
       ResponseContentType: download.contentType,
-      ResponseContentDisposition: contentDisposition(download.filename),
+      ResponseContentDisposition: contentDisposition(download.filename, download.disposition),
     });
     return { kind: 'redirect', url: await getSignedUrl(this.client, command, { expiresIn: this.s3.presignExpiresSeconds }) };
   }

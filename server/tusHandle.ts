@@ -2,14 +2,23 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
+import { openCaller, type Caller } from './auth/verifyToken.ts';
+
+/** Who sent each request @tus/server is handling, for its hooks (which see only the web Request). */
+const callers = new WeakMap<Request, Caller>();
+
+export function callerOf(request: Request): Caller {
+  return callers.get(request) ?? openCaller;
+}
 
 /**
  * `tus.handle(req, res)`, but the request body reaches @tus/server as the socket's own chunks.
  * srvx's Readable.toWeb() copies every chunk, which doubled the garbage per uploaded byte and
  * cost ~0.5 s of CPU per GiB (test/bench/layers.ts).
  */
-export async function handleTus(tus: Server, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleTus(tus: Server, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
   const request = new NodeRequest({ req, res });
+  callers.set(request, caller);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }

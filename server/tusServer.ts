@@ -3,8 +3,9 @@ import { ERRORS, EVENTS, type Locker, type Upload } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
-import { limitFor } from '../hooks/typePolicy.ts';
+import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
+import { callerOf } from './tusHandle.ts';
 import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 
 export const tusPath = '/files';
@@ -21,13 +22,15 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
     postReceiveInterval: 1000,
     exposedHeaders: moreExposedHeaders,
     generateUrl: config.publicUrl ? (_req, { path, id }) => `${config.publicUrl}${path}/${id}` : undefined,
-    // Before an upload exists only the global limit is known; after, the limit of its declared type.
+    // Before an upload exists only the global limit is known; after, the limit of its declared type
+    // in the policy its creator's token narrowed.
     maxSize: async (_req, id) => {
       const upload = id ? await findUpload(db, id) : undefined;
       if (!upload) return config.maxUploadSize;
-      return limitFor(config.typePolicy, { filename: upload.safe_filename, type: upload.claimed_type ?? undefined }, config.maxUploadSize);
+      const declared = { filename: upload.safe_filename, type: upload.claimed_type ?? undefined };
+      return limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
     },
-    onUploadCreate: (_req, upload) => uploadCreate(context, upload),
+    onUploadCreate: (req, upload) => uploadCreate(context, upload, callerOf(req)),
     onUploadFinish: async (_req, upload) => {
       await uploadFinish(context, upload);
       return {};

@@ -8,12 +8,83 @@ import type { MediaMetadata, NewUpload, Output, Upload, UploadStatus } from './s
  * a transaction, so a caller can group writes (finishing an upload and queueing its job).
  */
 
-export async function createUpload(db: Db, upload: NewUpload): Promise<void> {
-  await db.insertInto('uploads').values(upload).execute();
+/** What one owner may hold at once; 0 / undefined: no limit. */
+export interface Quota {
+  uploadsInFlight: number;
+  bytes: number | undefined;
+}
+
+export type QuotaRefusal = { quota: 'uploads in flight'; limit: number; used: number } | { quota: 'bytes'; limit: number; used: number };
+
+/** States whose bytes are kept in the store, and so count toward an owner's bytes. */
+const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
+
+/**
+ * Records a new upload, within its owner's quota when it has one. The count and the insert run
+ * in one transaction under a lock per owner, so concurrent creations on any instance see each
+ * other and the quota holds exactly. Returns the refusal instead of inserting when it would not.
+ */
+export async function createUpload(db: Db, upload: NewUpload, quota?: Quota): Promise<QuotaRefusal | undefined> {
+  const owner = upload.owner;
+  if (!owner || !quota || (quota.uploadsInFlight === 0 && quota.bytes === undefined)) {
+    await db.insertInto('uploads').values(upload).execute();
+    return undefined;
+  }
+  return db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`quota:${owner}`}, 0))`.execute(trx);
+    const { inFlight, bytes } = await trx
+      .selectFrom('uploads')
+      .select([
+        sql<number>`count(*) filter (where status = 'uploading' and expires_at > now())::int`.as('inFlight'),
+        sql<number>`coalesce(sum(coalesce(size, "offset")) filter (where status in (${sql.join(holdingBytes)})), 0)::bigint`.as('bytes'),
+      ])
+      .where('owner', '=', owner)
+      .executeTakeFirstOrThrow();
+    if (quota.uploadsInFlight > 0 && inFlight >= quota.uploadsInFlight) return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: inFlight };
+    if (quota.bytes !== undefined && bytes + Number(upload.size ?? 0) > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: bytes };
+    await trx.insertInto('uploads').values(upload).execute();
+    return undefined;
+  });
 }
 
 export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {
   return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** The upload if `owner` may see it: theirs, or, for nobody in particular (open mode), one without an owner. */
+export async function findOwnUpload(db: Db, id: string, owner: string | null): Promise<Upload | undefined> {
+  return db
+    .selectFrom('uploads')
+    .selectAll()
+    .where('id', '=', id)
+    .where((eb) => (owner === null ? eb('owner', 'is', null) : eb('owner', '=', owner)))
+    .executeTakeFirst();
+}
+
+/**
+ * One page of an owner's uploads, newest first, after the upload `after` (the last of the page
+ * before; compared by its own row, so timestamps keep the database's precision).
+ */
+export async function listOwnUploads(
+  db: Db,
+  owner: string | null,
+  page: { limit: number; after: string | undefined; status: UploadStatus | undefined },
+): Promise<Upload[]> {
+  let query = db
+    .selectFrom('uploads')
+    .selectAll()
+    .where((eb) => (owner === null ? eb('owner', 'is', null) : eb('owner', '=', owner)))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(page.limit);
+  if (page.status) query = query.where('status', '=', page.status);
+  const after = page.after;
+  if (after) {
+    query = query.where(
+      (eb) => sql<boolean>`(${eb.ref('created_at')}, ${eb.ref('id')}) < (select created_at, id from uploads where id = ${after})`,
+    );
+  }
+  return query.execute();
 }
 
 /** Progress only moves forward: a late write from a slow request never rewinds it. */

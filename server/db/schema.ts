@@ -18,6 +18,12 @@ type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;
 type Json<T extends object | null> = JSONColumnType<T>;
 type MaybeJson<T extends object> = ColumnType<T | null, string | null | undefined, string | null>;
 
+/** Narrowings of the type policy for one upload: a smaller size limit, fewer types. */
+export interface UploadLimits {
+  maxSize?: number;
+  types?: string[];
+}
+
 /** Media facts of an upload; keys depend on the kind of file. */
 export type MediaMetadata = Record<string, unknown>;
 
@@ -35,6 +41,8 @@ export interface UploadsTable {
   status: UploadStatus;
   reason: Maybe<string>;
   tus_metadata: Json<Record<string, string | null>>;
+  /** The type policy narrowed for this upload by its creator's token or the app's check. */
+  limits: ColumnType<UploadLimits, string | undefined, string>;
   media: MaybeJson<MediaMetadata>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;

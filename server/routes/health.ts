@@ -1,11 +1,14 @@
 import Router from '@koa/router';
 import { sql } from 'kysely';
 import type { Scanner } from '../../processors/clamd.ts';
+import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import type { Storage } from '../storage.ts';
 
 /** /healthz: the process answers. /readyz: it can take uploads (database, store, clamd). */
-export function healthRoutes(deps: { db: Db; storage: Storage; scanner: Scanner | undefined }): Router {
+export function healthRoutes(deps: { config: Config; db: Db; storage: Storage; scanner: Scanner | undefined }): Router {
+  // Said on every readiness answer, so a server left open by mistake is seen where it is watched.
+  const auth = deps.config.auth.mode === 'open' ? { auth: 'open', warning: openWarning } : { auth: 'token' };
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -29,7 +32,9 @@ export function healthRoutes(deps: { db: Db; storage: Storage; scanner: Scanner 
     const ok = results.every(([, r]) => r === 'ok');
     ctx.status = ok ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { ok, checks: Object.fromEntries(results) };
+    ctx.body = { ok, checks: Object.fromEntries(results), ...auth };
   });
   return router;
 }
+
+export const openWarning = 'the server runs open: anyone who can reach it may upload; set AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL';

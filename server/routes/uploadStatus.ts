@@ -1,17 +1,21 @@
-import { findUpload, listJobs, listOutputs } from '../db/records.ts';
+import { listJobs, listOutputs } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
+import type { Upload } from '../db/schema.ts';
 import { tusPath } from '../tusServer.ts';
 
+/** The download URL of an upload's original or output (a signed link when tokens are on). */
+export type LinkTo = (id: string, name: string) => string;
+
 /** The JSON a client polls to learn where its upload stands (GET /api/uploads/:id). */
-export async function uploadStatus(db: Db, id: string, baseUrl: string) {
-  const upload = await findUpload(db, id);
-  if (!upload) return undefined;
+export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, linkTo: LinkTo) {
+  const id = upload.id;
   const [jobs, outputs] = await Promise.all([listJobs(db, id), listOutputs(db, id)]);
   const self = `${baseUrl}/api/uploads/${id}`;
   const ready = upload.status === 'ready';
   const inspect = jobs.find((j) => j.kind === 'inspect');
   return {
     id: upload.id,
+    owner: upload.owner,
     status: upload.status,
     reason: upload.reason,
     filename: upload.safe_filename,
@@ -33,12 +37,12 @@ export async function uploadStatus(db: Db, id: string, baseUrl: string) {
       size: o.size,
       width: o.width,
       height: o.height,
-      url: ready ? `${self}/files/${o.name}` : null,
+      url: ready ? linkTo(id, o.name) : null,
     })),
     links: {
       self,
       upload: upload.status === 'uploading' ? `${baseUrl}${tusPath}/${id}` : null,
-      original: ready ? `${self}/files/original` : null,
+      original: ready ? linkTo(id, 'original') : null,
     },
   };
 }

@@ -1,38 +1,81 @@
 import Router from '@koa/router';
+import type { UploadState } from '../auth/tusUploadAccess.ts';
+import { createLinkSigner } from '../auth/signedLinks.ts';
+import type { Config } from '../config.ts';
 import { contentDisposition, outputKey, type Storage } from '../storage.ts';
-import { changeStatus, findUpload, listOutputs } from '../db/records.ts';
+import { changeStatus, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
-import type { UploadStatus } from '../db/schema.ts';
+import { uploadStatuses, type Upload, type UploadStatus } from '../db/schema.ts';
 import { httpError } from '../httpError.ts';
 import { sendFile } from '../sendFile.ts';
-import { uploadStatus } from './uploadStatus.ts';
+import { uploadStatus, type LinkTo } from './uploadStatus.ts';
 
 /** States whose bytes are gone for good: downloads answer 410 Gone. */
 const gone: UploadStatus[] = ['rejected', 'infected', 'failed', 'expired', 'deleted'];
 const removable: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'rejected', 'infected', 'failed', 'expired'];
 
-export function uploadRoutes(deps: { db: Db; storage: Storage; baseUrl: (origin: string) => string }): Router {
-  const { db, storage } = deps;
-  const router = new Router({ prefix: '/api/uploads' });
+/** What a downloaded file may do in a browser: nothing (no scripts, no plugins, no sniffing). */
+const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': "default-src 'none'; sandbox" };
+
+/**
+ * The status, listing, download and delete API. Every route sees only the caller's own uploads:
+ * another owner's upload answers exactly as an unknown id does. With tokens, the download URLs in
+ * the status JSON are signed links, which are their own credential (so `<img src>` works).
+ */
+export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; baseUrl: (origin: string) => string }): Router<UploadState> {
+  const { config, db, storage } = deps;
+  const router = new Router<UploadState>({ prefix: '/api/uploads' });
+  const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
+  const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
+  const linkTo = (base: string): LinkTo => (id, name) => `${base}/api/uploads/${id}/files/${name}${signer ? signer.query(id, name) : ''}`;
+  const base = (ctx: { protocol: string; host: string }) => deps.baseUrl(`${ctx.protocol}://${ctx.host}`);
+
+  router.get('/', async (ctx) => {
+    const limit = ctx.query.limit === undefined ? 20 : Number(ctx.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) httpError(400, 'limit must be a whole number from 1 to 100');
+    const status = ctx.query.status;
+    if (status !== undefined && !uploadStatuses.includes(status as UploadStatus)) httpError(400, `status must be one of ${uploadStatuses.join(', ')}`);
+    const cursor = ctx.query.cursor;
+    if (cursor !== undefined && typeof cursor !== 'string') httpError(400, 'give one cursor');
+    const after = cursor === undefined ? undefined : Buffer.from(cursor, 'base64url').toString();
+    // One more than the page: whether it exists says whether there is a next page.
+    const rows = await listOwnUploads(db, ctx.state.caller.owner, { limit: limit + 1, after, status: status as UploadStatus | undefined });
+    const page = rows.slice(0, limit);
+    const items = await Promise.all(page.map((upload) => uploadStatus(db, upload, base(ctx), linkTo(base(ctx)))));
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { items, nextCursor: rows.length > limit ? Buffer.from(page.at(-1)!.id).toString('base64url') : null };
+  });
 
   router.get('/:id', async (ctx) => {
-    const body = (await uploadStatus(db, ctx.params.id!, deps.baseUrl(`${ctx.protocol}://${ctx.host}`))) ?? httpError(404, `no upload ${ctx.params.id}`);
+    const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = body;
+    ctx.body = await uploadStatus(db, upload, base(ctx), linkTo(base(ctx)));
   });
 
   // Only a `ready` upload is ever served: never one unscanned, infected or rejected.
   router.get('/:id/files/:name', async (ctx) => {
-    const upload = (await findUpload(db, ctx.params.id!)) ?? httpError(404, `no upload ${ctx.params.id}`);
+    const { id, name } = ctx.params as { id: string; name: string };
+    let upload: Upload | undefined;
+    if (signer && ctx.query.sig !== undefined) {
+      const check = signer.check(id, name, ctx.query.expires, ctx.query.sig);
+      if (check === 'tampered') httpError(403, 'this link is not valid: its signature does not match');
+      if (check === 'expired') httpError(403, 'this link has expired; get a fresh one from the status API');
+      upload = await findUpload(db, id);
+    } else {
+      upload = await findOwnUpload(db, id, ctx.state.caller.owner);
+    }
+    if (!upload) return notFound(id);
     if (gone.includes(upload.status)) httpError(410, `upload is ${upload.status}: ${upload.reason ?? ''}`.trim());
     if (upload.status !== 'ready') httpError(409, `upload is ${upload.status}, not ready yet`);
-    const name = ctx.params.name!;
     const output = name === 'original' ? undefined : (await listOutputs(db, upload.id)).find((o) => o.name === name);
     if (name !== 'original' && !output) httpError(404, `upload ${upload.id} has no output ${name}`);
     const key = output ? outputKey(upload.id, name) : upload.storage_key;
+    // The type the bytes were found to be (or the one the server made), never the client's claim.
     const contentType = output?.content_type ?? upload.detected_type ?? 'application/octet-stream';
     const filename = output ? `${upload.safe_filename.replace(/\.[^.]*$/, '')}-${name}.${extensionFor(contentType)}` : upload.safe_filename;
-    const located = await storage.locate(key, { filename, contentType });
+    // Outputs are the images and videos made to be shown; the original is whatever was uploaded.
+    const disposition = output ? 'inline' : 'attachment';
+    const located = await storage.locate(key, { filename, contentType, disposition });
     if (located.kind === 'redirect') {
       ctx.set('Cache-Control', 'no-store');
       ctx.redirect(located.url);
@@ -40,16 +83,16 @@ export function uploadRoutes(deps: { db: Db; storage: Storage; baseUrl: (origin:
     }
     // Stored bytes never change under an id, so clients and proxies may keep them.
     sendFile(ctx, located, {
+      ...downloadHeaders,
       'Content-Type': contentType,
-      'Content-Disposition': contentDisposition(filename),
+      'Content-Disposition': contentDisposition(filename, disposition),
       'Cache-Control': 'private, max-age=31536000, immutable',
-      'X-Content-Type-Options': 'nosniff',
       ETag: `"${output ? `${upload.sha256}-${name}` : upload.sha256}"`,
     });
   });
 
   router.delete('/:id', async (ctx) => {
-    const upload = (await findUpload(db, ctx.params.id!)) ?? httpError(404, `no upload ${ctx.params.id}`);
+    const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     // The state changes first: from here nothing serves the upload, even if removal fails midway.
     await changeStatus(db, upload.id, removable, { status: 'deleted', reason: 'deleted on request' });
     await storage.removeUpload(upload.id);
