@@ -11,6 +11,8 @@ export interface UploadOptions {
   abortAfterBytes?: number;
   /** Extra metadata, or `null` for none at all. */
   metadata?: Record<string, string> | null;
+  /** Sent with every tus request (e.g. `Authorization`). */
+  headers?: Record<string, string>;
 }
 
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
@@ -27,6 +29,7 @@ export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions
       chunkSize: options.chunkSize ?? Infinity,
       retryDelays: [],
       metadata,
+      headers: options.headers,
       onProgress: (bytesSent) => {
         sent = bytesSent;
         if (options.abortAfterBytes !== undefined && bytesSent >= options.abortAfterBytes) {
@@ -45,8 +48,8 @@ export function uploadIdOf(url: string): string {
   return url.split('/').pop()!;
 }
 
-export async function fetchStatus(baseUrl: string, id: string): Promise<UploadStatusBody> {
-  const res = await fetch(`${baseUrl}/api/uploads/${id}`);
+export async function fetchStatus(baseUrl: string, id: string, headers: Record<string, string> = {}): Promise<UploadStatusBody> {
+  const res = await fetch(`${baseUrl}/api/uploads/${id}`, { headers });
   if (!res.ok) throw new Error(`status of ${id}: ${res.status} ${await res.text()}`);
   return (await res.json()) as UploadStatusBody;
 }
@@ -54,10 +57,10 @@ export async function fetchStatus(baseUrl: string, id: string): Promise<UploadSt
 const settled = new Set(['ready', 'rejected', 'infected', 'failed', 'expired', 'deleted']);
 
 /** Polls the status API until the upload leaves the pipeline (or `timeoutMs` passes). */
-export async function waitUntilSettled(baseUrl: string, id: string, timeoutMs = 30_000): Promise<UploadStatusBody> {
+export async function waitUntilSettled(baseUrl: string, id: string, timeoutMs = 30_000, headers: Record<string, string> = {}): Promise<UploadStatusBody> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await fetchStatus(baseUrl, id);
+    const status = await fetchStatus(baseUrl, id, headers);
     if (settled.has(status.status)) return status;
     if (Date.now() > deadline) throw new Error(`upload ${id} still ${status.status} after ${timeoutMs} ms: ${JSON.stringify(status)}`);
     await new Promise((r) => setTimeout(r, 100));
