@@ -4,7 +4,7 @@ import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
-import { changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
+import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { callerOf } from './tusHandle.ts';
 import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 
@@ -28,7 +28,11 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       const upload = id ? await findUpload(db, id) : undefined;
       if (!upload) return config.maxUploadSize;
       const declared = { filename: upload.safe_filename, type: upload.claimed_type ?? undefined };
-      return limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
+      const limit = limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
+      // A length declared at creation was checked against the bytes quota then; a deferred one
+      // may grow only into what the owner's other uploads leave of it.
+      if (upload.size !== null || !upload.owner || config.quotas.bytes === undefined) return limit;
+      return Math.min(limit, Math.max(0, config.quotas.bytes - (await bytesHeldByOthers(db, upload.owner, upload.id))));
     },
     onUploadCreate: (req, upload) => uploadCreate(context, upload, callerOf(req)),
     onUploadFinish: async (_req, upload) => {

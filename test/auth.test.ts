@@ -324,6 +324,21 @@ describe.each(setups)('quotas per owner (%s)', (setup) => {
     expect(await over.text()).toContain('QUOTA_BYTES');
     expect((await create('gina', 400)).status).toBe(201);
   });
+
+  it('holds a deferred-length upload to what the bytes quota leaves', async () => {
+    const token = bearer(await mintToken('hugo'));
+    expect((await create('hugo', 700)).status).toBe(201);
+    const deferred = await fetch(`${server.url}/files/`, { method: 'POST', headers: { 'Tus-Resumable': V, 'Upload-Defer-Length': '1', ...token } });
+    expect(deferred.status).toBe(201);
+    const patch = (body: Buffer, offset: number, headers: Record<string, string> = {}) =>
+      fetch(deferred.headers.get('location')!, {
+        method: 'PATCH',
+        headers: { 'Tus-Resumable': V, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset), ...token, ...headers },
+        body: new Uint8Array(body),
+      });
+    expect((await patch(Buffer.alloc(301), 0, { 'Upload-Length': '301' })).status).toBe(413);
+    expect((await patch(Buffer.alloc(300), 0, { 'Upload-Length': '300' })).status).toBe(204);
+  });
 });
 
 describe('the rate limit counts per owner when there is a token', () => {

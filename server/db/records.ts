@@ -47,6 +47,18 @@ export async function createUpload(db: Db, upload: NewUpload, quota?: Quota): Pr
   });
 }
 
+/** The bytes an owner's other uploads hold: what a deferred-length upload may still grow into. */
+export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string): Promise<number> {
+  const row = await db
+    .selectFrom('uploads')
+    .select(sql<number>`coalesce(sum(coalesce(size, "offset")), 0)::bigint`.as('bytes'))
+    .where('owner', '=', owner)
+    .where('id', '!=', exceptId)
+    .where('status', 'in', holdingBytes)
+    .executeTakeFirstOrThrow();
+  return row.bytes;
+}
+
 export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {
   return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
 }
