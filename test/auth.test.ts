@@ -148,6 +148,12 @@ describe.each(setups)('tokens and owners (%s)', (setup) => {
     expect((await request('HEAD', `/files/${await unfinished()}`, bearer(await mintToken('bob', { ttlSeconds: -60 })))).status).toBe(404);
   });
 
+  it('never serves stored bytes from the tus endpoint, even to the owner', async () => {
+    const res = await request('GET', `/files/${ready}`, bearer(alice));
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).not.toContain('GET');
+  });
+
   it('reports the owner in the status JSON', async () => {
     const status = await fetchStatus(server.url, ready, bearer(alice));
     expect(status.owner).toBe('alice');
