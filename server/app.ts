@@ -15,6 +15,8 @@ import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 
+const downloadPath = /^\/api\/uploads\/[^/]+\/files\/[^/]+$/;
+
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
 export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa<UploadState> {
   const { config, db, storage, log } = context;
@@ -58,7 +60,9 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
 
   const apiAuthentication = authenticate(config.auth, () => false);
   // A signed download link is its own credential (for <img src>); the download route checks it.
-  app.use((ctx, next) => (ctx.path.startsWith('/api/') && ctx.query.sig === undefined ? apiAuthentication(ctx, next) : next()));
+  const signedDownload = (ctx: ParameterizedContext) =>
+    config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && downloadPath.test(ctx.path) && ctx.query.sig !== undefined;
+  app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedDownload(ctx) ? apiAuthentication(ctx, next) : next()));
 
   for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
     app.use(router.routes()).use(router.allowedMethods());

@@ -148,6 +148,13 @@ describe.each(setups)('tokens and owners (%s)', (setup) => {
     expect((await request('HEAD', `/files/${await unfinished()}`, bearer(await mintToken('bob', { ttlSeconds: -60 })))).status).toBe(404);
   });
 
+  it('takes a link signature as a credential only for downloads', async () => {
+    const signature = new URL((await fetchStatus(server.url, ready, bearer(alice))).links.original!).search;
+    for (const [method, path] of [['GET', `/api/uploads/${ready}`], ['DELETE', `/api/uploads/${ready}`], ['GET', '/api/uploads']]) {
+      expect((await request(method!, `${path}${signature}`)).status, `${method} ${path}`).toBe(401);
+    }
+  });
+
   it('never serves stored bytes from the tus endpoint, even to the owner', async () => {
     const res = await request('GET', `/files/${ready}`, bearer(alice));
     expect(res.status).toBe(405);
