@@ -5,7 +5,7 @@ import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
-import { callerOf } from './tusHandle.ts';
+import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 
 export const tusPath = '/files';
@@ -30,7 +30,10 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       const declared = { filename: upload.safe_filename, type: upload.claimed_type ?? undefined };
       return limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
     },
-    onUploadCreate: (req, upload) => uploadCreate(context, upload, callerOf(req)),
+    onUploadCreate: (req, upload) => {
+      const { caller, ip } = senderOf(req);
+      return uploadCreate(context, upload, { owner: caller.owner, limits: caller.limits, ip });
+    },
     onUploadFinish: async (_req, upload) => {
       await uploadFinish(context, upload);
       return {};
