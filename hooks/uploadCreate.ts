@@ -1,9 +1,11 @@
 import type { Upload } from '@tus/utils';
 import { createUpload } from '../server/db/records.ts';
 import type { UploadLimits } from '../server/db/schema.ts';
+import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
-import { narrowPolicy, normaliseMime, refuseDeclared } from './typePolicy.ts';
+import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
+import { declaredFile, ownMetadata, replaceOwnMetadata } from './uploadMetadata.ts';
 
 /** A tus error: @tus/server sends `status_code` and `body` as the response. */
 export interface TusError {
@@ -11,38 +13,52 @@ export interface TusError {
   body: string;
 }
 
-/** Uppy and tus-js-client send `filename`/`filetype`; some clients send `name`/`type`. */
-export function declaredFile(metadata: Upload['metadata']) {
-  const filename = metadata?.filename ?? metadata?.name ?? null;
-  const type = metadata?.filetype ?? metadata?.type ?? metadata?.contentType ?? null;
-  return { filename, type: type ? normaliseMime(type) : null };
-}
-
-/** Who creates an upload: its owner (null when the server runs open) and what their token allows. */
+/** Who creates an upload: its owner (null when the server runs open), what their token allows, and their address. */
 export interface Creator {
   owner: string | null;
   limits: UploadLimits;
+  ip: string;
 }
 
 /**
- * Before the upload exists: refuse a declared type, extension or length the policy (narrowed by
- * the creator's token) does not allow, so nobody sends 500 MiB to be told no; then record the
- * upload as `uploading`, within its owner's quota.
+ * Before the upload exists: refuse a length over the creator's token; ask the app
+ * (AUTHORIZE_URL), which may refuse, replace the metadata or narrow the size; refuse a declared
+ * type, extension or length the policy (narrowed by both) does not allow, so nobody sends 500 MiB
+ * to be told no; then record the upload as `uploading`, within its owner's quota.
  */
 export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata'] }> {
   const { config, log } = context;
+  let sent = upload.metadata;
+  let limits = creator.limits;
+  function refuse(status: number, reason: string): never {
+    log.info({ upload: upload.id, owner: creator.owner, ...declaredFile(sent), size: upload.size, reason }, 'upload refused');
+    throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
+  }
+  const refuseOver = (maxSize: number | undefined, whose: string) => {
+    if (maxSize !== undefined && upload.size !== undefined && upload.size > maxSize) refuse(413, `${upload.size} bytes is over the ${maxSize}-byte limit ${whose}`);
+  };
+  refuseOver(creator.limits.maxSize, 'of this token');
+
+  if (config.authorize) {
+    const answer = await authorizeUpload(config.authorize, log, {
+      owner: creator.owner,
+      ...declaredFile(sent),
+      size: upload.size ?? null,
+      metadata: ownMetadata(sent),
+      ip: creator.ip,
+    });
+    if (answer.verdict === 'unavailable') refuse(503, 'the app that authorizes uploads did not answer; try again later');
+    if (answer.verdict === 'refused') refuse(answer.status, answer.message);
+    // What the app answers is what is stored, reported and held to the policy from here on.
+    if (answer.metadata) sent = replaceOwnMetadata(sent, answer.metadata);
+    refuseOver(answer.maxSize, 'the app set for this upload');
+    if (answer.maxSize !== undefined) limits = { ...limits, maxSize: Math.min(answer.maxSize, limits.maxSize ?? Infinity) };
+  }
+
   // Postgres text and jsonb cannot hold NUL: the record gets U+FFFD, the store keeps what was sent.
-  const metadata = withoutNul(upload.metadata);
+  const metadata = withoutNul(sent);
   const { filename, type } = declaredFile(metadata);
   const safeFilename = sanitizeFilename(filename);
-  const limits = creator.limits;
-  const refuse = (status: number, reason: string): never => {
-    log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size, reason }, 'upload refused');
-    throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
-  };
-  if (limits.maxSize !== undefined && upload.size !== undefined && upload.size > limits.maxSize) {
-    refuse(413, `${upload.size} bytes is over the ${limits.maxSize}-byte limit of this token`);
-  }
   const refusal = refuseDeclared(narrowPolicy(config.typePolicy, limits), { filename: safeFilename, type: type ?? undefined, size: upload.size });
   if (refusal) refuse(refusal.status, refusal.reason);
   const overQuota = await createUpload(
@@ -69,7 +85,7 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
     refuse(413, `quota exceeded: QUOTA_BYTES allows ${overQuota.limit} stored bytes, ${overQuota.used} are in use`);
   }
   log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
-  return { metadata: upload.metadata };
+  return { metadata: sent };
 }
 
 function withoutNul(metadata: Upload['metadata']): Upload['metadata'] {

@@ -4,11 +4,17 @@ import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
 
-/** Who sent each request @tus/server is handling, for its hooks (which see only the web Request). */
-const callers = new WeakMap<Request, Caller>();
+/** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
+export interface TusSender {
+  caller: Caller;
+  /** The client's address as Koa sees it (ctx.ip: X-Forwarded-For only when behind a proxy). */
+  ip: string;
+}
 
-export function callerOf(request: Request): Caller {
-  return callers.get(request) ?? openCaller;
+const senders = new WeakMap<Request, TusSender>();
+
+export function senderOf(request: Request): TusSender {
+  return senders.get(request) ?? { caller: openCaller, ip: '' };
 }
 
 /**
@@ -16,9 +22,9 @@ export function callerOf(request: Request): Caller {
  * srvx's Readable.toWeb() copies every chunk, which doubled the garbage per uploaded byte and
  * cost ~0.5 s of CPU per GiB (test/bench/layers.ts).
  */
-export async function handleTus(tus: Server, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+export async function handleTus(tus: Server, req: IncomingMessage, res: ServerResponse, sender: TusSender): Promise<void> {
   const request = new NodeRequest({ req, res });
-  callers.set(request, caller);
+  senders.set(request, sender);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }

@@ -5,7 +5,7 @@ import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
-import { callerOf } from './tusHandle.ts';
+import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 
 export const tusPath = '/files';
@@ -34,7 +34,10 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       if (upload.size !== null || !upload.owner || config.quotas.bytes === undefined) return limit;
       return Math.min(limit, Math.max(0, config.quotas.bytes - (await bytesHeldByOthers(db, upload.owner, upload.id))));
     },
-    onUploadCreate: (req, upload) => uploadCreate(context, upload, callerOf(req)),
+    onUploadCreate: (req, upload) => {
+      const { caller, ip } = senderOf(req);
+      return uploadCreate(context, upload, { owner: caller.owner, limits: caller.limits, ip });
+    },
     onUploadFinish: async (_req, upload) => {
       await uploadFinish(context, upload);
       return {};
