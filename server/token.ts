@@ -42,8 +42,9 @@ function tokenRequest(args: string[], env: Env): { key: SigningKey; request: Tok
   const ttlMs = parseDuration(values.ttl);
   if (ttlMs === undefined || ttlMs < 1000) throw new UsageError(`--ttl: "${values.ttl}" is not a duration of at least 1s (e.g. 15m, 1h, 7d)`);
   const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size']);
-  if (maxSize !== undefined && maxSize < 1) throw new UsageError('--max-size: must be at least 1 byte');
-  if (values['max-size'] !== undefined && maxSize === undefined) throw new UsageError(`--max-size: "${values['max-size']}" is not a size (e.g. 20MiB, 500MB)`);
+  if (values['max-size'] !== undefined && !(maxSize !== undefined && maxSize >= 1)) {
+    throw new UsageError(`--max-size: "${values['max-size']}" is not a size of at least 1 byte (e.g. 20MiB, 500MB)`);
+  }
   const types = values.types?.split(',').map((t) => t.trim()).filter(Boolean);
   const notMime = types?.find((t) => !/^[\w.+-]+\/[\w.+-]+$/.test(t));
   if (types?.length === 0 || notMime !== undefined) throw new UsageError(`--types: "${notMime ?? values.types}" is not a comma list of MIME types (e.g. image/jpeg,image/png)`);
