@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import puppeteer, { type Browser, type HTTPRequest, type Page } from 'puppeteer-core';
+import puppeteer, { type Browser, type BrowserContext, type HTTPRequest, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/start.ts';
 import { eventually } from './support/eventually.ts';
@@ -59,8 +59,8 @@ describe('Uppy demo page in Chromium', () => {
     await samples?.cleanup();
   });
 
-  async function openDemo(query = '', baseUrl = server.url): Promise<Page> {
-    const page = await browser.newPage();
+  async function openDemo(query = '', baseUrl = server.url, context: Browser | BrowserContext = browser): Promise<Page> {
+    const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
     const res = await page.goto(`${baseUrl}/${query}`, { waitUntil: 'load' });
@@ -208,11 +208,15 @@ describe('Uppy demo page in Chromium', () => {
   describe('with tokens on (AUTH_SECRET)', () => {
     let authEnvironment: TestEnvironment;
     let authServer: RunningServer;
+    // Its own browser context, closed first: the server's close waits for connections the browser still holds open.
+    let context: BrowserContext;
     beforeAll(async () => {
       authEnvironment = await createTestEnvironment('embedded', { AUTH_SECRET: testAuthSecret });
       authServer = await startTestServer(authEnvironment);
+      context = await browser.createBrowserContext();
     });
     afterAll(async () => {
+      await context?.close();
       await authServer?.close();
       await authEnvironment?.destroy();
     });
@@ -220,7 +224,7 @@ describe('Uppy demo page in Chromium', () => {
     it('uploads with the token from the page\'s field and shows it ready, its thumbnail loaded from a signed link', { timeout: 120_000 }, async () => {
       const token = await mintToken('alice');
       const file = await cameraJpeg(samples.dir, 800, 600, 'alice.jpg');
-      const page = await openDemo('', authServer.url);
+      const page = await openDemo('', authServer.url, context);
       expect(await tokenFieldShown(page)).toBe(true);
       await page.type('#token', token);
       const tusAuthorization: (string | undefined)[] = [];
