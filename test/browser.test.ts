@@ -2,13 +2,14 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import puppeteer, { type Browser, type HTTPRequest, type Page } from 'puppeteer-core';
+import puppeteer, { type Browser, type BrowserContext, type HTTPRequest, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/start.ts';
 import { eventually } from './support/eventually.ts';
 import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
 import { fetchStatus } from './support/uploads.ts';
 
 /** What the demo page puts on `window` (see server/routes/demo.html), as far as these tests use it. */
@@ -58,15 +59,25 @@ describe('Uppy demo page in Chromium', () => {
     await samples?.cleanup();
   });
 
-  async function openDemo(query = ''): Promise<Page> {
-    const page = await browser.newPage();
+  async function openDemo(query = '', baseUrl = server.url, context: Browser | BrowserContext = browser): Promise<Page> {
+    const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
-    const res = await page.goto(`${server.url}/${query}`, { waitUntil: 'load' });
+    const res = await page.goto(`${baseUrl}/${query}`, { waitUntil: 'load' });
     expect(res?.status()).toBe(200);
     await page.waitForSelector('.uppy-Dashboard');
+    // The page has asked /readyz whether this server wants a token.
+    await page.waitForSelector('body[data-auth]');
     expect(errors).toEqual([]);
     return page;
+  }
+
+  /** Whether the token field shows, and the thumbnail of an upload once it has loaded (its src and pixel width). */
+  const tokenFieldShown = (page: Page) => page.$eval('#auth', (form) => !(form as HTMLFormElement).hidden);
+  async function loadedThumbnail(page: Page, id: string): Promise<{ src: string; width: number }> {
+    const img = await page.waitForSelector(`li[data-upload-id="${id}"] img.thumbnail`);
+    await page.waitForFunction((el) => (el as HTMLImageElement).complete, {}, img);
+    return img!.evaluate((el) => ({ src: (el as HTMLImageElement).src, width: (el as HTMLImageElement).naturalWidth }));
   }
 
   /** Adds a file through the Dashboard's file picker; Uppy uploads it at once (autoProceed). */
@@ -107,11 +118,14 @@ describe('Uppy demo page in Chromium', () => {
   it('uploads a camera JPEG through the Dashboard and shows it ready with its outputs', { timeout: 120_000 }, async () => {
     const file = await cameraJpeg(samples.dir, 1200, 900);
     const page = await openDemo();
+    // The server runs open: nothing to paste.
+    expect(await tokenFieldShown(page)).toBe(false);
     await addFile(page, file);
 
     const shown = await settledOnPage(page);
     expect(shown.status).toBe('ready');
     expect(shown.links.sort()).toEqual(['original', 'resized', 'thumbnail', 'webp']);
+    expect((await loadedThumbnail(page, shown.id)).width).toBeGreaterThan(0);
     const [uploaded] = await uppyFiles(page);
     expect(uploaded).toEqual({ complete: true, url: `${server.url}/files/${shown.id}` });
 
@@ -189,5 +203,51 @@ describe('Uppy demo page in Chromium', () => {
     const status = await fetchStatus(server.url, shown.id);
     expect(status).toMatchObject({ status: 'ready', detectedType: 'application/pdf', size: data.length, offset: data.length, sha256: sha256(data) });
     await page.close();
+  });
+
+  describe('with tokens on (AUTH_SECRET)', () => {
+    let authEnvironment: TestEnvironment;
+    let authServer: RunningServer;
+    // Its own browser context, closed first: the server's close waits for connections the browser still holds open.
+    let context: BrowserContext;
+    beforeAll(async () => {
+      authEnvironment = await createTestEnvironment('embedded', { AUTH_SECRET: testAuthSecret });
+      authServer = await startTestServer(authEnvironment);
+      context = await browser.createBrowserContext();
+    });
+    afterAll(async () => {
+      await context?.close();
+      await authServer?.close();
+      await authEnvironment?.destroy();
+    });
+
+    it('uploads with the token from the page\'s field and shows it ready, its thumbnail loaded from a signed link', { timeout: 120_000 }, async () => {
+      const token = await mintToken('alice');
+      const file = await cameraJpeg(samples.dir, 800, 600, 'alice.jpg');
+      const page = await openDemo('', authServer.url, context);
+      expect(await tokenFieldShown(page)).toBe(true);
+      await page.type('#token', token);
+      const tusAuthorization: (string | undefined)[] = [];
+      page.on('request', (request: HTTPRequest) => {
+        if (new URL(request.url()).pathname.startsWith('/files/') && request.method() !== 'OPTIONS') tusAuthorization.push(request.headers().authorization);
+      });
+      await addFile(page, file);
+
+      const shown = await settledOnPage(page);
+      expect(shown.status).toBe('ready');
+      expect(tusAuthorization.length).toBeGreaterThan(0);
+      expect(new Set(tusAuthorization)).toEqual(new Set([`Bearer ${token}`]));
+      // The <img> sends no Authorization header: only the link's signature lets it in.
+      const thumbnail = await loadedThumbnail(page, shown.id);
+      expect(new URL(thumbnail.src).searchParams.get('sig')).toBeTruthy();
+      expect(thumbnail.width).toBeGreaterThan(0);
+      const status = await fetchStatus(authServer.url, shown.id, bearer(token));
+      expect(status).toMatchObject({ status: 'ready', owner: 'alice', filename: 'alice.jpg' });
+
+      // The token is kept in the browser: a reload needs no pasting again.
+      await page.reload({ waitUntil: 'load' });
+      expect(await page.$eval('#token', (input) => (input as HTMLInputElement).value)).toBe(token);
+      await page.close();
+    });
   });
 });

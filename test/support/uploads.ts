@@ -66,3 +66,16 @@ export async function waitUntilSettled(baseUrl: string, id: string, timeoutMs = 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** The answer a tus-js-client upload was refused with (the server's status and body), from its DetailedError. */
+export async function tusRefusal(upload: Promise<unknown>): Promise<{ status: number; body: string; header: (name: string) => string | undefined }> {
+  const error = await upload.then(
+    () => {
+      throw new Error('the upload was accepted, not refused');
+    },
+    (e: unknown) => e,
+  );
+  const response = error instanceof tus.DetailedError ? error.originalResponse : null;
+  if (!response) throw error;
+  return { status: response.getStatus(), body: response.getBody(), header: (name) => response.getHeader(name) };
+}
