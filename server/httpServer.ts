@@ -1,0 +1,31 @@
+import http from 'node:http';
+import type { HttpLimits } from './config.ts';
+import { watchRequestDeadlines } from './requestDeadlines.ts';
+import { tusPath } from './tusServer.ts';
+
+/**
+ * The http.Server, made here because Koa's `listen` cannot pass `maxHeaderSize`:
+ * - MAX_HEADER_SIZE: larger headers get Node's 431;
+ * - HEADERS_TIMEOUT: a client trickling its headers (slowloris) gets Node's 408 and is closed;
+ * - no Node `requestTimeout` (it would end long uploads): see requestDeadlines.ts instead.
+ */
+export function createHttpServer(handle: http.RequestListener, limits: HttpLimits): http.Server {
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    // Node checks headersTimeout only this often (30 s by default): a quarter keeps the timeout within 25 %.
+    connectionsCheckingInterval: Math.max(50, Math.min(limits.headersTimeoutMs / 4, 30_000)),
+  });
+  server.on('request', watchRequestDeadlines(limits, carriesUploadBytes));
+  server.on('request', handle);
+  return server;
+}
+
+/** PATCH, and a POST with a body on the tus endpoint (creation-with-upload, or a PATCH sent as POST with X-HTTP-Method-Override). */
+function carriesUploadBytes(req: http.IncomingMessage): boolean {
+  if (req.method === 'PATCH') return true;
+  const path = req.url?.split('?')[0] ?? '';
+  const hasBody = (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined;
+  return req.method === 'POST' && hasBody && (path === tusPath || path.startsWith(`${tusPath}/`));
+}
