@@ -5,6 +5,7 @@ import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
+import { cors, corsPolicy } from './cors.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -14,6 +15,7 @@ import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
+import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
 export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa<UploadState> {
@@ -40,11 +42,15 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     }
   });
 
+  // Before anything answers, so refusals carry CORS too.
+  app.use(cors(corsPolicy(config.corsOrigins), '/api/'));
+
   // An expired token (within AUTH_RESUME_GRACE) may only go on with an upload: HEAD and PATCH of tus.
   const mayResume = (ctx: { method: string; path: string }) => ctx.path.startsWith(`${tusPath}/`) && ['HEAD', 'PATCH'].includes(ctx.method);
   const tusRequest = compose<ParameterizedContext<UploadState>>([
     // Protocol fixes first: everything after must see the method after X-HTTP-Method-Override.
     tusProtocol(),
+    limitUploadMetadata(),
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
     rateLimitUploads(context),
@@ -60,7 +66,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   // A signed download link is its own credential (for <img src>); the download route checks it.
   app.use((ctx, next) => (ctx.path.startsWith('/api/') && ctx.query.sig === undefined ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
+  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
     app.use(router.routes()).use(router.allowedMethods());
   }
   return app;
