@@ -22,10 +22,14 @@ export function createHttpServer(handle: http.RequestListener, limits: HttpLimit
   return server;
 }
 
-/** PATCH, and a POST with a body on the tus endpoint (creation-with-upload, or a PATCH sent as POST with X-HTTP-Method-Override). */
+/**
+ * PATCH, and a POST on the tus endpoint with an upload body: creation-with-upload ("The Client MAY
+ * include parts of the upload in the initial Creation request" with "Content-Type:
+ * application/offset+octet-stream"), or a PATCH sent as a POST with X-HTTP-Method-Override.
+ */
 function carriesUploadBytes(req: http.IncomingMessage): boolean {
   if (req.method === 'PATCH') return true;
   const path = req.url?.split('?')[0] ?? '';
-  const hasBody = (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined;
-  return req.method === 'POST' && hasBody && (path === tusPath || path.startsWith(`${tusPath}/`));
+  const type = req.headers['content-type']?.split(';')[0]!.trim().toLowerCase();
+  return req.method === 'POST' && type === 'application/offset+octet-stream' && (path === tusPath || path.startsWith(`${tusPath}/`));
 }
