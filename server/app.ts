@@ -3,6 +3,7 @@ import compose from 'koa-compose';
 import type { Server } from '@tus/server';
 import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
+import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
 import { cors, corsPolicy } from './cors.ts';
@@ -67,7 +68,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   app.use((ctx, next) => (ctx.path.startsWith('/api/') && ctx.query.sig === undefined ? apiAuthentication(ctx, next) : next()));
 
   for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
-    app.use(router.routes()).use(router.allowedMethods());
+    app.use(router.routes()).use(allowedMethods(router));
   }
   return app;
 }
