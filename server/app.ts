@@ -3,8 +3,10 @@ import compose from 'koa-compose';
 import type { Server } from '@tus/server';
 import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
+import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
+import { cors, corsPolicy } from './cors.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -14,6 +16,7 @@ import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
+import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
 const downloadPath = /^\/api\/uploads\/[^/]+\/files\/[^/]+$/;
 
@@ -42,11 +45,15 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     }
   });
 
+  // Before anything answers, so refusals carry CORS too.
+  app.use(cors(corsPolicy(config.corsOrigins), '/api/'));
+
   // An expired token (within AUTH_RESUME_GRACE) may only go on with an upload: HEAD and PATCH of tus.
   const mayResume = (ctx: { method: string; path: string }) => ctx.path.startsWith(`${tusPath}/`) && ['HEAD', 'PATCH'].includes(ctx.method);
   const tusRequest = compose<ParameterizedContext<UploadState>>([
     // Protocol fixes first: everything after must see the method after X-HTTP-Method-Override.
     tusProtocol(),
+    limitUploadMetadata(),
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
     rateLimitUploads(context),
@@ -64,8 +71,8 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && downloadPath.test(ctx.path) && ctx.query.sig !== undefined;
   app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedDownload(ctx) ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics), demoRoutes()]) {
-    app.use(router.routes()).use(router.allowedMethods());
+  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
+    app.use(router.routes()).use(allowedMethods(router));
   }
   return app;
 }

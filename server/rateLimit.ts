@@ -2,6 +2,7 @@ import type { Middleware } from 'koa';
 import type { HookContext } from '../hooks/hookContext.ts';
 import type { CallerState } from './auth/authenticate.ts';
 import { takeUploadToken, type RateDecision } from './db/uploadRates.ts';
+import { refuseTusRequest } from './tusProtocol.ts';
 
 /**
  * Limits how many uploads one owner (with tokens) or one client address (without) may create
@@ -23,8 +24,8 @@ export function rateLimitUploads({ db, config, log }: HookContext): Middleware<C
     });
     if (decision.allowed) return next();
     const waitSeconds = decision.retryAfterSeconds;
-    ctx.status = 429;
-    ctx.set({ 'Retry-After': String(waitSeconds), 'Tus-Resumable': '1.0.0', 'Access-Control-Allow-Origin': '*' });
-    ctx.body = `Too many uploads ${owner === null ? 'from this address' : 'by this owner'}; try again in ${waitSeconds} s\n`;
+    // RFC 6585: "The response representations SHOULD include details explaining the condition, and
+    // MAY include a Retry-After header indicating how long to wait before making a new request."
+    refuseTusRequest(ctx, 429, `Too many uploads ${owner === null ? 'from this address' : 'by this owner'}; try again in ${waitSeconds} s`, { 'Retry-After': String(waitSeconds) });
   };
 }

@@ -7,6 +7,7 @@ import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.ts';
+import { createHttpServer } from './httpServer.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
 import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
@@ -74,9 +75,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;
 
-  const http = app.listen(config.port, config.host);
-  // A single PATCH of a large file may legitimately take longer than Node's 5-minute default.
-  http.requestTimeout = 0;
+  const http = createHttpServer(app.callback(), config.http).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => http.once('listening', resolve).once('error', reject));
   const { port } = http.address() as AddressInfo;
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;

@@ -4,9 +4,10 @@ import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
+import { tusCorsOptions } from './cors.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
-import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
+import { fixHeadResponses } from './tusProtocol.ts';
 
 export const tusPath = '/files';
 
@@ -20,7 +21,8 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
     // Finished uploads are removed with DELETE /api/uploads/:id, which also drops their outputs.
     disableTerminationForFinishedUploads: true,
     postReceiveInterval: 1000,
-    exposedHeaders: moreExposedHeaders,
+    // The same CORS answers as every other route (cors.ts); @tus/server writes its own on tus responses.
+    ...tusCorsOptions(config.corsOrigins),
     generateUrl: config.publicUrl ? (_req, { path, id }) => `${config.publicUrl}${path}/${id}` : undefined,
     // Before an upload exists only the global limit is known; after, the limit of its declared type
     // in the policy its creator's token narrowed.

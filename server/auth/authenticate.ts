@@ -34,7 +34,7 @@ export function authenticate(auth: AuthConfig, mayResume: (ctx: Context) => bool
 }
 
 /** The token of `Bearer <token>` (scheme case-insensitive); undefined for no header or another scheme. */
-function bearerToken(header: string): string | undefined {
+export function bearerToken(header: string): string | undefined {
   const match = /^Bearer +(\S+)$/i.exec(header.trim());
   return match?.[1];
 }

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import type { UploadState } from '../auth/tusUploadAccess.ts';
+import { uploadIdPattern, type UploadState } from '../auth/tusUploadAccess.ts';
 import { createLinkSigner } from '../auth/signedLinks.ts';
 import type { Config } from '../config.ts';
 import { contentDisposition, outputKey, type Storage } from '../storage.ts';
@@ -29,6 +29,9 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; b
   const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
   const linkTo = (base: string): LinkTo => (id, name) => `${base}/api/uploads/${id}/files/${name}${signer ? signer.query(id, name) : ''}`;
   const base = (ctx: { protocol: string; host: string }) => deps.baseUrl(`${ctx.protocol}://${ctx.host}`);
+
+  // An id not in the server's own format names no upload: the same 404, before any query.
+  router.param('id', (id, _ctx, next) => (uploadIdPattern.test(id) ? next() : notFound(id)));
 
   router.get('/', async (ctx) => {
     const limit = ctx.query.limit === undefined ? 20 : Number(ctx.query.limit);
