@@ -25,9 +25,9 @@ export interface Creator {
 }
 
 /**
- * Before the upload exists: refuse a declared type, extension or length the policy (narrowed by
- * the creator's token) does not allow, so nobody sends 500 MiB to be told no; then record the
- * upload as `uploading`, within its owner's quota.
+ * Before the upload exists: refuse an empty file, and a declared type, extension or length the
+ * policy (narrowed by the creator's token) does not allow, so nobody sends 500 MiB to be told
+ * no; then record the upload as `uploading`, within its owner's quota.
  */
 export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata'] }> {
   const { config, log } = context;
@@ -40,6 +40,7 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
     log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size, reason }, 'upload refused');
     throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
   };
+  if (upload.size === 0) refuse(400, 'the file is empty (Upload-Length: 0); an empty file is never a valid photo, video or document');
   if (limits.maxSize !== undefined && upload.size !== undefined && upload.size > limits.maxSize) {
     refuse(413, `${upload.size} bytes is over the ${limits.maxSize}-byte limit of this token`);
   }

@@ -5,6 +5,7 @@ import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
+import { firstBytesCheck } from './firstBytesCheck.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -48,6 +49,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
     rateLimitUploads(context),
+    firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;

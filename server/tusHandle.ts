@@ -11,6 +11,13 @@ export function callerOf(request: Request): Caller {
   return callers.get(request) ?? openCaller;
 }
 
+/** Bytes a middleware already read off a request's body (to check them), for @tus/server to get first. */
+const readAhead = new WeakMap<IncomingMessage, Buffer>();
+
+export function replayReadAhead(req: IncomingMessage, head: Buffer): void {
+  if (head.length > 0) readAhead.set(req, head);
+}
+
 /**
  * `tus.handle(req, res)`, but the request body reaches @tus/server as the socket's own chunks.
  * srvx's Readable.toWeb() copies every chunk, which doubled the garbage per uploaded byte and
@@ -25,7 +32,7 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   await sendNodeResponse(res, await tus.handleWeb(request));
 }
 
-/** Readable.toWeb() for a request, without the copy: same backpressure, end and errors. */
+/** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */
 function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   req.pause();
@@ -42,6 +49,8 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
     {
       start: (c) => {
         controller = c;
+        const head = readAhead.get(req);
+        if (head) c.enqueue(head);
       },
       pull: () => {
         req.resume();

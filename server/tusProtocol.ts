@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import type { Middleware } from 'koa';
+import type { Middleware, ParameterizedContext } from 'koa';
 import { ERRORS, HEADERS, Metadata, type Server } from '@tus/server';
 
 const TUS_VERSION = '1.0.0';
-const OCTET_STREAM = 'application/offset+octet-stream';
+export const OCTET_STREAM = 'application/offset+octet-stream';
 
 /** Headers scripts on another origin may read besides @tus/server's list, which leaves them out. */
 export const moreExposedHeaders = ['Upload-Expires'];
@@ -11,6 +11,13 @@ const corsHeaders = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Expose-Headers': [...HEADERS, ...moreExposedHeaders].join(', '),
 };
+
+/** Answers a tus request without @tus/server, with what its answers carry: Tus-Resumable and CORS. */
+export function answerTus(ctx: ParameterizedContext, status: number, body: string, headers: Record<string, string> = {}): void {
+  ctx.set({ ...corsHeaders, 'Tus-Resumable': TUS_VERSION, ...headers });
+  ctx.status = status;
+  ctx.body = body;
+}
 
 /**
  * What the tus 1.0 spec requires that @tus/server 2.4 does not do on its own. It runs before
@@ -23,11 +30,6 @@ export function tusProtocol(): Middleware {
     const override = ctx.get('X-HTTP-Method-Override');
     if (override) ctx.req.method = override.toUpperCase();
 
-    const refuse = (status: number, body: string, headers: Record<string, string> = {}) => {
-      ctx.set({ ...corsHeaders, 'Tus-Resumable': TUS_VERSION, ...headers });
-      ctx.status = status;
-      ctx.body = body;
-    };
     const method = ctx.req.method ?? 'GET';
     if (method !== 'OPTIONS' && method !== 'GET') {
       // "If the version specified by the Client is not supported by the Server, it MUST respond
@@ -36,7 +38,7 @@ export function tusProtocol(): Middleware {
       const version = ctx.get('Tus-Resumable');
       if (version !== TUS_VERSION) {
         const reason = version ? `Tus-Resumable ${version} is not supported; this server speaks ${TUS_VERSION}` : 'Tus-Resumable header required';
-        return refuse(412, `${reason}\n`, { 'Tus-Version': TUS_VERSION });
+        return answerTus(ctx, 412, `${reason}\n`, { 'Tus-Version': TUS_VERSION });
       }
     }
     const type = ctx.get('Content-Type').split(';')[0]!.trim().toLowerCase();
@@ -44,11 +46,11 @@ export function tusProtocol(): Middleware {
       // "All PATCH requests MUST use Content-Type: application/offset+octet-stream, otherwise the
       // server SHOULD return a 415 Unsupported Media Type status." @tus/server answers 400 or 403.
       if (type !== OCTET_STREAM) {
-        return refuse(415, `PATCH needs Content-Type: ${OCTET_STREAM}${type ? `, not ${type}` : ''}\n`);
+        return answerTus(ctx, 415, `PATCH needs Content-Type: ${OCTET_STREAM}${type ? `, not ${type}` : ''}\n`);
       }
       // "apply the bytes contained in the message at the given offset specified by the
       // Upload-Offset header": without one the request is malformed, a 400 (@tus/server: 403).
-      if (!ctx.get('Upload-Offset')) return refuse(400, 'PATCH needs an Upload-Offset header\n');
+      if (!ctx.get('Upload-Offset')) return answerTus(ctx, 400, 'PATCH needs an Upload-Offset header\n');
     }
     // The media type may carry parameters or capitals; @tus/server compares the whole header, so it
     // would refuse such a PATCH (400) and silently drop the body of such a POST (creation-with-upload).
