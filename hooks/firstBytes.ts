@@ -52,5 +52,4 @@ export async function rejectFromFirstBytes(context: HookContext, uploadId: strin
   // An upload that moved on meanwhile (deleted, expired) is no longer this request's to remove.
   if (!(await changeStatus(context.db, uploadId, ['uploading'], change))) return;
   await context.storage.removeUpload(uploadId);
-  context.log.info({ upload: uploadId, reason: refusal.reason }, 'upload rejected from its first bytes');
 }

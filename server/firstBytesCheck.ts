@@ -48,22 +48,31 @@ export function firstBytesCheck(context: HookContext): Middleware<UploadState> {
 }
 
 /** A PATCH to an upload whose stored head is shorter than the sample; undefined when there is nothing to check. */
-async function resumedHead({ config, storage }: HookContext, ctx: ParameterizedContext<UploadState>): Promise<HeadCheck | undefined> {
+async function resumedHead({ config, storage, log }: HookContext, ctx: ParameterizedContext<UploadState>): Promise<HeadCheck | undefined> {
   const upload = ctx.state.upload;
   if (!upload || upload.status !== 'uploading') return undefined;
   const size = upload.size ?? lengthOf(ctx.get('Upload-Length'));
   const wanted = firstBytesWanted(size);
   // The record's offset lags the store's, never leads it: past the sample here means checked.
   if (upload.offset >= wanted) return undefined;
-  const { offset } = await storage.datastore.getUpload(upload.id);
-  // A PATCH at the wrong offset is @tus/server's to refuse (409); its bytes are never stored.
-  if (offset >= wanted || ctx.get('Upload-Offset') !== String(offset)) return undefined;
+  // Gone from the store, or at the wrong offset: @tus/server's to answer (404, 409), and it stores nothing.
+  const offset = (await storage.datastore.getUpload(upload.id).catch(() => undefined))?.offset;
+  if (offset === undefined || offset >= wanted || ctx.get('Upload-Offset') !== String(offset)) return undefined;
+  // The early check only saves a transfer: if the stored head cannot be read, the full inspection decides.
+  const stored =
+    offset === 0
+      ? Buffer.alloc(0)
+      : await storage.readHead(upload.storage_key, offset).catch((err: unknown) => {
+          log.warn({ err, upload: upload.id }, 'stored head not read; the full inspection decides');
+          return undefined;
+        });
+  if (!stored) return undefined;
   return {
     uploadId: upload.id,
     declared: { filename: upload.safe_filename, claimedType: upload.claimed_type, size },
     policy: narrowPolicy(config.typePolicy, upload.limits),
     wanted,
-    stored: offset > 0 ? await storage.readHead(upload.storage_key, offset) : Buffer.alloc(0),
+    stored,
   };
 }
 
