@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import fs from 'node:fs/promises';
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
@@ -149,7 +150,7 @@ describe.each(setups)('early rejection from the first bytes (%s)', (setup) => {
     // What the server had read off the socket when it answered (published before Node closes it).
     let readWhenAnswered = Infinity;
     const onFinish = (message: unknown) => {
-      const { request, socket } = message as { request: http.IncomingMessage; socket: import('node:net').Socket };
+      const { request, socket } = message as { request: http.IncomingMessage; socket: Socket };
       if (request.method === 'PATCH' && url.endsWith(request.url!)) readWhenAnswered = socket.bytesRead;
     };
     diagnostics.subscribe('http.server.response.finish', onFinish);
