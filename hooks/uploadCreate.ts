@@ -21,7 +21,7 @@ export interface Creator {
 }
 
 /**
- * Before the upload exists: refuse a length over the creator's token; ask the app
+ * Before the upload exists: refuse an empty file and a length over the creator's token; ask the app
  * (AUTHORIZE_URL), which may refuse, replace the metadata or narrow the size; refuse a declared
  * type, extension or length the policy (narrowed by both) does not allow, so nobody sends 500 MiB
  * to be told no; then record the upload as `uploading`, within its owner's quota.
@@ -34,6 +34,7 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
     log.info({ upload: upload.id, owner: creator.owner, ...declaredFile(sent), size: upload.size, reason }, 'upload refused');
     throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
   }
+  if (upload.size === 0) refuse(400, 'the file is empty (Upload-Length: 0); an empty file is never a valid photo, video or document');
   const refuseOver = (maxSize: number | undefined, whose: string) => {
     if (maxSize !== undefined && upload.size !== undefined && upload.size > maxSize) refuse(413, `${upload.size} bytes is over the ${maxSize}-byte limit ${whose}`);
   };

@@ -7,6 +7,7 @@ import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
 import { cors, corsPolicy } from './cors.ts';
+import { firstBytesCheck } from './firstBytesCheck.ts';
 import type { Metrics } from './metrics.ts';
 import { rateLimitUploads } from './rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -57,6 +58,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
     rateLimitUploads(context),
+    firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;

@@ -25,6 +25,8 @@ export interface Storage {
   readonly datastore: DataStore;
   /** The stored bytes of an upload, as a stream (one read, no buffering). */
   readOriginal(id: string): Promise<Readable>;
+  /** Up to `length` first bytes an unfinished upload has stored so far (`length` under a part size). */
+  readHead(id: string, length: number): Promise<Buffer>;
   /**
    * A local file holding the original, for tools that need a seekable file: the folder store's
    * own file (read in place, never written), or a copy streamed into `workDir`.
@@ -81,6 +83,16 @@ class FolderStorage implements Storage {
     const file = this.pathOf(id);
     await fs.access(file);
     return createReadStream(file, { highWaterMark: 256 * 1024 });
+  }
+
+  async readHead(id: string, length: number): Promise<Buffer> {
+    const file = await fs.open(this.pathOf(id));
+    try {
+      const { buffer, bytesRead } = await file.read(Buffer.alloc(length), 0, length, 0);
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
   }
 
   async originalFile(id: string): Promise<string> {
@@ -176,6 +188,14 @@ class S3Storage implements Storage {
     const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: id }));
     if (!Body) throw new Error(`s3 object ${id} has no body`);
     return Body as Readable;
+  }
+
+  /** Until a whole part (5 MiB at least) has arrived, @tus/s3-store keeps the bytes in `<id>.part`. */
+  async readHead(id: string, length: number): Promise<Buffer> {
+    const command = new GetObjectCommand({ Bucket: this.s3.bucket, Key: `${id}.part`, Range: `bytes=0-${length - 1}` });
+    const { Body } = await this.client.send(command);
+    if (!Body) throw new Error(`s3 object ${id}.part has no body`);
+    return Buffer.from(await Body.transformToByteArray());
   }
 
   async originalFile(id: string, workDir: string, signal: AbortSignal): Promise<string> {

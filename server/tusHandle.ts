@@ -17,6 +17,13 @@ export function senderOf(request: Request): TusSender {
   return senders.get(request) ?? { caller: openCaller, ip: '' };
 }
 
+/** Bytes a middleware already read off a request's body (to check them), for @tus/server to get first. */
+const readAhead = new WeakMap<IncomingMessage, Buffer>();
+
+export function replayReadAhead(req: IncomingMessage, head: Buffer): void {
+  if (head.length > 0) readAhead.set(req, head);
+}
+
 /**
  * `tus.handle(req, res)`, but the request body reaches @tus/server as the socket's own chunks.
  * srvx's Readable.toWeb() copies every chunk, which doubled the garbage per uploaded byte and
@@ -31,7 +38,7 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   await sendNodeResponse(res, await tus.handleWeb(request));
 }
 
-/** Readable.toWeb() for a request, without the copy: same backpressure, end and errors. */
+/** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */
 function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   req.pause();
@@ -48,6 +55,8 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
     {
       start: (c) => {
         controller = c;
+        const head = readAhead.get(req);
+        if (head) c.enqueue(head);
       },
       pull: () => {
         req.resume();

@@ -3,7 +3,7 @@ import type { Context, Middleware } from 'koa';
 import { ERRORS, Metadata, type Server } from '@tus/server';
 
 const TUS_VERSION = '1.0.0';
-const OCTET_STREAM = 'application/offset+octet-stream';
+export const OCTET_STREAM = 'application/offset+octet-stream';
 
 /** A tus request refused before @tus/server sees it: a plain-text reason, and the version spoken (CORS is set by cors.ts). */
 export function refuseTusRequest(ctx: Context, status: number, reason: string, headers: Record<string, string> = {}): void {

@@ -1,13 +1,14 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { DetailedError } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clamdSocket } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
 import type { RunningServer } from '../server/start.ts';
 import { eicar, pdf, png, randomBytesOf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
-import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled, type UploadOptions } from './support/uploads.ts';
 
 describe.each(setups)('upload pipeline (%s)', (setup) => {
   let environment: TestEnvironment;
@@ -24,6 +25,16 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
 
   async function download(id: string, init?: RequestInit) {
     return fetch(`${server.url}/api/uploads/${id}/files/original`, init);
+  }
+
+  /** An upload its first bytes already condemn: tus-js-client fails with the 415; resolves with the upload's id. */
+  async function refusedFromFirstBytes(data: Buffer, options: UploadOptions): Promise<string> {
+    const error = await tusUpload(server.url, data, options).then(
+      () => undefined,
+      (err: unknown) => err as DetailedError,
+    );
+    expect(error?.originalResponse?.getStatus()).toBe(415);
+    return uploadIdOf(error!.originalRequest!.getURL());
   }
 
   it('takes a PNG to ready with its sha256 and detected type, and serves it back', async () => {
@@ -52,9 +63,9 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
     expect((await download(status.id)).status).toBe(410);
   });
 
-  it('rejects bytes that disagree with the declared type', async () => {
-    const { url } = await tusUpload(server.url, png(), { filename: 'invoice.pdf', filetype: 'application/pdf' });
-    const status = await waitUntilSettled(server.url, uploadIdOf(url));
+  it('rejects bytes that disagree with the declared type, from their first bytes', async () => {
+    const id = await refusedFromFirstBytes(png(), { filename: 'invoice.pdf', filetype: 'application/pdf' });
+    const status = await fetchStatus(server.url, id);
     expect(status).toMatchObject({ status: 'rejected', detectedType: 'image/png' });
     expect(status.reason).toContain('claimed application/pdf');
   });
@@ -78,8 +89,8 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
   });
 
   it('rejects bytes whose extension disagrees with them, even with no declared type', async () => {
-    const { url } = await tusUpload(server.url, png(), { filename: 'holiday.jpg' });
-    const status = await waitUntilSettled(server.url, uploadIdOf(url));
+    const id = await refusedFromFirstBytes(png(), { filename: 'holiday.jpg' });
+    const status = await fetchStatus(server.url, id);
     expect(status).toMatchObject({ status: 'rejected', detectedType: 'image/png' });
     expect(status.reason).toContain('.jpg');
   });
@@ -90,11 +101,11 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
     expect(unknownStatus).toMatchObject({ status: 'rejected', detectedType: null });
     expect(unknownStatus.reason).toContain('could not be recognised');
 
-    // Declared as nothing in particular, so only the global limit applied while uploading;
-    // the bytes say PNG, whose limit is 20 MiB.
+    // Declared as nothing in particular, so only the global limit applied at creation; the first
+    // bytes say PNG, whose limit is 20 MiB.
     const bigPng = Buffer.concat([png(), Buffer.alloc(21 * 1024 * 1024)]);
-    const big = await tusUpload(server.url, bigPng, { filename: 'scan', chunkSize: 8 * 1024 * 1024 });
-    const bigStatus = await waitUntilSettled(server.url, uploadIdOf(big.url));
+    const bigId = await refusedFromFirstBytes(bigPng, { filename: 'scan', chunkSize: 8 * 1024 * 1024 });
+    const bigStatus = await fetchStatus(server.url, bigId);
     expect(bigStatus).toMatchObject({ status: 'rejected', detectedType: 'image/png' });
     expect(bigStatus.reason).toMatch(/over the \d+-byte limit for image\/png/);
   });
