@@ -88,20 +88,25 @@ export class PostgresLocker implements Locker {
         claim.session = session;
         return claim;
       }
-    } catch {
-      // The session died under the query; the caller tries again on the next one until its deadline.
+    } catch (error) {
+      this.claims.delete(id);
+      // A session that died under the query: the caller tries again on the next one until its
+      // deadline. Any other failure (Postgres's lock table full, say) is the request's error.
+      if (this.session.live === session) throw error;
+      return undefined;
     }
     this.claims.delete(id);
     return undefined;
   }
 
   async release(id: string, claim: Claim): Promise<void> {
-    // A lock taken on a session that has since ended was freed with it.
+    // A lock taken on a session that has since ended was freed with it. The unlock fails only
+    // when the session is going (a timeout drops it): that frees the lock as well.
     if (claim.session && claim.session === this.session.live) {
       await this.session.query(claim.session, 'select pg_advisory_unlock(hashtextextended($1, 0))', [id]).catch(() => undefined);
     }
     // Only now may another request of this process ask Postgres: the session no longer holds it.
-    if (this.claims.get(id) === claim) this.claims.delete(id);
+    this.claims.delete(id);
   }
 
   private releaseRequested(id: string): void {

@@ -33,6 +33,8 @@ const TARGET_CONNECTIONS = 10;
  * the ideal.
  */
 const rampMs = 1;
+/** PGlite's first start (initdb) is slow on a busy machine. */
+const startTimeoutMs = 180_000;
 const scale = positiveInt('BENCH_SCALE', 1);
 
 interface Workload {
@@ -68,8 +70,8 @@ async function main(): Promise<void> {
   const nodeArgs = await benchServerNodeArgs();
   const dirs = { embedded: path.join(tempRoot, 'embedded'), postgres: path.join(tempRoot, 'postgres') };
   const servers: Record<Side, ChildServer> = {
-    embedded: await startChild('embedded', 'server/main.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs),
-    postgres: await startChild('postgres', 'server/main.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs),
+    embedded: await startChild('embedded', 'server/main.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, startTimeoutMs),
+    postgres: await startChild('postgres', 'server/main.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, startTimeoutMs),
   };
   children.push(servers.embedded, servers.postgres);
   console.log(`embedded  pid ${servers.embedded.pid} ${servers.embedded.url} (PGlite, folder store)`);
