@@ -70,6 +70,8 @@ export async function slowUpload(
 ): Promise<SlowUploadResult> {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const created = await send(`${baseUrl}/files`, 'POST', {
+    // A socket per request: reusing one the server is closing (keep-alive timeout) races into ECONNRESET.
+    Connection: 'close',
     'Upload-Length': String(size),
     'Content-Length': '0',
     'Upload-Metadata': `filename ${b64(`slow-${index}.bin`)},filetype ${b64('application/octet-stream')}`,
@@ -84,7 +86,7 @@ export async function slowUpload(
   const patched = await send(
     url,
     'PATCH',
-    { 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream', 'Content-Length': String(size) },
+    { Connection: 'close', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream', 'Content-Length': String(size) },
     trickle(index, size, bytesPerSecond, hash),
   )
     .catch((error: unknown) => {
