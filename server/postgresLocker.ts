@@ -52,6 +52,7 @@ export class PostgresLocker implements Locker {
     return locker;
   }
 
+  /** @tus/utils' Locker: "creates a Lock instance for a given resource identifier". */
   newLock(id: string): Lock {
     return new PostgresLock(this, id);
   }
