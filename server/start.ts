@@ -67,7 +67,7 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const services = await openServices(config, log);
   const { context, database, scanner } = services;
-  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl) : undefined;
+  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl, log.child({ part: 'locks' })) : undefined;
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   const app = createApp(context, createTusServer(context, locker), scanner, metrics);

@@ -27,7 +27,8 @@ export async function openDatabase(options: { databaseUrl: string | undefined; d
   if (options.databaseUrl) {
     // Sizes and offsets are bigint columns; pg hands them back as strings unless told.
     const types = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8 || oid === NUMERIC ? Number : pg.types.getTypeParser(oid, format)) };
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, types });
+    // An instance's budget is 10 connections: 9 pooled, and its lock session (server/lockSession.ts).
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 9, types });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     const url = new URL(options.databaseUrl);
     const listen = async (channel: string, onNotify: (payload: string) => void) => {

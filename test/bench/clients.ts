@@ -57,7 +57,8 @@ export async function plainUpload(baseUrl: string, slice: Slice, filename?: stri
   return url;
 }
 
-function send(
+/** One tus request with node:http, `body` piped in; resolves when the answer has been read. */
+export function send(
   url: string,
   method: string,
   headers: Record<string, string>,

@@ -28,6 +28,16 @@ export async function writeSource(file: string, size: number): Promise<void> {
   }
 }
 
+/**
+ * The node flags `npm start` gives the server (package.json), so the bench measures what users
+ * run, and BENCH_SERVER_NODE_ARGS besides.
+ */
+export async function benchServerNodeArgs(): Promise<string[]> {
+  const pkg = JSON.parse(await fs.readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  const startArgs = pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--') && arg !== '--import');
+  return [...startArgs, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+}
+
 export function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {

@@ -192,3 +192,27 @@ export function watchProcess(pid: number, intervalMs = 100): { stop(): Window } 
     },
   };
 }
+
+/**
+ * Runs a bench script: on an error prints it with the children's last output and sets a non-zero
+ * exit code; `cleanup` runs on the way out, on SIGINT and SIGTERM too.
+ */
+export async function runBench(main: () => Promise<void>, children: ChildServer[], cleanup: () => Promise<void>): Promise<void> {
+  let interrupted = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      interrupted = true;
+      console.error(`\n${signal}: cleaning up`);
+      void cleanup().then(() => process.exit(130));
+    });
+  }
+  try {
+    await main();
+  } catch (error) {
+    console.error('\nbench failed:', error);
+    for (const child of children) console.error(`--- last output of ${child.name} ---\n${child.output()}`);
+    process.exitCode = 1;
+  } finally {
+    if (!interrupted) await cleanup();
+  }
+}

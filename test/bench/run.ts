@@ -18,8 +18,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { plainUpload, tusUpload, type Slice } from './clients.ts';
-import { baseEnv, fmt, fmtMiB, GiB, median, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
-import { sleep, startChild, watchProcess, type ChildServer, type Window } from './processes.ts';
+import { baseEnv, benchServerNodeArgs, fmt, fmtMiB, GiB, median, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
+import { runBench, sleep, startChild, watchProcess, type ChildServer, type Window } from './processes.ts';
 
 const TARGET_RATIO = 0.9;
 /** Peak RSS may differ by this much between the 256 MiB and the 1 GiB upload and be "flat". */
@@ -28,12 +28,7 @@ const FLAT_RSS_SLACK = 32 * MiB;
 const repeat = positiveInt('BENCH_REPEAT', 3);
 const scale = positiveInt('BENCH_SCALE', 1);
 const traceGc = process.env.BENCH_TRACE_GC !== '0';
-/** The node flags `npm start` gives the server (package.json), so the bench measures what users run. */
-async function startScriptNodeArgs(): Promise<string[]> {
-  const pkg = JSON.parse(await fs.readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  return pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--') && arg !== '--import');
-}
-const serverNodeArgs = [...(await startScriptNodeArgs()), ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+const serverNodeArgs = await benchServerNodeArgs();
 
 interface Workload {
   key: string;
@@ -234,21 +229,4 @@ async function cleanup(): Promise<void> {
 const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-'));
 const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-profiles-')) : undefined;
 const children: ChildServer[] = [];
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    console.error(`\n${signal}: cleaning up`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-} catch (error) {
-  console.error('\nbench failed:', error);
-  for (const child of children) console.error(`--- last output of ${child.name} ---\n${child.output()}`);
-  process.exitCode = 1;
-} finally {
-  if (!interrupted) await cleanup();
-}
+await runBench(main, children, cleanup);
