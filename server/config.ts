@@ -2,6 +2,7 @@ import { createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { ClamdConfig } from '../processors/clamd.ts';
 
 /** Every setting the server reads, parsed and checked once at start. */
 export interface Config {
@@ -97,9 +98,8 @@ export interface S3Config {
   presignExpiresSeconds: number;
 }
 
-export type ClamdConfig =
-  | { socket: string; timeoutMs: number }
-  | { host: string; port: number; timeoutMs: number };
+// Declared by the clamd client: processors/ import nothing of the server.
+export type { ClamdConfig };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
