@@ -1,7 +1,6 @@
 // processors/inspect.ts + processors/clamd.ts against a real clamd (test/services/clamd.sh)
 // loaded with the repo's own signatures, plus a few fake clamds for the failure modes a real
 // one will not produce on demand. clamd being unreachable FAILS these tests, never skips them.
-import { execFile } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
@@ -11,7 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { ClamdConfig } from '../processors/clamd.ts';
 import { ClamdUnreachableError, ScanError, StreamTooLargeError, createScanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
-import { clamdHost, clamdPort, clamdSocket, repoRoot, servicesDir } from './services/env.ts';
+import { clamdHost, clamdPort, clamdSocket, servicesDir } from './services/env.ts';
+import { serviceScript } from './support/serviceScripts.ts';
 
 const MiB = 1024 * 1024;
 const TIMEOUT_MS = 30_000;
@@ -23,18 +23,9 @@ const SMALL = { instance: 'clamd-small', port: 13311, streamMax: '1M' };
 const smallSocketConfig: ClamdConfig = { socket: path.join(servicesDir, SMALL.instance, 'clamd.sock'), timeoutMs: TIMEOUT_MS };
 const smallTcpConfig: ClamdConfig = { host: '127.0.0.1', port: SMALL.port, timeoutMs: TIMEOUT_MS };
 
-function clamdSh(command: string, env: Record<string, string> = {}): Promise<string> {
-  const script = path.join(repoRoot, 'test/services/clamd.sh');
-  return new Promise((resolve, reject) => {
-    execFile('bash', [script, command], { env: { ...process.env, SERVICES_DIR: servicesDir, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`clamd.sh ${command} failed: ${err.message}\n${stdout}${stderr}`)) : resolve(stdout + stderr),
-    );
-  });
-}
-
 beforeAll(async () => {
-  await clamdSh('start');
-  await clamdSh('start', { CLAMD_INSTANCE: SMALL.instance, CLAMD_TCP_PORT: String(SMALL.port), CLAMD_STREAM_MAX: SMALL.streamMax });
+  await serviceScript('clamd', 'start');
+  await serviceScript('clamd', 'start', { CLAMD_INSTANCE: SMALL.instance, CLAMD_TCP_PORT: String(SMALL.port), CLAMD_STREAM_MAX: SMALL.streamMax });
   // Loud failure rather than a skip if clamd is not really there.
   await createScanner(socketConfig).ping();
   await createScanner(tcpConfig).ping();

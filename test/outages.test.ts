@@ -1,0 +1,125 @@
+// Outages lose nothing: clamd stopped for longer than every attempt would take, and a private
+// Postgres server stopped under a stream of uploads. Both run as private instances of this file
+// (the machine's shared services are never stopped).
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../server/start.ts';
+import { servicesDir } from './services/env.ts';
+import { eventually } from './support/eventually.ts';
+import { pdf, sha256 } from './support/samples.ts';
+import { serviceScript } from './support/serviceScripts.ts';
+import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+
+const MiB = 1024 * 1024;
+
+/** A clamd of this file's own (unix socket only), to stop and start at will. */
+function privateClamd(instance: string, streamMax?: string) {
+  const env = { CLAMD_INSTANCE: instance, CLAMD_TCP_PORT: '', ...(streamMax ? { CLAMD_STREAM_MAX: streamMax } : {}) };
+  return {
+    socket: path.join(servicesDir, instance, 'clamd.sock'),
+    start: () => serviceScript('clamd', 'start', env),
+    stop: () => serviceScript('clamd', 'stop', env),
+  };
+}
+
+describe('clamd unreachable: inspections wait, they do not fail', () => {
+  const clamd = privateClamd('outages-clamd');
+  let environment: TestEnvironment;
+  const servers: RunningServer[] = [];
+  const start = async (overrides: Record<string, string> = {}) => {
+    const server = await startTestServer(environment, overrides);
+    servers.push(server);
+    return server;
+  };
+
+  beforeAll(async () => {
+    await clamd.stop();
+    // Two attempts: without waiting, the upload would fail about one second into the outage.
+    environment = await createTestEnvironment('embedded', { CLAMD_SOCKET: clamd.socket, JOB_MAX_ATTEMPTS: '2' });
+  });
+  afterAll(async () => {
+    for (const server of servers.reverse()) await server.close();
+    await environment?.destroy();
+    await clamd.stop();
+  });
+
+  it('an upload-only server (RUN_JOBS=false) is ready with clamd down (it needs no clamd to receive bytes)', async () => {
+    const uploadOnly = await start({ RUN_JOBS: 'false' });
+    const res = await fetch(`${uploadOnly.url}/readyz`);
+    const body = (await res.json()) as { checks: Record<string, string> };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.checks).not.toHaveProperty('clamd');
+    await uploadOnly.close();
+    servers.pop();
+  });
+
+  it('gives up after SCAN_WAIT_MAX, saying clamd was unreachable for that long', async () => {
+    const server = await start({ SCAN_WAIT_MAX: '2s' });
+    const { url } = await tusUpload(server.url, pdf(10_000), { filename: 'gives-up.pdf' });
+    const status = await waitUntilSettled(server.url, uploadIdOf(url), 30_000);
+    expect(status.status).toBe('failed');
+    expect(status.reason).toMatch(/cannot reach clamd at .*still unreachable after \d+(\.\d)?s \(SCAN_WAIT_MAX is 2s\)/);
+    // The waits used no attempt: it gave up because of the wait, not the two attempts.
+    expect(status.jobs[0]).toMatchObject({ kind: 'inspect', status: 'failed', attempts: 1 });
+    await server.close();
+    servers.pop();
+  });
+
+  it('waits longer than every attempt would take (scan: "waiting"), then is ready once clamd answers', async () => {
+    const server = await start();
+    const readyz = await fetch(`${server.url}/readyz`);
+    expect(readyz.status).toBe(503);
+    const data = pdf(50_000);
+    const { url } = await tusUpload(server.url, data, { filename: 'waits.pdf' });
+    const id = uploadIdOf(url);
+    const waiting = await eventually('scan: waiting', async () => {
+      const status = await fetchStatus(server.url, id);
+      return status.scan === 'waiting' && status;
+    });
+    expect(waiting.status).toBe('inspecting');
+    expect(waiting.jobs[0]!.waitingSince).not.toBeNull();
+    // Two attempts with a one-second backoff would be over long before this.
+    await sleep(6_000);
+    const still = await fetchStatus(server.url, id);
+    expect(still).toMatchObject({ status: 'inspecting', scan: 'waiting' });
+    // 0 between runs, 1 while a run is trying clamd: never the two that would fail it.
+    expect(still.jobs[0]!.attempts).toBeLessThanOrEqual(1);
+    expect(still.jobs[0]!.error).toMatch(/cannot reach clamd/);
+    // Nothing is served while it waits.
+    expect((await fetch(`${server.url}/api/uploads/${id}/files/original`)).status).toBe(409);
+
+    await clamd.start();
+    const ready = await waitUntilSettled(server.url, id, 60_000);
+    expect(ready).toMatchObject({ status: 'ready', scan: 'clean', sha256: sha256(data) });
+    expect(ready.jobs[0]).toMatchObject({ status: 'done', attempts: 1, waitingSince: null });
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+  }, 90_000);
+});
+
+describe('clamd refusing a stream as too large is not an outage', () => {
+  const small = privateClamd('outages-clamd-small', '1M');
+  let environment: TestEnvironment;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    await small.start();
+    environment = await createTestEnvironment('embedded', { CLAMD_SOCKET: small.socket });
+    server = await startTestServer(environment);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+    await small.stop();
+  });
+
+  it('fails at once (one attempt) with a reason naming StreamMaxLength', async () => {
+    const { url } = await tusUpload(server.url, pdf(3 * MiB), { filename: 'large.pdf' });
+    const status = await waitUntilSettled(server.url, uploadIdOf(url), 30_000);
+    expect(status.status).toBe('failed');
+    expect(status.reason).toMatch(/^inspect: clamd at .* refused the stream as larger than its StreamMaxLength/);
+    expect(status.jobs[0]).toMatchObject({ kind: 'inspect', status: 'failed', attempts: 1 });
+    expect(status.scan).toBeNull();
+  });
+});
