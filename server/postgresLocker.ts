@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool, listenWithReconnect, type Subscription } from './db/pgConnections.ts';
+import type { Logger } from './log.ts';
 
 const releaseChannel = 'tus_lock_release';
 
@@ -10,29 +12,42 @@ const releaseChannel = 'tus_lock_release';
  * asks the holder to let go over NOTIFY (the holder may be another instance), as tus's own
  * in-memory locker does within one process, so a client resuming after a dropped connection
  * is not kept waiting by its own half-dead earlier request.
+ *
+ * A lock lives as long as its connection: Postgres drops a dead session's advisory locks, so
+ * when the connection dies (a database restart) the lock is lost, and its request is asked to
+ * end like any other holder; `lost` lets its response tell the client to resume.
  */
 export class PostgresLocker implements Locker {
   /** Locks held by this process, with the callback that asks their request to finish. */
   readonly held = new Map<string, RequestRelease>();
-  private listener: pg.Client | undefined;
+  /** Uploads whose lock died with its connection, until they are locked again. */
+  readonly lost = new Set<string>();
+  private listener: Subscription | undefined;
 
   constructor(
     readonly pool: pg.Pool,
     readonly acquireTimeoutMs: number,
   ) {}
 
-  static async create(databaseUrl: string, acquireTimeoutMs = 30_000): Promise<PostgresLocker> {
-    const locker = new PostgresLocker(new pg.Pool({ connectionString: databaseUrl, max: 30 }), acquireTimeoutMs);
-    const listener = new pg.Client({ connectionString: databaseUrl });
-    listener.on('error', () => undefined);
-    await listener.connect();
-    listener.on('notification', (message) => {
-      const release = message.payload ? locker.held.get(message.payload) : undefined;
-      void release?.();
-    });
-    await listener.query(`listen ${releaseChannel}`);
-    locker.listener = listener;
+  static async create(databaseUrl: string, log: Logger, acquireTimeoutMs = 30_000): Promise<PostgresLocker> {
+    const locker = new PostgresLocker(createPool({ connectionString: databaseUrl, max: 30 }, log, 'locks'), acquireTimeoutMs);
+    // Nothing to catch up on after a reconnection: a waiting request repeats its release request every 50 ms.
+    locker.listener = await listenWithReconnect(
+      databaseUrl,
+      releaseChannel,
+      (id) => void locker.held.get(id)?.(),
+      () => undefined,
+      log,
+    );
     return locker;
+  }
+
+  /** The connection holding `id`'s lock died: the lock is gone, and its request must stop writing. */
+  loseLock(id: string): void {
+    const release = this.held.get(id);
+    this.held.delete(id);
+    this.lost.add(id);
+    void release?.();
   }
 
   newLock(id: string): Lock {
@@ -40,13 +55,15 @@ export class PostgresLocker implements Locker {
   }
 
   async close(): Promise<void> {
-    await this.listener?.end();
+    await this.listener?.stop();
     await this.pool.end();
   }
 }
 
 class PostgresLock implements Lock {
   private client: pg.PoolClient | undefined;
+  private release: RequestRelease | undefined;
+  private readonly onConnectionLost = () => this.locker.loseLock(this.id);
 
   constructor(
     private readonly locker: PostgresLocker,
@@ -61,7 +78,10 @@ class PostgresLock implements Lock {
         const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtextextended($1, 0)) as ok', [this.id]);
         if (rows[0]?.ok) {
           this.client = client;
+          this.release = requestRelease;
           this.locker.held.set(this.id, requestRelease);
+          this.locker.lost.delete(this.id);
+          client.once('error', this.onConnectionLost);
           return;
         }
         await client.query('select pg_notify($1, $2)', [releaseChannel, this.id]);
@@ -78,7 +98,9 @@ class PostgresLock implements Lock {
     const client = this.client;
     if (!client) throw new Error(`unlocking upload ${this.id}, which this request does not hold`);
     this.client = undefined;
-    this.locker.held.delete(this.id);
+    client.removeListener('error', this.onConnectionLost);
+    // Once lost, the upload may already be locked again by the request resuming it.
+    if (this.locker.held.get(this.id) === this.release) this.locker.held.delete(this.id);
     try {
       await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [this.id]);
       client.release();

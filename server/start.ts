@@ -25,7 +25,7 @@ export interface Services {
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
 export async function openServices(config: Config, log: Logger): Promise<Services> {
-  const database = await openDatabase(config);
+  const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
   const storage = createStorage(config);
   await storage.ping();
@@ -66,7 +66,7 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const services = await openServices(config, log);
   const { context, database, scanner } = services;
-  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl) : undefined;
+  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl, log.child({ part: 'locks' })) : undefined;
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's

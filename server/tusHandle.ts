@@ -3,6 +3,7 @@ import { finished } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
+import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
 
 /** Who sent each request @tus/server is handling, for its hooks (which see only the web Request). */
 const callers = new WeakMap<Request, Caller>();
@@ -22,7 +23,10 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }
-  await sendNodeResponse(res, await tus.handleWeb(request));
+  const response = await tus.handleWeb(request);
+  // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
+  if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
+  await sendNodeResponse(res, response);
 }
 
 /** Readable.toWeb() for a request, without the copy: same backpressure, end and errors. */

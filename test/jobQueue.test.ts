@@ -28,11 +28,11 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
   beforeAll(async () => {
     if (backend === 'postgres') {
       const testDb = await createTestDatabase();
-      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() });
+      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() }, log);
       dispose = testDb.drop;
     } else {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobqueue-pglite-'));
-      database = await openDatabase({ databaseUrl: undefined, dataDir: dir });
+      database = await openDatabase({ databaseUrl: undefined, dataDir: dir }, log);
       dispose = () => fs.rm(dir, { recursive: true, force: true });
     }
     expect(database.kind).toBe(backend);
@@ -401,9 +401,9 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       const watched: OpenDatabase = {
         ...database,
         db: database.db.withPlugin(holdFirstEmptyClaim),
-        listen: (channel, callback) => {
+        listen: (channel, callback, onResubscribed) => {
           onNotify = callback;
-          return database.listen(channel, callback);
+          return database.listen(channel, callback, onResubscribed);
         },
       };
       let picked = 0;

@@ -118,8 +118,9 @@ export class JobRunner {
   }
 
   async start(): Promise<void> {
-    // The notification's payload is the queued job's kind: only its lane needs to claim.
-    this.unlisten = await this.options.database.listen(jobsChannel, (kind) => this.wake(kind));
+    // The notification's payload is the queued job's kind: only its lane needs to claim. After
+    // the LISTEN connection was lost, every lane looks, for jobs queued while it was down.
+    this.unlisten = await this.options.database.listen(jobsChannel, (kind) => this.wake(kind), () => this.wake());
     this.loops = this.lanes.map((lane) => this.claimLoop(lane));
   }
 
