@@ -9,6 +9,7 @@ import { servicesDir } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { serviceScript } from './support/serviceScripts.ts';
+import { startServerProcess, type LogLine, type ServerProcess } from './support/processes.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 
@@ -122,4 +123,76 @@ describe('clamd refusing a stream as too large is not an outage', () => {
     expect(status.jobs[0]).toMatchObject({ kind: 'inspect', status: 'failed', attempts: 1 });
     expect(status.scan).toBeNull();
   });
+});
+
+describe('Postgres restarted under a stream of uploads', () => {
+  // A server of this file's own: the machine's cluster serves every other test run.
+  const postgres = { env: { PG_INSTANCE: 'outages-postgres', PG_PORT: '15491' }, url: 'postgres://postgres@127.0.0.1:15491/test' };
+  const postgresScript = (command: string) => serviceScript('private-postgres', command, postgres.env);
+  let environment: TestEnvironment;
+  let server: ServerProcess | undefined;
+
+  beforeAll(async () => {
+    await postgresScript('start');
+    environment = await createTestEnvironment('embedded', {
+      DATABASE_URL: postgres.url,
+      RATE_LIMIT_UPLOADS: '0',
+      // A job whose completion could not be written during the outage runs again after this.
+      JOB_LEASE: '5s',
+    });
+  });
+  afterAll(async () => {
+    await server?.kill('SIGTERM').catch(() => undefined);
+    await environment?.destroy();
+    await postgresScript('stop');
+  });
+
+  it('20 uploads and an 8 s outage: the server stays up, answers 503 meanwhile, and every upload and job completes once', async () => {
+    server = await startServerProcess(environment.env);
+    const url = server.url;
+    const readiness: number[] = [];
+    let watching = true;
+    const watchReadiness = (async () => {
+      while (watching) {
+        readiness.push(await fetch(`${url}/readyz`).then((r) => r.status, () => 0));
+        await sleep(250);
+      }
+    })();
+
+    // 20 uploads of 16 chunks, a pause before each request: ~6 s each, so they span the outage.
+    const files = Array.from({ length: 20 }, (_, i) => pdf(4 * MiB + i));
+    const retryDelays = [250, 500, 1000, ...Array<number>(20).fill(2000)];
+    const uploads = files.map((data, i) =>
+      tusUpload(url, data, { filename: `outage-${i}.pdf`, chunkSize: 256 * 1024, retryDelays, pauseBeforeEachRequestMs: 300 }),
+    );
+    await sleep(2_000);
+    await postgresScript('stop');
+    await sleep(8_000);
+    await postgresScript('start');
+
+    const done = await Promise.all(uploads);
+    const statuses = await Promise.all(done.map(({ url: uploadUrl }) => waitUntilSettled(url, uploadIdOf(uploadUrl), 60_000)));
+    watching = false;
+    await watchReadiness;
+
+    expect(server.exit(), server.describe()).toBeUndefined();
+    expect(server.stderr()).not.toMatch(/Unhandled|uncaught/i);
+    statuses.forEach((status, i) => {
+      expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: files[i]!.length, sha256: sha256(files[i]!) });
+    });
+    // 503 while the database was away, 200 before and after.
+    expect(readiness[0]).toBe(200);
+    expect(readiness).toContain(503);
+    expect(readiness.at(-1)).toBe(200);
+    // Clear 503s, never a 500 or a stack trace.
+    const requests = server.logs.filter((l: LogLine) => l.msg === 'request');
+    expect(requests.some((l) => l.status === 503)).toBe(true);
+    expect(requests.filter((l) => Number(l.status) >= 500 && l.status !== 503)).toEqual([]);
+    // Each inspect job completed exactly once.
+    const jobsDone = server.logs.filter((l) => l.msg === 'job done').map((l) => l.job);
+    expect(jobsDone).toHaveLength(files.length);
+    expect(new Set(jobsDone).size).toBe(files.length);
+    // The queue's LISTEN connection came back.
+    expect(server.logs.some((l) => l.msg === 'LISTEN connection back')).toBe(true);
+  }, 180_000);
 });
