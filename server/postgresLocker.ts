@@ -15,13 +15,11 @@ const releaseChannel = 'tus_lock_release';
  *
  * A lock lives as long as its connection: Postgres drops a dead session's advisory locks, so
  * when the connection dies (a database restart) the lock is lost, and its request is asked to
- * end like any other holder; `lost` lets its response tell the client to resume.
+ * end as for any other holder. It answers with the offset it kept, from which the client resumes.
  */
 export class PostgresLocker implements Locker {
   /** Locks held by this process, with the callback that asks their request to finish. */
   readonly held = new Map<string, RequestRelease>();
-  /** Uploads whose lock died with its connection, until they are locked again. */
-  readonly lost = new Set<string>();
   private listener: Subscription | undefined;
 
   constructor(
@@ -42,14 +40,6 @@ export class PostgresLocker implements Locker {
     return locker;
   }
 
-  /** The connection holding `id`'s lock died: the lock is gone, and its request must stop writing. */
-  loseLock(id: string): void {
-    const release = this.held.get(id);
-    this.held.delete(id);
-    this.lost.add(id);
-    void release?.();
-  }
-
   newLock(id: string): Lock {
     return new PostgresLock(this, id);
   }
@@ -63,7 +53,11 @@ export class PostgresLocker implements Locker {
 class PostgresLock implements Lock {
   private client: pg.PoolClient | undefined;
   private release: RequestRelease | undefined;
-  private readonly onConnectionLost = () => this.locker.loseLock(this.id);
+  /** The connection died, and the lock with it: no longer held, and its request must stop writing. */
+  private readonly onConnectionLost = () => {
+    this.forget();
+    void this.release?.();
+  };
 
   constructor(
     private readonly locker: PostgresLocker,
@@ -80,7 +74,6 @@ class PostgresLock implements Lock {
           this.client = client;
           this.release = requestRelease;
           this.locker.held.set(this.id, requestRelease);
-          this.locker.lost.delete(this.id);
           client.once('error', this.onConnectionLost);
           return;
         }
@@ -94,13 +87,17 @@ class PostgresLock implements Lock {
     }
   }
 
+  /** Once lost, the upload may already be locked again by the request resuming it: leave that one be. */
+  private forget(): void {
+    if (this.locker.held.get(this.id) === this.release) this.locker.held.delete(this.id);
+  }
+
   async unlock(): Promise<void> {
     const client = this.client;
     if (!client) throw new Error(`unlocking upload ${this.id}, which this request does not hold`);
     this.client = undefined;
     client.removeListener('error', this.onConnectionLost);
-    // Once lost, the upload may already be locked again by the request resuming it.
-    if (this.locker.held.get(this.id) === this.release) this.locker.held.delete(this.id);
+    this.forget();
     try {
       await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [this.id]);
       client.release();

@@ -1,11 +1,10 @@
 import { MemoryLocker, Server } from '@tus/server';
-import { ERRORS, EVENTS, Upload } from '@tus/utils';
+import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
-import type { PostgresLocker } from './postgresLocker.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { callerOf } from './tusHandle.ts';
 import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
@@ -13,7 +12,7 @@ import { fixHeadResponses, moreExposedHeaders } from './tusProtocol.ts';
 export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
-export function createTusServer(context: HookContext, locker: PostgresLocker | undefined): Server {
+export function createTusServer(context: HookContext, locker: Locker | undefined): Server {
   const { config, db, storage, log } = context;
   const server: Server = new Server({
     path: tusPath,
@@ -46,11 +45,6 @@ export function createTusServer(context: HookContext, locker: PostgresLocker | u
       if (isDatabaseUnavailable(error)) {
         log.warn({ err: error }, 'tus request failed: database unavailable');
         return { status_code: 503, body: 'The database is unavailable; try again shortly\n' };
-      }
-      if (error === ERRORS.ABORTED && locker?.lost.delete(server.handlers.PATCH.getFileIdFromRequest(req) ?? '')) {
-        // Not a takeover by another request (whose client has moved on): the lock died with its
-        // connection, and this client should resume. The bytes received so far are kept. (Told once: delete.)
-        return { status_code: 503, body: 'The upload lock was lost with its database connection; resume the upload\n' };
       }
       if (error === ERRORS.INVALID_TERMINATION) {
         // A refusal, not a malformed request: 403 rather than @tus/server's 400, and say what works.

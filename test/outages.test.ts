@@ -195,4 +195,53 @@ describe('Postgres restarted under a stream of uploads', () => {
     // The queue's LISTEN connection came back.
     expect(server.logs.some((l) => l.msg === 'LISTEN connection back')).toBe(true);
   }, 180_000);
+
+  it('a PATCH whose lock connection dies ends cleanly, and the client resumes the upload', async () => {
+    const url = server!.url;
+    const data = pdf(2 * MiB);
+    const created = await fetch(`${url}/files/`, {
+      method: 'POST',
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(data.length), 'Upload-Metadata': `filename ${Buffer.from('lock.pdf').toString('base64')}` },
+    });
+    expect(created.status).toBe(201);
+    const uploadUrl = created.headers.get('Location')!;
+    // A slow body: the PATCH holds its upload's lock (a checked-out connection) for seconds.
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent >= data.length) return controller.close();
+        const chunk = data.subarray(sent, sent + 16 * 1024);
+        sent += chunk.length;
+        controller.enqueue(chunk);
+        await sleep(100);
+      },
+    });
+    const patch = fetch(uploadUrl, {
+      method: 'PATCH',
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body,
+      duplex: 'half',
+    } as RequestInit).then(
+      (res) => ({ status: res.status, offset: Number(res.headers.get('Upload-Offset')) }),
+      () => ({ status: 'connection closed', offset: undefined }),
+    );
+    await sleep(1_500);
+    await postgresScript('stop');
+    // The lock is lost: its PATCH ends well before its body would, with the offset it kept
+    // (or the server closes the connection): no crash, and nothing to throw away.
+    const ended = await patch;
+    expect(sent).toBeLessThan(data.length);
+    if (ended.status !== 'connection closed') {
+      expect(ended.status).toBe(204);
+      expect(ended.offset).toBeGreaterThan(0);
+      expect(ended.offset).toBeLessThan(data.length);
+    }
+    expect(server!.exit(), server!.describe()).toBeUndefined();
+    await postgresScript('start');
+
+    const resumed = await tusUpload(url, data, { uploadUrl, retryDelays: [500, 1000, ...Array<number>(10).fill(2000)] });
+    const status = await waitUntilSettled(url, uploadIdOf(resumed.url), 60_000);
+    expect(status).toMatchObject({ status: 'ready', size: data.length, sha256: sha256(data) });
+    expect(server!.exit(), server!.describe()).toBeUndefined();
+  }, 120_000);
 });
