@@ -140,7 +140,9 @@ describe('Postgres restarted under a stream of uploads', () => {
       // A job whose completion could not be written during the outage runs again after this.
       JOB_LEASE: '5s',
     });
-  });
+    // A child process: that it stays up through the outage is the point.
+    server = await startServerProcess(environment.env);
+  }, 120_000);
   afterAll(async () => {
     await server?.kill('SIGTERM').catch(() => undefined);
     await environment?.destroy();
@@ -148,8 +150,7 @@ describe('Postgres restarted under a stream of uploads', () => {
   });
 
   it('20 uploads and an 8 s outage: the server stays up, answers 503 meanwhile, and every upload and job completes once', async () => {
-    server = await startServerProcess(environment.env);
-    const url = server.url;
+    const url = server!.url;
     const readiness: number[] = [];
     let watching = true;
     const watchReadiness = (async () => {
@@ -175,8 +176,8 @@ describe('Postgres restarted under a stream of uploads', () => {
     watching = false;
     await watchReadiness;
 
-    expect(server.exit(), server.describe()).toBeUndefined();
-    expect(server.stderr()).not.toMatch(/Unhandled|uncaught/i);
+    expect(server!.exit(), server!.describe()).toBeUndefined();
+    expect(server!.stderr()).not.toMatch(/Unhandled|uncaught/i);
     statuses.forEach((status, i) => {
       expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: files[i]!.length, sha256: sha256(files[i]!) });
     });
@@ -185,15 +186,15 @@ describe('Postgres restarted under a stream of uploads', () => {
     expect(readiness).toContain(503);
     expect(readiness.at(-1)).toBe(200);
     // Clear 503s, never a 500 or a stack trace.
-    const requests = server.logs.filter((l: LogLine) => l.msg === 'request');
+    const requests = server!.logs.filter((l: LogLine) => l.msg === 'request');
     expect(requests.some((l) => l.status === 503)).toBe(true);
     expect(requests.filter((l) => Number(l.status) >= 500 && l.status !== 503)).toEqual([]);
     // Each inspect job completed exactly once.
-    const jobsDone = server.logs.filter((l) => l.msg === 'job done').map((l) => l.job);
+    const jobsDone = server!.logs.filter((l) => l.msg === 'job done').map((l) => l.job);
     expect(jobsDone).toHaveLength(files.length);
     expect(new Set(jobsDone).size).toBe(files.length);
     // The queue's LISTEN connection came back.
-    expect(server.logs.some((l) => l.msg === 'LISTEN connection back')).toBe(true);
+    expect(server!.logs.some((l) => l.msg === 'LISTEN connection back')).toBe(true);
   }, 180_000);
 
   it('a PATCH whose lock connection dies ends cleanly, and the client resumes the upload', async () => {
