@@ -168,7 +168,21 @@ describe('Postgres restarted under a stream of uploads', () => {
     );
     await sleep(2_000);
     await postgresScript('stop');
-    await sleep(8_000);
+    const stopped = Date.now();
+    await sleep(1_000);
+    // Meanwhile: short 503s with Retry-After from the API and the tus endpoint, never a stack trace.
+    const api = await fetch(`${url}/api/uploads/${'0'.repeat(32)}`);
+    expect(api.status).toBe(503);
+    expect(api.headers.get('retry-after')).toBe('2');
+    expect(await api.json()).toEqual({ error: 'the database is unavailable; try again shortly' });
+    const create = await fetch(`${url}/files/`, {
+      method: 'POST',
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': '10', 'Upload-Metadata': `filename ${Buffer.from('x.pdf').toString('base64')}` },
+    });
+    expect(create.status).toBe(503);
+    expect(create.headers.get('retry-after')).toBe('2');
+    expect(await create.text()).toBe('The database is unavailable; try again shortly\n');
+    await sleep(8_000 - (Date.now() - stopped));
     await postgresScript('start');
 
     const done = await Promise.all(uploads);
