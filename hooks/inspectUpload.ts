@@ -1,10 +1,10 @@
 import { addAbortSignal } from 'node:stream';
-import type { Scanner } from '../processors/clamd.ts';
+import { ClamdUnreachableError, StreamTooLargeError, type Scanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
 import { enqueueJob } from '../server/db/jobQueue.ts';
 import { changeStatus, findUpload, takeUpload } from '../server/db/records.ts';
 import type { UploadStatus } from '../server/db/schema.ts';
-import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
+import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
 import type { HookContext } from './hookContext.ts';
 import { narrowPolicy, refuseDetected } from './typePolicy.ts';
 
@@ -14,7 +14,9 @@ const inspectable: UploadStatus[] = ['received', 'inspecting'];
  * The `inspect` job: one streaming read of the stored bytes gives the detected type, the
  * sha256 and ClamAV's verdict. Infected and rejected uploads lose their bytes; nothing else
  * may ever serve them. A scan that could not run is an error: the job retries, the upload
- * waits in `inspecting`, and it never becomes `ready` unscanned.
+ * waits in `inspecting`, and it never becomes `ready` unscanned. clamd unreachable is an
+ * outage, not a fault of the upload: the job waits for it (up to SCAN_WAIT_MAX) without using
+ * its attempts. A stream over clamd's StreamMaxLength is refused again on every try: it fails at once.
  */
 export function inspectUpload(context: HookContext, scanner: Scanner | undefined): JobHandler {
   const { db, storage, config } = context;
@@ -27,7 +29,11 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
     }
     // A run that lost its lease stops reading: its result would be dropped anyway.
     const source = addAbortSignal(signal, await storage.readOriginal(upload.storage_key));
-    const found = await inspectStream(source, scanner);
+    const found = await inspectStream(source, scanner).catch((error: unknown) => {
+      if (error instanceof ClamdUnreachableError) throw new ServiceUnreachableError(error.message, config.scanWaitMaxMs, 'SCAN_WAIT_MAX');
+      if (error instanceof StreamTooLargeError) throw new PermanentJobError(error.message);
+      throw error;
+    });
     if (upload.size !== null && found.size !== upload.size) {
       throw new Error(`stored ${found.size} bytes but the upload declared ${upload.size}`);
     }

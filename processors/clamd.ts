@@ -12,10 +12,16 @@
 // big-endian length, then a zero length. clamd answers one NUL-terminated line and closes:
 //   `stream: OK` | `stream: <name> FOUND` | `<message> ERROR` (e.g. size limit exceeded,
 // sent as soon as StreamMaxLength is passed, after which clamd closes mid-upload).
-// A stream clamd did not fully receive and answer is never clean: everything else is a ScanError.
+// A stream clamd did not fully receive and answer is never clean: everything else is a ScanError,
+// of one of two kinds when the cause is known (callers treat them differently):
+//   ClamdUnreachableError  nothing could be scanned: clamd is down or restarting (wait, retry)
+//   StreamTooLargeError    clamd refused the stream past its StreamMaxLength (retrying cannot help)
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import type { ClamdConfig } from '../server/config.ts';
+
+export type ClamdConfig =
+  | { socket: string; timeoutMs: number }
+  | { host: string; port: number; timeoutMs: number };
 
 export type ScanVerdict = { status: 'clean' } | { status: 'infected'; viruses: string[] };
 
@@ -32,6 +38,29 @@ export class ScanError extends Error {
   override name = 'ScanError';
 }
 
+/** clamd could not be reached (refused, no socket, no answer to connecting) or went away mid-scan. */
+export class ClamdUnreachableError extends ScanError {
+  override name = 'ClamdUnreachableError';
+}
+
+/** clamd refused the stream as longer than its StreamMaxLength: the same bytes will be refused again. */
+export class StreamTooLargeError extends ScanError {
+  override name = 'StreamTooLargeError';
+}
+
+/** Cut short before a verdict; scanStream() finds out why (see classifyCut). */
+class CutShortError extends ScanError {
+  constructor(
+    message: string,
+    readonly duringStream: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** clamd's own words when a stream passes StreamMaxLength. */
+const sizeLimitReply = /size limit exceeded/i;
+
 /** A clamd reply longer than this is not a verdict; stop collecting it. */
 const MAX_REPLY_BYTES = 64 * 1024;
 
@@ -40,7 +69,7 @@ export function createScanner(config: ClamdConfig): Scanner {
   const connectOptions: net.NetConnectOpts =
     'socket' in config ? { path: config.socket } : { host: config.host, port: config.port };
 
-  return {
+  const scanner: Scanner = {
     describe: () => `clamd at ${target}`,
 
     async ping() {
@@ -58,30 +87,63 @@ export function createScanner(config: ClamdConfig): Scanner {
     async scanStream(stream) {
       const session = new Session(connectOptions, config.timeoutMs, target);
       try {
-        await session.connected();
-        session.socket.write('zINSTREAM\0');
-        // Errors thrown by the iterator are the source's own and propagate unchanged; leaving
-        // the loop early (clamd refused) destroys the source, which is what callers want.
-        for await (const data of stream as AsyncIterable<Buffer | string>) {
-          const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-          // A zero length would end the stream early, and clamd would scan only a prefix.
-          if (chunk.length === 0) continue;
-          session.assertOpen('before the end of the stream');
-          const header = Buffer.allocUnsafe(4);
-          header.writeUInt32BE(chunk.length);
-          session.socket.write(header);
-          // Backpressure: while clamd does not take the data, stop pulling from the source.
-          if (!session.socket.write(chunk)) await session.drained();
-        }
-        session.assertOpen('before the end of the stream');
-        session.socket.write(Buffer.alloc(4));
-        return parseVerdict(await session.reply('waiting for the verdict'), target);
+        return await streamTo(session, stream, target);
+      } catch (error) {
+        throw error instanceof CutShortError ? await classifyCut(error, session, scanner) : error;
       } finally {
         session.socket.destroy();
       }
     },
   };
+  return scanner;
 }
+
+async function streamTo(session: Session, stream: Readable, target: string): Promise<ScanVerdict> {
+  await session.connected();
+  session.socket.write('zINSTREAM\0');
+  // Errors thrown by the iterator are the source's own and propagate unchanged; leaving
+  // the loop early (clamd refused) destroys the source, which is what callers want.
+  for await (const data of stream as AsyncIterable<Buffer | string>) {
+    const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    // A zero length would end the stream early, and clamd would scan only a prefix.
+    if (chunk.length === 0) continue;
+    session.assertOpen('before the end of the stream');
+    // Backpressure: while clamd does not take the data, stop pulling from the source.
+    if (!session.send(chunk)) await session.drained();
+  }
+  session.assertOpen('before the end of the stream');
+  session.socket.write(Buffer.alloc(4));
+  return parseVerdict(await session.reply('waiting for the verdict'), target);
+}
+
+/**
+ * Why clamd ended a stream without a verdict. Its reply says so when we read it, but it is
+ * often lost (see Session.explain), so a new connection asks: when clamd cannot be reached it
+ * went away (an outage); when it answers PING after cutting the stream mid-way it refused the
+ * stream itself, which it does only past StreamMaxLength (a restart cuts too, but no restarted
+ * clamd answers within milliseconds).
+ */
+async function classifyCut(cut: CutShortError, session: Session, scanner: Scanner): Promise<ScanError> {
+  const said = session.said();
+  const sent = mib(session.sentBytes);
+  const tooLarge = (detail: string) =>
+    new StreamTooLargeError(
+      `${scanner.describe()} refused the stream as larger than its StreamMaxLength (${detail}); ` +
+        'raise StreamMaxLength (and MaxScanSize, MaxFileSize) in clamd.conf above the largest allowed type',
+    );
+  if (sizeLimitReply.test(said)) return tooLarge(`it said ${JSON.stringify(said)} after ${sent} were sent`);
+  // It answered something else: it is there, and said no.
+  if (said) return cut;
+  const pinged = await scanner.ping().then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  if (pinged instanceof ClamdUnreachableError) return new ClamdUnreachableError(`${cut.message}; then ${pinged.message}`);
+  if (pinged === undefined && cut.duringStream) return tooLarge(`it ended the stream after ${sent} were sent and still answers PING`);
+  return cut;
+}
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 /**
  * One clamd connection. `timeoutMs` bounds each wait *on clamd* (connect, a full socket
@@ -95,6 +157,8 @@ class Session {
   private replyBytes = 0;
   private failure: Error | undefined;
   private closed = false;
+  /** Stream bytes handed to the socket (not necessarily read by clamd yet). */
+  sentBytes = 0;
   /** Resolves (never rejects) once clamd closed its side or the socket failed. */
   private readonly settled: Promise<void>;
 
@@ -123,9 +187,19 @@ class Session {
     });
   }
 
+  /** Refused, no socket, or no answer within timeoutMs: clamd is unreachable (nothing was sent). */
   async connected(): Promise<void> {
-    await this.wait('connecting', new Promise((resolve) => this.socket.once('connect', resolve)));
-    if (this.failure || this.closed) throw new ScanError(`cannot reach clamd at ${this.target}: ${this.explain()}`);
+    await this.wait('connecting', new Promise((resolve) => this.socket.once('connect', resolve)), ClamdUnreachableError);
+    if (this.failure || this.closed) throw new ClamdUnreachableError(`cannot reach clamd at ${this.target}: ${this.explain()}`);
+  }
+
+  /** One INSTREAM chunk with its length; false when the socket buffer is full (wait for drained()). */
+  send(chunk: Buffer): boolean {
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32BE(chunk.length);
+    this.socket.write(header);
+    this.sentBytes += chunk.length;
+    return this.socket.write(chunk);
   }
 
   async drained(): Promise<void> {
@@ -136,32 +210,37 @@ class Session {
   /** clamd closing, failing or answering before we finished sending is a refusal, never a verdict. */
   assertOpen(when: string): void {
     if (this.failure || this.closed || this.replyBytes > 0) {
-      throw new ScanError(`clamd at ${this.target} ended the stream ${when}: ${this.explain()}`);
+      throw new CutShortError(`clamd at ${this.target} ended the stream ${when}: ${this.explain()}`, true);
     }
   }
 
   async reply(what: string): Promise<string> {
     await this.wait(what, this.settled);
-    if (this.failure) throw new ScanError(`clamd at ${this.target} failed while ${what}: ${this.explain()}`);
-    return this.text();
+    if (this.failure || !this.said()) {
+      // A broken pipe or a reset means clamd closed before reading all we sent: a cut mid-stream.
+      const code = (this.failure as NodeJS.ErrnoException | undefined)?.code;
+      throw new CutShortError(`clamd at ${this.target} failed while ${what}: ${this.explain()}`, code === 'EPIPE' || code === 'ECONNRESET');
+    }
+    return this.said();
   }
 
   /** Waits for `event` or the end of the connection, whichever comes first, within timeoutMs. */
-  private async wait(what: string, event: Promise<unknown>): Promise<void> {
+  private async wait(what: string, event: Promise<unknown>, Timeout: typeof ScanError = ScanError): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.timeoutMs);
     });
     try {
       if ((await Promise.race([event, this.settled, timeout])) === 'timeout') {
-        throw new ScanError(`clamd at ${this.target} did not respond within ${this.timeoutMs} ms while ${what}`);
+        throw new Timeout(`clamd at ${this.target} did not respond within ${this.timeoutMs} ms while ${what}`);
       }
     } finally {
       clearTimeout(timer);
     }
   }
 
-  private text(): string {
+  /** What clamd answered so far, without its NUL terminator. */
+  said(): string {
     return Buffer.concat(this.replyChunks).toString('utf8').replace(/\0+$/, '').trim();
   }
 
@@ -171,12 +250,11 @@ class Session {
    * Node destroys the socket before reading the reply already sitting in its buffer.
    */
   private explain(): string {
-    const said = this.text();
+    const said = this.said();
     if (said) return JSON.stringify(said);
     if (!this.failure) return 'connection closed without an answer';
     const code = (this.failure as NodeJS.ErrnoException).code;
-    const hint = code === 'EPIPE' || code === 'ECONNRESET' ? ' (clamd does this when a stream exceeds its StreamMaxLength)' : '';
-    return `${this.failure.message}${hint}`;
+    return this.failure.message + (code && !this.failure.message.includes(code) ? ` (${code})` : '');
   }
 }
 
@@ -188,5 +266,7 @@ function parseVerdict(reply: string, target: string): ScanVerdict {
   if (viruses.length > 0 && viruses.every((v) => v !== undefined)) {
     return { status: 'infected', viruses: [...new Set(viruses as string[])] };
   }
-  throw new ScanError(`clamd at ${target} did not give a verdict: ${JSON.stringify(reply)}`);
+  const refusal = `clamd at ${target} did not give a verdict: ${JSON.stringify(reply)}`;
+  // A size limit may be answered only after the last chunk: classifyCut names it.
+  throw sizeLimitReply.test(reply) ? new CutShortError(refusal, false) : new ScanError(refusal);
 }

@@ -5,6 +5,7 @@ import type { Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from './auth/authenticate.ts';
+import { databaseRetryAfterSeconds, isDatabaseUnavailable } from './db/databaseUnavailable.ts';
 import { tusUploadAccess, type UploadState } from './auth/tusUploadAccess.ts';
 import { cors, corsPolicy } from './cors.ts';
 import { firstBytesCheck } from './firstBytesCheck.ts';
@@ -38,6 +39,13 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     try {
       await next();
     } catch (error) {
+      if (isDatabaseUnavailable(error)) {
+        log.warn({ err: error, path: ctx.path }, 'database unavailable');
+        ctx.status = 503;
+        ctx.set('Retry-After', String(databaseRetryAfterSeconds));
+        ctx.body = { error: 'the database is unavailable; try again shortly' };
+        return;
+      }
       const status = (error as { status?: number }).status ?? 500;
       const expose = (error as { expose?: boolean }).expose ?? false;
       if (status >= 500) log.error({ err: error, path: ctx.path }, 'request failed');

@@ -2,6 +2,7 @@ import { createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { ClamdConfig } from '../processors/clamd.ts';
 
 /** Every setting the server reads, parsed and checked once at start. */
 export interface Config {
@@ -13,6 +14,8 @@ export interface Config {
   s3: S3Config | undefined;
   clamd: ClamdConfig | undefined;
   scan: 'required' | 'off';
+  /** How long an inspection waits for an unreachable clamd (without using its attempts) before the upload fails. */
+  scanWaitMaxMs: number;
   maxUploadSize: number;
   uploadExpiresAfterMs: number;
   workerThreads: number;
@@ -95,9 +98,8 @@ export interface S3Config {
   presignExpiresSeconds: number;
 }
 
-export type ClamdConfig =
-  | { socket: string; timeoutMs: number }
-  | { host: string; port: number; timeoutMs: number };
+// Declared by the clamd client: processors/ import nothing of the server.
+export type { ClamdConfig };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -186,6 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
       : undefined,
     clamd,
     scan,
+    scanWaitMaxMs: read.duration('SCAN_WAIT_MAX', 24 * 3600_000),
     maxUploadSize: read.size('MAX_UPLOAD_SIZE', largestType, 1),
     uploadExpiresAfterMs: read.duration('UPLOAD_EXPIRES_AFTER', 24 * 3600_000),
     workerThreads: read.integer('WORKER_THREADS', os.availableParallelism(), 1, 256),
@@ -361,13 +364,21 @@ class SettingReader {
     return bytes;
   }
 
-  /** Durations accept milliseconds or a unit: `500ms`, `30s`, `15m`, `24h`, `7d`. */
+  /**
+   * Durations carry a unit: `500ms`, `30s`, `15m`, `24h`, `7d`. A bare number (but 0) is refused:
+   * read as milliseconds, `UPLOAD_EXPIRES_AFTER=86400` (meant as a day in seconds) would be 86 seconds.
+   */
   duration(name: string, fallbackMs: number): number {
     const raw = this.string(name);
     if (raw === undefined) return fallbackMs;
     const ms = parseDuration(raw);
     if (ms === undefined) {
-      this.problems.push(`${name}: "${raw}" is not a duration (e.g. 30s, 15m, 24h)`);
+      const bare = /^\d+(\.\d+)?$/.test(raw);
+      this.problems.push(
+        bare
+          ? `${name}: "${raw}" has no unit; write ${raw}ms or ${raw}s (units: ms, s, m, h, d)`
+          : `${name}: "${raw}" is not a duration (e.g. 30s, 15m, 24h)`,
+      );
       return fallbackMs;
     }
     return ms;
@@ -394,7 +405,7 @@ class SettingReader {
 const sizeUnits: Record<string, number> = {
   '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: MiB, gib: 1024 * MiB,
 };
-const durationUnits: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 function parseWithUnit(raw: string, units: Record<string, number>): number | undefined {
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
@@ -404,4 +415,5 @@ function parseWithUnit(raw: string, units: Record<string, number>): number | und
 }
 
 export const parseSize = (raw: string) => parseWithUnit(raw, sizeUnits);
-export const parseDuration = (raw: string) => parseWithUnit(raw, durationUnits);
+/** A duration needs its unit, except zero (the same in every unit: `AUTH_RESUME_GRACE=0` turns the grace off). */
+export const parseDuration = (raw: string) => (/^0+$/.test(raw.trim()) ? 0 : parseWithUnit(raw, durationUnits));

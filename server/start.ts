@@ -26,7 +26,7 @@ export interface Services {
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
 export async function openServices(config: Config, log: Logger): Promise<Services> {
-  const database = await openDatabase(config);
+  const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
   const storage = createStorage(config);
   await storage.ping();
@@ -70,7 +70,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl, log.child({ part: 'locks' })) : undefined;
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
-  const app = createApp(context, createTusServer(context, locker), scanner, metrics);
+  // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's
+  // restarts, or a load balancer would take every upload server out at once.
+  const app = createApp(context, createTusServer(context, locker), config.runJobs ? scanner : undefined, metrics);
   const runner = config.runJobs ? createJobRunner(services, metrics.observeJob) : undefined;
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;

@@ -3,6 +3,7 @@ import { finished } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
+import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
 
 /** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
 export interface TusSender {
@@ -35,7 +36,10 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }
-  await sendNodeResponse(res, await tus.handleWeb(request));
+  const response = await tus.handleWeb(request);
+  // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
+  if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
+  await sendNodeResponse(res, response);
 }
 
 /** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */

@@ -1,10 +1,11 @@
 import { MemoryLocker, Server } from '@tus/server';
-import { ERRORS, EVENTS, type Locker, type Upload } from '@tus/utils';
+import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { tusCorsOptions } from './cors.ts';
+import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses } from './tusProtocol.ts';
@@ -45,6 +46,11 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       return {};
     },
     onResponseError: async (req, error) => {
+      // A client that is told 503 (with Retry-After, see handleTus) tries again: nothing is lost.
+      if (isDatabaseUnavailable(error)) {
+        log.warn({ err: error }, 'tus request failed: database unavailable');
+        return { status_code: 503, body: 'The database is unavailable; try again shortly\n' };
+      }
       if (error === ERRORS.INVALID_TERMINATION) {
         // A refusal, not a malformed request: 403 rather than @tus/server's 400, and say what works.
         const id = server.handlers.DELETE.getFileIdFromRequest(req);
@@ -89,6 +95,21 @@ export function createTusServer(context: HookContext, locker: Locker | undefined
       return res;
     };
   }
+  // A PATCH that stored the last bytes while the database was away could not record the finish
+  // (onUploadFinish failed, the client was told 503); its client's HEAD then finds the upload
+  // complete and stops there. Recording the finish on that HEAD loses nothing (it is a no-op for
+  // an upload already past `uploading`), and a database still away makes the HEAD a 503 again.
+  const head = server.handlers.HEAD;
+  const sendHead = head.send.bind(head);
+  head.send = async (req, ...rest) => {
+    const res = await sendHead(req, ...rest);
+    const id = head.getFileIdFromRequest(req);
+    const offset = res.headers.get('Upload-Offset');
+    if (id && offset !== null && offset === res.headers.get('Upload-Length')) {
+      await uploadFinish(context, new Upload({ id, offset: Number(offset), size: Number(offset) }));
+    }
+    return res;
+  };
   server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
     changeStatus(db, id, ['uploading'], { status: 'deleted', reason: 'terminated by the client' }).catch((err: unknown) =>
       log.warn({ err, upload: id }, 'recording termination failed'),

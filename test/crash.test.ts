@@ -377,6 +377,8 @@ describe('process lifecycle', () => {
       ['PORT=abc', { PORT: 'abc' }, [/PORT: "abc"/]],
       ['SCAN=required without clamd', { SCAN: 'required' }, [/SCAN: .*CLAMD_SOCKET or CLAMD_HOST/]],
       ['S3_PART_SIZE=1', { S3_BUCKET: 'uploads', S3_PART_SIZE: '1' }, [/S3_PART_SIZE: "1"/]],
+      // Read as milliseconds this would be 86 seconds, not the day meant.
+      ['UPLOAD_EXPIRES_AFTER=86400 (no unit)', { UPLOAD_EXPIRES_AFTER: '86400' }, [/UPLOAD_EXPIRES_AFTER: "86400" has no unit/]],
       ['all three at once', { PORT: 'abc', SCAN: 'required', S3_BUCKET: 'uploads', S3_PART_SIZE: '1' }, [/PORT: "abc"/, /SCAN: /, /S3_PART_SIZE: "1"/]],
     ];
     it.each(cases)('%s: exit code 1 and stderr names the setting', async (_name, env, expected) => {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/db/database.ts';
-import { claimJob, enqueueJob, extendLease, retryJob, settleJob } from '../server/db/jobQueue.ts';
+import { attemptsUsed, claimJob, enqueueJob, extendLease, retryJob, settleJob, waitJob } from '../server/db/jobQueue.ts';
 import { changeStatus, createUpload, findUpload } from '../server/db/records.ts';
 import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
 import { JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
@@ -28,11 +28,11 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
   beforeAll(async () => {
     if (backend === 'postgres') {
       const testDb = await createTestDatabase();
-      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() });
+      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() }, log);
       dispose = testDb.drop;
     } else {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobqueue-pglite-'));
-      database = await openDatabase({ databaseUrl: undefined, dataDir: dir });
+      database = await openDatabase({ databaseUrl: undefined, dataDir: dir }, log);
       dispose = () => fs.rm(dir, { recursive: true, force: true });
     }
     expect(database.kind).toBe(backend);
@@ -182,6 +182,33 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       expect(await claimJob(database.db, 'worker-b', 60_000, allKinds)).toBeUndefined();
       const again = await eventually('the retried job to become claimable', () => claimJob(database.db, 'worker-b', 60_000, allKinds), 5_000);
       expect(again).toMatchObject({ id: job.id, attempts: 2, lease_holder: 'worker-b' });
+    });
+  });
+
+  describe('waiting for an unreachable service', () => {
+    it('re-queues without using an attempt, keeps when the wait began, and a run that lost its lease cannot wait or settle', async () => {
+      const [id] = await queueJobs(1, 1);
+      const first = (await claimJob(database.db, 'worker-a', 60_000, allKinds))!;
+      expect(await waitJob(database.db, first, 'worker-a', 'cannot reach clamd', 0)).toBe(true);
+      const waiting = await jobOf(id!);
+      expect(waiting).toMatchObject({ status: 'queued', attempts: 1, waits: 1, lease_holder: null, last_error: 'cannot reach clamd' });
+      expect(attemptsUsed(waiting)).toBe(0);
+      expect(waiting.waiting_since).toBeInstanceOf(Date);
+
+      // Claimed again: a new run identity (attempts 2), the wait's start kept across runs.
+      const second = (await claimJob(database.db, 'worker-a', 60_000, allKinds))!;
+      expect(second).toMatchObject({ attempts: 2, waits: 1 });
+      expect(await waitJob(database.db, second, 'worker-a', 'still down', 0)).toBe(true);
+      const third = (await claimJob(database.db, 'worker-a', 60_000, allKinds))!;
+      expect(third.waiting_since).toEqual(waiting.waiting_since);
+      expect(attemptsUsed(third)).toBe(1);
+      // The earlier runs of the same worker can change nothing.
+      expect(await waitJob(database.db, second, 'worker-a', 'stale', 0)).toBe(false);
+      expect(await settleJob(database.db, first, 'worker-a', { status: 'done', result: {} })).toBe(false);
+
+      // A counted retry means the service answered: the wait is over.
+      expect(await retryJob(database.db, third, 'worker-a', 'a real failure', 0)).toBe(true);
+      expect(await jobOf(id!)).toMatchObject({ status: 'queued', waits: 2, waiting_since: null });
     });
   });
 
@@ -401,9 +428,9 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
       const watched: OpenDatabase = {
         ...database,
         db: database.db.withPlugin(holdFirstEmptyClaim),
-        listen: (channel, callback) => {
+        listen: (channel, callback, onResubscribed) => {
           onNotify = callback;
-          return database.listen(channel, callback);
+          return database.listen(channel, callback, onResubscribed);
         },
       };
       let picked = 0;

@@ -14,6 +14,9 @@ import type { Job, JobKind, JobStatus } from './schema.ts';
  * stale first run could extend, requeue or settle the second one.
  */
 
+/** Attempts a job has used: its runs but those that waited for an unreachable service. */
+export const attemptsUsed = (job: Pick<Job, 'attempts' | 'waits'>) => job.attempts - job.waits;
+
 /** Wakes workers in every process sharing the database as soon as a job is queued. */
 export const jobsChannel = 'upload_jobs';
 
@@ -88,6 +91,7 @@ export async function settleJob(
     .set({
       status: outcome.status,
       ...(outcome.status === 'done' ? { result: JSON.stringify(outcome.result), progress: 100 } : { last_error: outcome.error }),
+      waiting_since: null,
       lease_holder: null,
       lease_expires_at: null,
       updated_at: sql`now()`,
@@ -101,6 +105,30 @@ export async function retryJob(db: Db, job: Job, workerId: string, error: string
   const result = await updateHeldRun(db, job, workerId)
     .set({
       status: 'queued',
+      last_error: error,
+      // A counted failure means the service it may have waited for was reached.
+      waiting_since: null,
+      run_after: sql`now() + ${delayMs} * interval '1 millisecond'`,
+      lease_holder: null,
+      lease_expires_at: null,
+      updated_at: sql`now()`,
+    })
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/**
+ * Puts a job back to wait for a service it needs that could not be reached (clamd), only if
+ * this run still holds it. Like retryJob, but the run does not use an attempt: `waits` counts
+ * it instead of `attempts` going back down, so (lease_holder, attempts) still never names two
+ * runs. `waiting_since` keeps when the wait began, across runs.
+ */
+export async function waitJob(db: Db, job: Job, workerId: string, error: string, delayMs: number): Promise<boolean> {
+  const result = await updateHeldRun(db, job, workerId)
+    .set({
+      status: 'queued',
+      waits: sql`waits + 1`,
+      waiting_since: sql`coalesce(waiting_since, now())`,
       last_error: error,
       run_after: sql`now() + ${delayMs} * interval '1 millisecond'`,
       lease_holder: null,

@@ -201,7 +201,7 @@ export async function findExpiredUploads(db: Db, now: Date, limit: number): Prom
 export async function listJobs(db: Db, uploadId: string) {
   return db
     .selectFrom('jobs')
-    .select(['kind', 'status', 'attempts', 'progress', 'last_error', 'result'])
+    .select(['kind', 'status', 'attempts', 'waits', 'waiting_since', 'progress', 'last_error', 'result'])
     .where('upload_id', '=', uploadId)
     .orderBy('id')
     .execute();

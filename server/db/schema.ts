@@ -56,8 +56,13 @@ export interface JobsTable {
   upload_id: string;
   kind: JobKind;
   status: Generated<JobStatus>;
+  /** Runs so far, counted or not: with lease_holder it names one run. */
   attempts: Generated<number>;
   max_attempts: number;
+  /** Runs that found a service the job needs (clamd) unreachable and waited: not counted against max_attempts. */
+  waits: Generated<number>;
+  /** When the current wait for that service began; null while the job is not waiting. */
+  waiting_since: Maybe<Date>;
   run_after: Generated<Date>;
   lease_holder: Maybe<string>;
   lease_expires_at: Maybe<Date>;

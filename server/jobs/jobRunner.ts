@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Db, OpenDatabase } from '../db/database.ts';
-import { claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob } from '../db/jobQueue.ts';
+import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../db/jobQueue.ts';
 import { changeStatus } from '../db/records.ts';
 import type { Job, JobKind } from '../db/schema.ts';
 import type { Logger } from '../log.ts';
@@ -24,6 +24,25 @@ export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
 
 /** Thrown by a handler when retrying cannot help (the input itself is bad). */
 export class PermanentJobError extends Error {}
+
+/**
+ * Thrown by a handler when a service the job needs cannot be reached (clamd down or
+ * restarting): nothing is wrong with the job, so it waits, re-queued with backoff without
+ * using an attempt, until the service answers or it has waited `waitMaxMs` in all.
+ */
+export class ServiceUnreachableError extends Error {
+  constructor(
+    message: string,
+    readonly waitMaxMs: number,
+    /** The setting that bounds the wait, named in the reason when the job gives up. */
+    readonly waitMaxSetting: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Waiting jobs look again at least this often, so a service that is back is used soon. */
+const maxWaitBackoffMs = 30_000;
 
 /**
  * Job kinds that share a number of slots. Inspection (I/O and clamd) and media work (the
@@ -99,8 +118,9 @@ export class JobRunner {
   }
 
   async start(): Promise<void> {
-    // The notification's payload is the queued job's kind: only its lane needs to claim.
-    this.unlisten = await this.options.database.listen(jobsChannel, (kind) => this.wake(kind));
+    // The notification's payload is the queued job's kind: only its lane needs to claim. After
+    // the LISTEN connection was lost, every lane looks, for jobs queued while it was down.
+    this.unlisten = await this.options.database.listen(jobsChannel, (kind) => this.wake(kind), () => this.wake());
     this.loops = this.lanes.map((lane) => this.claimLoop(lane));
   }
 
@@ -159,7 +179,7 @@ export class JobRunner {
       if (await this.giveUp(job, `no handler for ${job.kind} jobs in this version`, log)) ended('failed');
       return;
     }
-    if (job.attempts > job.max_attempts) {
+    if (attemptsUsed(job) > job.max_attempts) {
       if (await this.giveUp(job, `${job.kind} stopped ${job.max_attempts} times without finishing (worker lost)`, log)) ended('failed');
       return;
     }
@@ -190,20 +210,8 @@ export class JobRunner {
       ended('done');
       afterCommit = outcome.afterCommit;
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (error instanceof PermanentJobError || job.attempts >= job.max_attempts) {
-        if (await this.giveUp(job, message, log)) ended('failed');
-      } else {
-        const delayMs = backoffMs(job.attempts);
-        const requeued = await retryJob(db, job, this.workerId, message, delayMs).catch((err: unknown) => {
-          log.error({ err }, 'requeueing failed');
-          return undefined;
-        });
-        if (requeued) {
-          log.warn({ err: error, retryInMs: delayMs }, 'job failed; will retry');
-          ended('retry');
-        } else if (requeued === false) log.warn({ err: error }, 'job failed after its lease passed to another worker');
-      }
+      const end = await this.afterFailure(job, error, started, log);
+      if (end) ended(end);
       return;
     } finally {
       clearInterval(heartbeat);
@@ -211,6 +219,33 @@ export class JobRunner {
     // The job is done and committed: a failure from here on is not the job's (retrying or
     // failing it would be wrong, and is impossible now that it is settled).
     await afterCommit?.().catch((err: unknown) => log.error({ err }, 'clean-up after the job failed'));
+  }
+
+  /** Retries, waits or gives up after a run that threw; returns how the run ended, if this run recorded it. */
+  private async afterFailure(job: Job, error: unknown, started: number, log: Logger): Promise<JobEnd | undefined> {
+    const message = error instanceof Error ? error.message : String(error);
+    const giveUp = async (reason: string) => ((await this.giveUp(job, reason, log)) ? 'failed' : undefined);
+    let again: { requeue: typeof retryJob; delayMs: number; note: string };
+    if (error instanceof ServiceUnreachableError) {
+      // Both ends of the wait so far are database times (the claim set updated_at); this run's own length is local.
+      const waitedMs = (job.waiting_since ? job.updated_at.getTime() - job.waiting_since.getTime() : 0) + (Date.now() - started);
+      if (waitedMs >= error.waitMaxMs) {
+        return giveUp(`${message}; still unreachable after ${seconds(waitedMs)} (${error.waitMaxSetting} is ${seconds(error.waitMaxMs)})`);
+      }
+      again = { requeue: waitJob, delayMs: backoffMs(job.waits + 1, maxWaitBackoffMs), note: 'a service the job needs is unreachable; waiting (no attempt used)' };
+    } else if (error instanceof PermanentJobError || attemptsUsed(job) >= job.max_attempts) {
+      return giveUp(message);
+    } else {
+      again = { requeue: retryJob, delayMs: backoffMs(attemptsUsed(job)), note: 'job failed; will retry' };
+    }
+    const requeued = await again.requeue(this.options.database.db, job, this.workerId, message, again.delayMs).catch((err: unknown) => {
+      log.error({ err }, 'requeueing failed');
+      return undefined;
+    });
+    if (requeued === false) log.warn({ err: error }, 'job failed after its lease passed to another worker');
+    if (!requeued) return undefined;
+    log.warn({ err: error, retryInMs: again.delayMs }, again.note);
+    return 'retry';
   }
 
   /**
@@ -236,8 +271,10 @@ export class JobRunner {
   }
 }
 
-/** 1 s, 2 s, 4 s … capped at 5 minutes, with jitter so retries from many jobs spread out. */
-export function backoffMs(attempt: number): number {
-  const base = Math.min(1000 * 2 ** (attempt - 1), 300_000);
+/** 1 s, 2 s, 4 s … capped (at 5 minutes unless told), with jitter so retries from many jobs spread out. */
+export function backoffMs(attempt: number, capMs = 300_000): number {
+  const base = Math.min(1000 * 2 ** (attempt - 1), capMs);
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
+
+const seconds = (ms: number) => `${Math.round(ms / 100) / 10}s`;

@@ -1,3 +1,4 @@
+import { attemptsUsed } from '../db/jobQueue.ts';
 import { listJobs, listOutputs } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
 import type { Upload } from '../db/schema.ts';
@@ -24,13 +25,21 @@ export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, link
     size: upload.size,
     offset: upload.offset,
     sha256: upload.sha256,
-    scan: scanOf(inspect?.status === 'done' ? inspect.result : null),
+    scan: scanOf(inspect),
     media: upload.media,
     createdAt: upload.created_at,
     finishedAt: upload.finished_at,
     readyAt: upload.ready_at,
     expiresAt: upload.status === 'uploading' ? upload.expires_at : null,
-    jobs: jobs.map((j) => ({ kind: j.kind, status: j.status, attempts: j.attempts, progress: j.progress, error: j.last_error })),
+    jobs: jobs.map((j) => ({
+      kind: j.kind,
+      status: j.status,
+      attempts: attemptsUsed(j),
+      // Set only while the job waits for an unreachable service (settling or a counted retry clears it).
+      waitingSince: j.waiting_since,
+      progress: j.progress,
+      error: j.last_error,
+    })),
     outputs: outputs.map((o) => ({
       name: o.name,
       contentType: o.content_type,
@@ -47,9 +56,11 @@ export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, link
   };
 }
 
-function scanOf(result: Record<string, unknown> | null): string | null {
-  const scan = result?.scan as { status?: string; viruses?: string[] } | undefined;
-  return scan?.status ?? null;
+/** The verdict once inspected; `waiting` while the inspection waits for an unreachable clamd. */
+function scanOf(inspect: Awaited<ReturnType<typeof listJobs>>[number] | undefined): string | null {
+  if (!inspect) return null;
+  if (inspect.status === 'done') return (inspect.result?.scan as { status?: string } | undefined)?.status ?? null;
+  return inspect.waiting_since ? 'waiting' : null;
 }
 
 export type UploadStatusBody = NonNullable<Awaited<ReturnType<typeof uploadStatus>>>;

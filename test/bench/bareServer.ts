@@ -33,7 +33,8 @@ if (!dir) {
 await fs.mkdir(dir, { recursive: true });
 if (process.env.BARE_PGLITE === '1') {
   const { migrateToLatest, openDatabase } = await import('../../server/db/database.ts');
-  const database = await openDatabase({ databaseUrl: undefined, dataDir: `${dir}-db` });
+  const { createLogger } = await import('../../server/log.ts');
+  const database = await openDatabase({ databaseUrl: undefined, dataDir: `${dir}-db` }, createLogger('silent'));
   await migrateToLatest(database.db);
   process.once('exit', () => void database.close());
 }

@@ -13,6 +13,10 @@ export interface UploadOptions {
   metadata?: Record<string, string> | null;
   /** Sent with every tus request (e.g. `Authorization`). */
   headers?: Record<string, string>;
+  /** tus-js-client's delays between retries of a failed request; none by default (fail at once). */
+  retryDelays?: number[];
+  /** Waits this long before each request, to keep an upload of many chunks going for a while. */
+  pauseBeforeEachRequestMs?: number;
 }
 
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
@@ -27,7 +31,8 @@ export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions
       endpoint: `${endpoint}/files/`,
       uploadUrl: options.uploadUrl,
       chunkSize: options.chunkSize ?? Infinity,
-      retryDelays: [],
+      retryDelays: options.retryDelays ?? [],
+      onBeforeRequest: options.pauseBeforeEachRequestMs ? () => new Promise((r) => setTimeout(r, options.pauseBeforeEachRequestMs)) : undefined,
       metadata,
       headers: options.headers,
       onProgress: (bytesSent) => {
