@@ -152,6 +152,16 @@ describe('Uppy demo page in Chromium', () => {
     await page.close();
   });
 
+  it("shows a file refused at creation with the server's reason, not as a success", { timeout: 120_000 }, async () => {
+    const file = path.join(samples.dir, 'setup.exe');
+    await writeFile(file, Buffer.from('MZ not a photo'));
+    const page = await openDemo();
+    await addFile(page, file);
+    const item = await page.waitForSelector('#uploads li[data-status="refused"]', { timeout: 90_000 });
+    expect(await item!.$eval('.reason', (el) => el.textContent)).toMatch(/^Upload refused: .* is not allowed/);
+    await page.close();
+  });
+
   it('resumes a paused upload where the server stopped, in 1 MiB PATCHes', { timeout: 120_000 }, async () => {
     const chunkSize = 1024 * 1024;
     const data = pdf(8 * chunkSize);
