@@ -88,6 +88,8 @@ export interface HttpLimits {
 export interface S3Config {
   bucket: string;
   endpoint: string | undefined;
+  /** The address presigned download links are made for, when browsers reach the bucket by another name than the server does. */
+  publicEndpoint: string | undefined;
   region: string;
   accessKeyId: string | undefined;
   secretAccessKey: string | undefined;
@@ -134,10 +136,13 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-/** Reads settings from the environment; throws one ConfigError naming every bad value. */
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * Reads settings from the environment; throws one ConfigError naming every bad value.
+ * `settingsRead`, when given, collects the name of every setting looked at for this environment.
+ */
+export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): Config {
   const problems: string[] = [];
-  const read = new SettingReader(env, problems);
+  const read = new SettingReader(env, problems, settingsRead);
 
   const dataDir = path.resolve(read.string('DATA_DIR') ?? './data');
   const s3Bucket = read.string('S3_BUCKET');
@@ -177,6 +182,7 @@ export function loadConfig(env: Env = process.env): Config {
       ? {
           bucket: s3Bucket,
           endpoint: read.url('S3_ENDPOINT'),
+          publicEndpoint: read.url('S3_PUBLIC_ENDPOINT'),
           region: read.string('S3_REGION') ?? 'us-east-1',
           accessKeyId: read.string('S3_ACCESS_KEY_ID'),
           secretAccessKey: read.string('S3_SECRET_ACCESS_KEY'),
@@ -223,7 +229,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
   };
   if (!s3Bucket) {
-    for (const name of ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
+    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);
     }
   }
@@ -306,9 +312,12 @@ class SettingReader {
   constructor(
     private readonly env: Env,
     private readonly problems: string[],
+    private readonly namesRead?: Set<string>,
   ) {}
 
+  /** Every other reader goes through here, so `namesRead` sees every setting looked at. */
   string(name: string): string | undefined {
+    this.namesRead?.add(name);
     const value = this.env[name]?.trim();
     return value ? value : undefined;
   }

@@ -172,10 +172,16 @@ class S3Storage implements Storage {
   readonly describe: string;
   readonly datastore: S3Store;
   private readonly client: S3Client;
+  /**
+   * Signs download links for S3_PUBLIC_ENDPOINT when set: the host is part of the signature, so
+   * a link made for the inside address cannot just have its host replaced. Signing sends nothing.
+   */
+  private readonly presignClient: S3Client;
 
   constructor(private readonly s3: S3Config, expiresAfterMs: number) {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
+    this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
     this.datastore = new S3Store({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
@@ -236,7 +242,7 @@ class S3Storage implements Storage {
       ResponseContentType: download.contentType,
       ResponseContentDisposition: contentDisposition(download.filename, download.disposition),
     });
-    return { kind: 'redirect', url: await getSignedUrl(this.client, command, { expiresIn: this.s3.presignExpiresSeconds }) };
+    return { kind: 'redirect', url: await getSignedUrl(this.presignClient, command, { expiresIn: this.s3.presignExpiresSeconds }) };
   }
 
   async ping(): Promise<void> {
