@@ -242,12 +242,13 @@ const authSettings = ['AUTH_SECRET', 'AUTH_PUBLIC_KEY', 'AUTH_JWKS_URL'] as cons
 /** AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL (one of them), or open; open is refused in production unless AUTH=off. */
 function readAuth(read: SettingReader, problems: string[]): AuthConfig {
   const given = authSettings.filter((name) => read.string(name) !== undefined);
+  const production = read.string('NODE_ENV') === 'production';
   const off = read.string('AUTH')?.toLowerCase() === 'off';
   if (read.string('AUTH') !== undefined && !off) problems.push(`AUTH: "${read.string('AUTH')}" is not off (leave it unset to verify tokens)`);
   if (given.length > 1) problems.push(`${given.join(', ')}: set only one way to verify tokens`);
   if (off && given.length > 0) problems.push(`AUTH: off contradicts ${given.join(', ')}`);
   if (given.length === 0 || off) {
-    if (!off && read.string('NODE_ENV') === 'production') {
+    if (!off && production) {
       problems.push('AUTH_SECRET: required when NODE_ENV=production (or AUTH_PUBLIC_KEY / AUTH_JWKS_URL; AUTH=off runs open on purpose)');
     }
     if (read.string('LINK_SECRET')) problems.push('LINK_SECRET: links are signed only when tokens are verified (set AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL)');
