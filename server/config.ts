@@ -88,6 +88,8 @@ export interface HttpLimits {
 export interface S3Config {
   bucket: string;
   endpoint: string | undefined;
+  /** The address presigned download links are made for, when browsers reach the bucket by another name than the server does. */
+  publicEndpoint: string | undefined;
   region: string;
   accessKeyId: string | undefined;
   secretAccessKey: string | undefined;
@@ -134,10 +136,13 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-/** Reads settings from the environment; throws one ConfigError naming every bad value. */
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * Reads settings from the environment; throws one ConfigError naming every bad value.
+ * `settingsRead`, when given, collects the name of every setting looked at for this environment.
+ */
+export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): Config {
   const problems: string[] = [];
-  const read = new SettingReader(env, problems);
+  const read = new SettingReader(env, problems, settingsRead);
 
   const dataDir = path.resolve(read.string('DATA_DIR') ?? './data');
   const s3Bucket = read.string('S3_BUCKET');
@@ -177,6 +182,7 @@ export function loadConfig(env: Env = process.env): Config {
       ? {
           bucket: s3Bucket,
           endpoint: read.url('S3_ENDPOINT'),
+          publicEndpoint: read.url('S3_PUBLIC_ENDPOINT'),
           region: read.string('S3_REGION') ?? 'us-east-1',
           accessKeyId: read.string('S3_ACCESS_KEY_ID'),
           secretAccessKey: read.string('S3_SECRET_ACCESS_KEY'),
@@ -223,7 +229,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
   };
   if (!s3Bucket) {
-    for (const name of ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
+    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);
     }
   }
@@ -236,12 +242,13 @@ const authSettings = ['AUTH_SECRET', 'AUTH_PUBLIC_KEY', 'AUTH_JWKS_URL'] as cons
 /** AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL (one of them), or open; open is refused in production unless AUTH=off. */
 function readAuth(read: SettingReader, problems: string[]): AuthConfig {
   const given = authSettings.filter((name) => read.string(name) !== undefined);
+  const production = read.string('NODE_ENV') === 'production';
   const off = read.string('AUTH')?.toLowerCase() === 'off';
   if (read.string('AUTH') !== undefined && !off) problems.push(`AUTH: "${read.string('AUTH')}" is not off (leave it unset to verify tokens)`);
   if (given.length > 1) problems.push(`${given.join(', ')}: set only one way to verify tokens`);
   if (off && given.length > 0) problems.push(`AUTH: off contradicts ${given.join(', ')}`);
   if (given.length === 0 || off) {
-    if (!off && read.string('NODE_ENV') === 'production') {
+    if (!off && production) {
       problems.push('AUTH_SECRET: required when NODE_ENV=production (or AUTH_PUBLIC_KEY / AUTH_JWKS_URL; AUTH=off runs open on purpose)');
     }
     if (read.string('LINK_SECRET')) problems.push('LINK_SECRET: links are signed only when tokens are verified (set AUTH_SECRET, AUTH_PUBLIC_KEY or AUTH_JWKS_URL)');
@@ -306,9 +313,12 @@ class SettingReader {
   constructor(
     private readonly env: Env,
     private readonly problems: string[],
+    private readonly namesRead?: Set<string>,
   ) {}
 
+  /** Every other reader goes through here, so `namesRead` sees every setting looked at. */
   string(name: string): string | undefined {
+    this.namesRead?.add(name);
     const value = this.env[name]?.trim();
     return value ? value : undefined;
   }

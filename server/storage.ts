@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
@@ -25,6 +25,8 @@ export interface Storage {
   readonly datastore: DataStore;
   /** The stored bytes of an upload, as a stream (one read, no buffering). */
   readOriginal(id: string): Promise<Readable>;
+  /** Whether the store still holds an upload's whole original (false once it was removed). */
+  hasOriginal(id: string): Promise<boolean>;
   /** Up to `length` first bytes an unfinished upload has stored so far (`length` under a part size). */
   readHead(id: string, length: number): Promise<Buffer>;
   /**
@@ -83,6 +85,13 @@ class FolderStorage implements Storage {
     const file = this.pathOf(id);
     await fs.access(file);
     return createReadStream(file, { highWaterMark: 256 * 1024 });
+  }
+
+  hasOriginal(id: string): Promise<boolean> {
+    return fs.access(this.pathOf(id)).then(
+      () => true,
+      () => false,
+    );
   }
 
   async readHead(id: string, length: number): Promise<Buffer> {
@@ -172,10 +181,16 @@ class S3Storage implements Storage {
   readonly describe: string;
   readonly datastore: S3Store;
   private readonly client: S3Client;
+  /**
+   * Signs download links for S3_PUBLIC_ENDPOINT when set: the host is part of the signature, so
+   * a link made for the inside address cannot just have its host replaced. Signing sends nothing.
+   */
+  private readonly presignClient: S3Client;
 
   constructor(private readonly s3: S3Config, expiresAfterMs: number) {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
+    this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
     this.datastore = new S3Store({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
@@ -188,6 +203,17 @@ class S3Storage implements Storage {
     const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: id }));
     if (!Body) throw new Error(`s3 object ${id} has no body`);
     return Body as Readable;
+  }
+
+  /** The object exists only once the multipart upload was completed: parts alone are not an original. */
+  async hasOriginal(id: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: id }));
+      return true;
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw error;
+    }
   }
 
   /** Until a whole part (5 MiB at least) has arrived, @tus/s3-store keeps the bytes in `<id>.part`. */
@@ -236,7 +262,7 @@ class S3Storage implements Storage {
       ResponseContentType: download.contentType,
       ResponseContentDisposition: contentDisposition(download.filename, download.disposition),
     });
-    return { kind: 'redirect', url: await getSignedUrl(this.client, command, { expiresIn: this.s3.presignExpiresSeconds }) };
+    return { kind: 'redirect', url: await getSignedUrl(this.presignClient, command, { expiresIn: this.s3.presignExpiresSeconds }) };
   }
 
   async ping(): Promise<void> {

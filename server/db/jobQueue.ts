@@ -156,3 +156,25 @@ export async function countJobs(db: Db): Promise<JobCount[]> {
      group by kind, status`.execute(db);
   return rows;
 }
+
+/** An upload's job that ran out of attempts or failed for good, if it has one. */
+export async function findFailedJob(db: Db, uploadId: string): Promise<Job | undefined> {
+  return db.selectFrom('jobs').selectAll().where('upload_id', '=', uploadId).where('status', '=', 'failed').orderBy('id', 'desc').executeTakeFirst();
+}
+
+/**
+ * Puts a failed job back in the queue with `maxAttempts` fresh attempts and wakes the workers;
+ * false when it is not failed (any more). `attempts` keeps counting, as with lease_holder it
+ * names one run: `max_attempts` moves up instead, past the attempts already used.
+ */
+export async function requeueFailedJob(db: Db, job: Pick<Job, 'id'>, maxAttempts: number): Promise<boolean> {
+  const { rows } = await sql`
+    with requeued as (
+      update jobs
+         set status = 'queued', max_attempts = attempts - waits + ${maxAttempts}, run_after = now(), progress = null,
+             waiting_since = null, lease_holder = null, lease_expires_at = null, updated_at = now()
+       where id = ${job.id} and status = 'failed'
+      returning kind)
+    select pg_notify(${jobsChannel}, kind) from requeued`.execute(db);
+  return rows.length > 0;
+}

@@ -185,16 +185,27 @@ export async function countUploadsByStatus(db: Db): Promise<{ status: UploadStat
     .execute();
 }
 
-/** Unfinished uploads whose time ran out, oldest first. */
-export async function findExpiredUploads(db: Db, now: Date, limit: number): Promise<Upload[]> {
-  return db
+/**
+ * Unfinished uploads whose time ran out, oldest first, after the upload `after` (the last of the
+ * page before): a page that was only listed (a dry run), or whose uploads could not move, is not read again.
+ */
+export async function findExpiredUploads(db: Db, now: Date, limit: number, after?: Pick<Upload, 'id' | 'expires_at'>): Promise<Upload[]> {
+  let query = db
     .selectFrom('uploads')
     .selectAll()
     .where('status', '=', 'uploading')
     .where('expires_at', '<', now)
     .orderBy('expires_at')
-    .limit(limit)
-    .execute();
+    .orderBy('id')
+    .limit(limit);
+  if (after) query = query.where((eb) => sql<boolean>`(${eb.ref('expires_at')}, ${eb.ref('id')}) > (${after.expires_at}, ${after.id})`);
+  return query.execute();
+}
+
+/** The ids of every upload in `status`, oldest first. */
+export async function listUploadIdsInStatus(db: Db, status: UploadStatus): Promise<string[]> {
+  const rows = await db.selectFrom('uploads').select('id').where('status', '=', status).orderBy('created_at').orderBy('id').execute();
+  return rows.map((row) => row.id);
 }
 
 /** The job progress shown in the status API, per kind. */

@@ -1,7 +1,19 @@
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { changeStatus, findExpiredUploads } from '../db/records.ts';
+import type { Upload } from '../db/schema.ts';
 import { pruneUploadRates } from '../db/uploadRates.ts';
+
+export interface CleanupOptions {
+  now?: Date;
+  /**
+   * Only list what would be done. The store's own sweep (leftovers no record points to) is
+   * skipped: the stores can remove those but not list them.
+   */
+  dryRun?: boolean;
+  /** Told of each expired upload: removed and `expired`, or found complete and `received`. */
+  onUpload?: (step: { action: 'expired' | 'received'; upload: Upload }) => void;
+}
 
 /**
  * Removes what unfinished uploads leave behind. An `uploading` record past its expiry loses
@@ -10,25 +22,33 @@ import { pruneUploadRates } from '../db/uploadRates.ts';
  * Then the store sweeps its own expired leftovers, including those no record points to, and
  * the rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
  */
-export async function cleanUpExpired(context: HookContext, now = new Date()): Promise<{ expired: number; received: number; swept: number }> {
+export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<{ expired: number; received: number; swept: number }> {
   const { db, storage, log } = context;
+  const { now = new Date(), dryRun = false, onUpload } = options;
   let expired = 0;
   let received = 0;
+  let after: Upload | undefined;
   for (;;) {
-    const batch = await findExpiredUploads(db, now, 100);
+    const batch = await findExpiredUploads(db, now, 100, after);
     if (batch.length === 0) break;
+    after = batch.at(-1);
     for (const upload of batch) {
       const stored = await storage.datastore.getUpload(upload.id).catch(() => undefined);
       if (stored && stored.size !== undefined && stored.offset === stored.size) {
-        await uploadFinish(context, stored);
+        if (!dryRun) await uploadFinish(context, stored);
+        onUpload?.({ action: 'received', upload });
         received++;
         continue;
       }
-      await storage.removeUpload(upload.id);
-      await changeStatus(db, upload.id, ['uploading'], { status: 'expired', reason: `not finished before ${upload.expires_at?.toISOString()}` });
+      if (!dryRun) {
+        await storage.removeUpload(upload.id);
+        await changeStatus(db, upload.id, ['uploading'], { status: 'expired', reason: `not finished before ${upload.expires_at?.toISOString()}` });
+      }
+      onUpload?.({ action: 'expired', upload });
       expired++;
     }
   }
+  if (dryRun) return { expired, received, swept: 0 };
   const swept = await storage.sweepExpired();
   await pruneUploadRates(db);
   if (expired + received + swept > 0) log.info({ expired, received, swept }, 'cleanup');
