@@ -8,7 +8,13 @@ const releaseChannel = 'tus_lock_release';
 /** How often a request waiting for a taken lock tries again (and asks the holder again to let go). */
 const retryMs = 50;
 
-/** While the lock session is re-established no lock can be taken: the client should retry, not give up. */
+/**
+ * While the lock session is re-established no lock can be taken. A request waits this long for it
+ * (past the session's longest reconnect backoff), then the client is told to retry: tus-js-client
+ * takes any error but 423 on its resuming HEAD as "start a new upload", so a short wait saves the
+ * upload.
+ */
+const sessionWaitMs = 10_000;
 export const LOCKS_UNAVAILABLE = { status_code: 503, body: 'Upload locks are unavailable while the database connection is re-established; retry shortly\n' };
 
 /** A lock this process holds, or is asking Postgres for. */
@@ -65,14 +71,14 @@ export class PostgresLocker implements Locker {
    * One attempt: the claim when `id` is now held for `requestRelease`. Otherwise its holder, in
    * this process or another, has been asked to let go.
    */
-  async tryAcquire(id: string, requestRelease: RequestRelease): Promise<Claim | undefined> {
+  async tryAcquire(id: string, requestRelease: RequestRelease): Promise<Claim | 'no session' | undefined> {
     const local = this.claims.get(id);
     if (local) {
       void local.requestRelease();
       return undefined;
     }
     const session = this.session.live;
-    if (!session) throw LOCKS_UNAVAILABLE;
+    if (!session) return 'no session';
     const claim: Claim = { requestRelease, session: undefined };
     this.claims.set(id, claim);
     try {
@@ -135,9 +141,14 @@ class PostgresLock implements Lock {
 
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     const deadline = Date.now() + this.locker.acquireTimeoutMs;
+    const sessionDeadline = Date.now() + sessionWaitMs;
     for (;;) {
-      this.claim = await this.locker.tryAcquire(this.id, requestRelease);
-      if (this.claim) return;
+      const attempt = await this.locker.tryAcquire(this.id, requestRelease);
+      if (attempt === 'no session' && Date.now() > sessionDeadline) throw LOCKS_UNAVAILABLE;
+      if (attempt && attempt !== 'no session') {
+        this.claim = attempt;
+        return;
+      }
       if (signal.aborted || Date.now() > deadline) throw ERRORS.ERR_LOCK_TIMEOUT;
       await sleep(retryMs);
     }
