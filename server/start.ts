@@ -25,7 +25,7 @@ export interface Services {
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
 export async function openServices(config: Config, log: Logger): Promise<Services> {
-  const database = await openDatabase(config);
+  const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
   const storage = createStorage(config);
   await storage.ping();
@@ -66,7 +66,8 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const services = await openServices(config, log);
   const { context, database, scanner } = services;
-  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl) : undefined;
+  // Locks in Postgres, also for the embedded one: another server or a worker may share it.
+  const locker = await PostgresLocker.create(database.url);
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   const app = createApp(context, createTusServer(context, locker), scanner, metrics);
@@ -86,9 +87,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   );
   if (!scanner) log.warn('virus scanning is off: set CLAMD_SOCKET or CLAMD_HOST to scan every upload');
   if (config.auth.mode === 'open') log.warn(openWarning);
-  // PGlite's start leaves ~300 MB of dead buffers; `npm start` exposes gc so they go now, not
-  // after the first uploads (see the bench notes in the README).
-  if (database.kind === 'pglite') (globalThis as { gc?: () => void }).gc?.();
 
   return {
     url,
@@ -102,7 +100,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       stopCleanup?.();
       await runner?.stop();
       await services.pool.close();
-      await locker?.close();
+      await locker.close();
       await database.close();
     },
   };

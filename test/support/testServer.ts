@@ -5,6 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
+import { stopEmbeddedPostgres } from '../../server/db/embeddedPostgres.ts';
 import { startServer, type RunningServer } from '../../server/start.ts';
 import { clamdSocket, createTestBucket, testDatabaseUrl, testS3 } from '../services/env.ts';
 
@@ -47,6 +48,8 @@ export interface TestEnvironment {
  */
 export async function createTestEnvironment(setup: Setup, overrides: Record<string, string> = {}): Promise<TestEnvironment> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'upload-test-'));
+  // mkdtemp makes it 0700: as root the embedded Postgres runs as an unprivileged user that must reach it.
+  await fs.chmod(dataDir, 0o755);
   const env: Record<string, string> = {
     DATA_DIR: dataDir,
     PORT: '0',
@@ -78,6 +81,8 @@ export async function createTestEnvironment(setup: Setup, overrides: Record<stri
     config: (more = {}) => loadConfig({ ...env, ...more }),
     destroy: async () => {
       await dropDatabase?.();
+      // A server process the test SIGKILLed leaves its embedded Postgres running.
+      await stopEmbeddedPostgres(dataDir);
       await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
