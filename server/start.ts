@@ -27,7 +27,7 @@ export interface Services {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
-  const storage = createStorage(config);
+  const storage = await createStorage(config);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
