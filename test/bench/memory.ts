@@ -68,6 +68,13 @@ async function measure(label: string, checkout: string, env: Record<string, stri
   }
 }
 
+/** A new DATA_DIR; 0755, unlike mkdtemp's 0700: as root the embedded Postgres runs as an unprivileged user that must reach it. */
+async function freshDir(prefix: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(tempRoot, `${prefix}-`));
+  await fs.chmod(dir, 0o755);
+  return dir;
+}
+
 async function sampleFor(pid: number, ms: number): Promise<TreeMemory[]> {
   const samples: TreeMemory[] = [];
   for (const end = Date.now() + ms; Date.now() < end; await sleep(250)) samples.push(watchTree(() => pid).stop().last);
@@ -91,11 +98,11 @@ async function main(): Promise<void> {
 
   const results: Figures[] = [];
   for (const [name, checkout] of checkouts) {
-    const embedded = serverEnv(await fs.mkdtemp(path.join(tempRoot, 'embedded-')));
+    const embedded = serverEnv(await freshDir('embedded'));
     results.push(await measure(`${name}, embedded`, checkout, embedded, source));
     const database = await createTestDatabase();
     try {
-      const scaleout = { ...serverEnv(await fs.mkdtemp(path.join(tempRoot, 'url-'))), DATABASE_URL: database.url };
+      const scaleout = { ...serverEnv(await freshDir('url')), DATABASE_URL: database.url };
       results.push(await measure(`${name}, DATABASE_URL`, checkout, scaleout, source));
     } finally {
       await database.drop();
@@ -113,7 +120,6 @@ async function main(): Promise<void> {
 }
 
 const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-memory-'));
-// mkdtemp makes it 0700: as root the embedded Postgres runs as an unprivileged user that must reach it.
 await fs.chmod(tempRoot, 0o755);
 try {
   await main();
