@@ -22,7 +22,10 @@ export class PostgresLocker implements Locker {
   ) {}
 
   static async create(databaseUrl: string, acquireTimeoutMs = 30_000): Promise<PostgresLocker> {
-    const locker = new PostgresLocker(new pg.Pool({ connectionString: databaseUrl, max: 30 }), acquireTimeoutMs);
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 30 });
+    // An idle connection that dies is dropped by the pool; unheard, its 'error' would end the process.
+    pool.on('error', () => undefined);
+    const locker = new PostgresLocker(pool, acquireTimeoutMs);
     const listener = new pg.Client({ connectionString: databaseUrl });
     listener.on('error', () => undefined);
     await listener.connect();

@@ -35,6 +35,9 @@ export async function openDatabase(options: DatabaseOptions, log: Logger): Promi
   // Sizes and offsets are bigint columns; pg hands them back as strings unless told.
   const types = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8 || oid === NUMERIC ? Number : pg.types.getTypeParser(oid, format)) };
   const pool = new pg.Pool({ connectionString, max: 10, types });
+  // An idle connection that dies (the server stops, or ends it just as the pool closes) is
+  // dropped by the pool; without a listener, the pool's 'error' event would end the process.
+  pool.on('error', (error) => log.warn({ err: error.message }, 'idle database connection lost'));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const listen = async (channel: string, onNotify: (payload: string) => void) => {
     // LISTEN needs a connection of its own that stays open, outside the pool.
