@@ -156,7 +156,9 @@ function searchableBy(folder: string, user: RunAs): boolean {
 async function createCluster(dir: string, initdb: string, runAs: RunAs | undefined, log: Logger): Promise<void> {
   const staging = `${dir}.initdb-${process.pid}`;
   await fs.rm(staging, { recursive: true, force: true });
-  await fs.mkdir(staging, { recursive: true, mode: 0o700 });
+  // DATA_DIR with the default mode first: a recursive mkdir would give it the cluster's 0700.
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  await fs.mkdir(staging, { mode: 0o700 });
   if (runAs) await fs.chown(staging, runAs.uid, runAs.gid);
   const started = Date.now();
   const args = ['-D', staging, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-instructions'];

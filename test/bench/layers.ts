@@ -17,6 +17,7 @@ import path from 'node:path';
 import { plainUpload } from './clients.ts';
 import { baseEnv, fmt, GiB, median, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
 import { sleep, startChild, watchProcess, type ChildServer } from './processes.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 interface Variant {
   name: string;
@@ -60,7 +61,7 @@ const variants: Variant[] = [
   server('server+flag', ['--initial-old-space-size=128']),
 ];
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-layers-'));
+const tempRoot = await reachableTempDir('tus-layers-');
 const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-layers-profiles-')) : undefined;
 const children: ChildServer[] = [];
 try {

@@ -69,6 +69,7 @@ import { cameraJpeg } from '../support/imageSamples.ts';
 import { createTestDatabase, createTestEnvironment, type TestEnvironment } from '../support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf } from '../support/uploads.ts';
 import { benchmarkClip } from '../support/videoSamples.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 const IMAGE_TARGET = 0.9;
 const VIDEO_TARGET = 1.1;
@@ -1001,7 +1002,7 @@ export async function runMediaBench(): Promise<MediaBenchResult> {
   const slots = slotList(process.env.MEDIA_BENCH_JOB_SLOTS);
   const withPostgres = intEnv('MEDIA_BENCH_POSTGRES', 0, 0) > 0;
 
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'media-bench-'));
+  const root = await reachableTempDir('media-bench-');
   let recorder: Recorder | undefined;
   let environment: TestEnvironment | undefined;
   let bench: BenchServer | undefined;

@@ -21,6 +21,7 @@ import { plainUpload, settleAndDelete } from './clients.ts';
 import { fmtMiB, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
 import { repoRoot, sleep, startChild } from './processes.ts';
 import { watchTree, type TreeMemory } from './processTree.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 const TARGETS = { firstStart: 300 * MiB, idle: 150 * MiB, uploads: 250 * MiB, idleWithDatabaseUrl: 120 * MiB };
 const UPLOADS = 16;
@@ -68,13 +69,6 @@ async function measure(label: string, checkout: string, env: Record<string, stri
   }
 }
 
-/** A new DATA_DIR; 0755, unlike mkdtemp's 0700: as root the embedded Postgres runs as an unprivileged user that must reach it. */
-async function freshDir(prefix: string): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(tempRoot, `${prefix}-`));
-  await fs.chmod(dir, 0o755);
-  return dir;
-}
-
 async function sampleFor(pid: number, ms: number): Promise<TreeMemory[]> {
   const samples: TreeMemory[] = [];
   for (const end = Date.now() + ms; Date.now() < end; await sleep(250)) samples.push(watchTree(() => pid).stop().last);
@@ -98,11 +92,11 @@ async function main(): Promise<void> {
 
   const results: Figures[] = [];
   for (const [name, checkout] of checkouts) {
-    const embedded = serverEnv(await freshDir('embedded'));
+    const embedded = serverEnv(path.join(tempRoot, `embedded-${results.length}`));
     results.push(await measure(`${name}, embedded`, checkout, embedded, source));
     const database = await createTestDatabase();
     try {
-      const scaleout = { ...serverEnv(await freshDir('url')), DATABASE_URL: database.url };
+      const scaleout = { ...serverEnv(path.join(tempRoot, `url-${results.length}`)), DATABASE_URL: database.url };
       results.push(await measure(`${name}, DATABASE_URL`, checkout, scaleout, source));
     } finally {
       await database.drop();
@@ -119,8 +113,7 @@ async function main(): Promise<void> {
   for (const r of results.filter((r) => r.label.endsWith('DATABASE_URL'))) console.log(`  ${r.label}: idle ${verdict(r.idle, TARGETS.idleWithDatabaseUrl)}`);
 }
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-memory-'));
-await fs.chmod(tempRoot, 0o755);
+const tempRoot = await reachableTempDir('tus-memory-');
 try {
   await main();
 } catch (error) {

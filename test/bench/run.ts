@@ -20,6 +20,7 @@ import path from 'node:path';
 import { plainUpload, settleAndDelete, tusUpload, type Slice } from './clients.ts';
 import { baseEnv, fmt, fmtMiB, GiB, median, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
 import { sleep, startChild, watchProcess, type ChildServer, type Window } from './processes.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 const TARGET_RATIO = 0.9;
 /** Peak RSS may differ by this much between the 256 MiB and the 1 GiB upload and be "flat". */
@@ -215,7 +216,7 @@ async function cleanup(): Promise<void> {
   if (profileDir) console.log(`\nCPU profiles (open in Chrome DevTools or speedscope): ${profileDir}`);
 }
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-'));
+const tempRoot = await reachableTempDir('tus-bench-');
 const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-profiles-')) : undefined;
 const children: ChildServer[] = [];
 let interrupted = false;

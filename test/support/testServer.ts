@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
 import { stopEmbeddedPostgres } from '../../server/db/embeddedPostgres.ts';
 import { startServer, type RunningServer } from '../../server/start.ts';
 import { clamdSocket, createTestBucket, testDatabaseUrl, testS3 } from '../services/env.ts';
+import { reachableTempDir } from './reachableTempDir.ts';
 
 /** The two ways the server runs, as the tests name them. */
 export type Setup = 'embedded' | 'scaleout';
@@ -47,9 +46,7 @@ export interface TestEnvironment {
  * database and a fresh bucket on radosgw. clamd is used in both.
  */
 export async function createTestEnvironment(setup: Setup, overrides: Record<string, string> = {}): Promise<TestEnvironment> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'upload-test-'));
-  // mkdtemp makes it 0700: as root the embedded Postgres runs as an unprivileged user that must reach it.
-  await fs.chmod(dataDir, 0o755);
+  const dataDir = await reachableTempDir('upload-test-');
   const env: Record<string, string> = {
     DATA_DIR: dataDir,
     PORT: '0',
