@@ -55,18 +55,30 @@ const port = 5432;
 /** sockaddr_un's sun_path is 108 bytes on Linux; the socket file is `<dir>/.s.PGSQL.5432`. */
 const maxSocketDir = 107 - `/.s.PGSQL.${port}`.length;
 
-export async function openEmbeddedPostgres({ dataDir, rootRunsAs, log }: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const dir = path.join(dataDir, 'postgres');
-  const ownerFile = path.join(dataDir, 'postgres.owner');
+export async function openEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  const dir = path.join(options.dataDir, 'postgres');
   const running = await runningServer(dir);
-  if (running) {
-    // Its starter is gone (killed without closing): this process stops it when it closes.
-    const orphaned = readOwner(ownerFile) !== running.parentPid || !isAlive(running.parentPid);
-    if (orphaned) await fs.writeFile(ownerFile, String(process.pid));
-    log.info({ dir, pid: running.pid, orphaned }, 'embedded postgres: using the running server');
-    return { url: running.url, dir, close: orphaned ? () => stopServer(running.pid) : async () => {} };
+  if (running) return useRunning(running, dir, options);
+  try {
+    return await startServer(dir, options);
+  } catch (error) {
+    // Another process (a worker started alongside) got there first: its server holds the lock file.
+    const winner = await runningServer(dir);
+    if (!winner) throw error;
+    return useRunning(winner, dir, options);
   }
+}
 
+async function useRunning(running: Running, dir: string, { dataDir, log }: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  const ownerFile = path.join(dataDir, 'postgres.owner');
+  // Its starter is gone (killed without closing): this process stops it when it closes.
+  const orphaned = readOwner(ownerFile) !== running.parentPid || !isAlive(running.parentPid);
+  if (orphaned) await fs.writeFile(ownerFile, String(process.pid));
+  log.info({ dir, pid: running.pid, orphaned }, 'embedded postgres: using the running server');
+  return { url: running.url, dir, close: orphaned ? () => stopServer(running.pid) : async () => {} };
+}
+
+async function startServer(dir: string, { dataDir, rootRunsAs, log }: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const binaries = await postgresBinaries();
   const runAs = process.getuid?.() === 0 ? unprivilegedUser(rootRunsAs, [dir, binaries.postgres]) : undefined;
   if (!existsSync(path.join(dir, 'PG_VERSION'))) await createCluster(dir, binaries.initdb, runAs, log);
@@ -83,7 +95,7 @@ export async function openEmbeddedPostgres({ dataDir, rootRunsAs, log }: Embedde
   closeSync(out);
   const url = socketUrl(socketDir);
   await waitUntilAccepting(url, child, logFile);
-  await fs.writeFile(ownerFile, String(process.pid));
+  await fs.writeFile(path.join(dataDir, 'postgres.owner'), String(process.pid));
   log.info({ dir, pid: child.pid, runAs: runAs?.name }, 'embedded postgres started');
   return { url, dir, close: () => stopServer(child.pid!) };
 }
