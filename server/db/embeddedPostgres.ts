@@ -81,7 +81,12 @@ async function useRunning(running: Running, dir: string, { dataDir, log }: Embed
 async function startServer(dir: string, { dataDir, rootRunsAs, log }: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const binaries = await postgresBinaries();
   const runAs = process.getuid?.() === 0 ? unprivilegedUser(rootRunsAs, [dir, binaries.postgres]) : undefined;
-  if (!existsSync(path.join(dir, 'PG_VERSION'))) await createCluster(dir, binaries.initdb, runAs, log);
+  if (!existsSync(path.join(dir, 'PG_VERSION'))) {
+    if (existsSync(path.join(dataDir, 'db', 'PG_VERSION'))) {
+      log.warn({ dir: path.join(dataDir, 'db') }, 'a PGlite database of an earlier version is left as it is and no longer read: the embedded database is now a Postgres server in DATA_DIR/postgres');
+    }
+    await createCluster(dir, binaries.initdb, runAs, log);
+  }
   const socketDir = dir.length <= maxSocketDir ? dir : await fs.mkdtemp(path.join(os.tmpdir(), 'tus-pg-'));
   if (runAs) await fs.chown(socketDir, runAs.uid, runAs.gid);
 

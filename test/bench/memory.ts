@@ -4,6 +4,8 @@
 // processTree.ts; the targets are judged on it), with PSS and summed RSS alongside.
 // For each case, on a fresh DATA_DIR: the peak from spawn until it answers (first start,
 // including the database's creation), idle (median of 5 s of samples, 10 s after it listens),
+// sampled every 500 ms (smaps reads slow the sampled processes: the upload times printed are
+// those of a server under observation),
 // and the peak while 16 clients upload 64 MiB each with node:http PATCHes (in this process,
 // not counted) until their inspect jobs are done. Cases: the embedded default, and
 // DATABASE_URL against a fresh database on the test Postgres (TEST_DATABASE_URL).
@@ -71,7 +73,7 @@ async function measure(label: string, checkout: string, env: Record<string, stri
 
 async function sampleFor(pid: number, ms: number): Promise<TreeMemory[]> {
   const samples: TreeMemory[] = [];
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(250)) samples.push(watchTree(() => pid).stop().last);
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(500)) samples.push(watchTree(() => pid).stop().last);
   return samples;
 }
 

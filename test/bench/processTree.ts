@@ -78,8 +78,11 @@ function readOrEmpty(file: string): string {
   }
 }
 
-/** Samples the tree of `root` every `intervalMs` until `stop()`: the peak and the last sample. */
-export function watchTree(root: () => number | undefined, intervalMs = 200): { stop(): { peak: TreeMemory; last: TreeMemory } } {
+/**
+ * Samples the tree of `root` every `intervalMs` until `stop()`: the peak and the last sample.
+ * Not more often: reading smaps takes each process's mmap lock and slows the server down.
+ */
+export function watchTree(root: () => number | undefined, intervalMs = 500): { stop(): { peak: TreeMemory; last: TreeMemory } } {
   const empty: TreeMemory = { footprintBytes: 0, pssBytes: 0, rssBytes: 0, processes: 0 };
   let peak = empty;
   let last = empty;
