@@ -1,7 +1,5 @@
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-// sharp must be loaded by the main thread before worker threads load it (lovell/sharp#2263).
-import 'sharp';
 import type { MediaOutcome, MediaTask } from './mediaTypes.ts';
 
 export interface MediaPool {
@@ -20,21 +18,23 @@ export interface MediaPool {
  * a task waiting in its queue would wait for ever.
  */
 export function createMediaPool(threads: number, entry = new URL('./mediaWorker.ts', import.meta.url)): MediaPool {
-  let started: Piscina<MediaTask, MediaOutcome> | undefined;
+  let started: Promise<Piscina<MediaTask, MediaOutcome>> | undefined;
+  // sharp must be loaded by the main thread before worker threads load it (lovell/sharp#2263);
+  // loaded here rather than at import, libvips (~17 MB) stays out of a process that runs no media.
   const pool = () =>
-    (started ??= new Piscina<MediaTask, MediaOutcome>({
+    (started ??= import('sharp').then(() => new Piscina<MediaTask, MediaOutcome>({
       filename: entry.href,
       minThreads: threads,
       maxThreads: threads,
       // The workers load TypeScript through tsx, whatever started this process (tsx, vitest)
       // and whatever the working directory. Only that: the parent's own flags are not passed on,
-      // since a worker refuses V8 flags (`npm start` sets --initial-old-space-size, --expose-gc).
+      // since a worker refuses V8 flags.
       execArgv: ['--import', import.meta.resolve('tsx')],
-    }));
+    })));
   return {
     run: async (task, { signal, onProgress } = {}) => {
       // An image task has no children: aborting it may simply terminate its thread.
-      if (task.kind !== 'video') return pool().run(task, { signal });
+      if (task.kind !== 'video') return (await pool()).run(task, { signal });
       // A video task is cancelled through its port instead, so it kills and reaps its ffmpeg
       // itself; a terminated thread would leave the killed children as zombies.
       signal?.throwIfAborted();
@@ -43,7 +43,7 @@ export function createMediaPool(threads: number, entry = new URL('./mediaWorker.
       const cancel = () => channel.port1.postMessage({ cancel: true });
       signal?.addEventListener('abort', cancel, { once: true });
       try {
-        const outcome = await pool().run({ ...task, port: channel.port2 }, { transferList: [channel.port2] });
+        const outcome = await (await pool()).run({ ...task, port: channel.port2 }, { transferList: [channel.port2] });
         signal?.throwIfAborted();
         return outcome;
       } finally {
@@ -52,7 +52,7 @@ export function createMediaPool(threads: number, entry = new URL('./mediaWorker.
       }
     },
     close: async () => {
-      await started?.destroy();
+      await (await started)?.destroy();
     },
   };
 }

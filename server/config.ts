@@ -11,6 +11,8 @@ export interface Config {
   publicUrl: string | undefined;
   dataDir: string;
   databaseUrl: string | undefined;
+  /** Without DATABASE_URL, as root: the user the embedded Postgres runs as (it refuses root). */
+  embeddedPostgresUser: string;
   s3: S3Config | undefined;
   clamd: ClamdConfig | undefined;
   scan: 'required' | 'off';
@@ -178,6 +180,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     publicUrl: read.url('PUBLIC_URL'),
     dataDir,
     databaseUrl: read.string('DATABASE_URL'),
+    embeddedPostgresUser: read.string('EMBEDDED_POSTGRES_USER') ?? 'nobody',
     s3: s3Bucket
       ? {
           bucket: s3Bucket,
@@ -228,6 +231,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
       maxHeaderSize: read.size('MAX_HEADER_SIZE', 16 * 1024, 1024),
     },
   };
+  if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
     for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);

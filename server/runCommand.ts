@@ -29,7 +29,7 @@ export async function runCommand<Args>(
     const log = createLogger(config.logLevel, 'stderr').child({ command: name });
     const database = await openDatabase(config, log);
     try {
-      code = await run({ db: database.db, config, storage: createStorage(config), log }, args);
+      code = await run({ db: database.db, config, storage: await createStorage(config), log }, args);
     } finally {
       await database.close();
     }

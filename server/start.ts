@@ -28,7 +28,7 @@ export interface Services {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
-  const storage = createStorage(config);
+  const storage = await createStorage(config);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
@@ -67,7 +67,9 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const services = await openServices(config, log);
   const { context, database, scanner } = services;
-  const locker = database.kind === 'postgres' && config.databaseUrl ? await PostgresLocker.create(config.databaseUrl, log.child({ part: 'locks' })) : undefined;
+  // Locks in Postgres, also for the embedded one (over its socket URL): another server or a
+  // worker may share it. All of this instance's locks go over one lock session.
+  const locker = await PostgresLocker.create(database.url, log.child({ part: 'locks' }));
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's
@@ -87,9 +89,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   );
   if (!scanner) log.warn('virus scanning is off: set CLAMD_SOCKET or CLAMD_HOST to scan every upload');
   if (config.auth.mode === 'open') log.warn(openWarning);
-  // PGlite's start leaves ~300 MB of dead buffers; `npm start` exposes gc so they go now, not
-  // after the first uploads (see the bench notes in the README).
-  if (database.kind === 'pglite') (globalThis as { gc?: () => void }).gc?.();
 
   return {
     url,
@@ -103,7 +102,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       stopCleanup?.();
       await runner?.stop();
       await services.pool.close();
-      await locker?.close();
+      await locker.close();
       await database.close();
     },
   };

@@ -1,4 +1,4 @@
-import { MemoryLocker, Server } from '@tus/server';
+import { Server } from '@tus/server';
 import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
@@ -13,12 +13,12 @@ import { fixHeadResponses } from './tusProtocol.ts';
 export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
-export function createTusServer(context: HookContext, locker: Locker | undefined): Server {
+export function createTusServer(context: HookContext, locker: Locker): Server {
   const { config, db, storage, log } = context;
   const server: Server = new Server({
     path: tusPath,
     datastore: storage.datastore,
-    locker: locker ?? new MemoryLocker(),
+    locker,
     // Finished uploads are removed with DELETE /api/uploads/:id, which also drops their outputs.
     disableTerminationForFinishedUploads: true,
     postReceiveInterval: 1000,

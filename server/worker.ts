@@ -1,13 +1,12 @@
-import { ConfigError } from './config.ts';
 import { runProcess } from './runProcess.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
 import { createJobRunner, openServices } from './start.ts';
 
-/** `npm run worker`: the job runner and the cleanup, against the same Postgres and store as the servers. */
+/**
+ * `npm run worker`: the job runner and the cleanup, against the same Postgres and store as the
+ * servers; without DATABASE_URL, the embedded Postgres under DATA_DIR (shared with `npm start`).
+ */
 await runProcess('worker', async (config, log) => {
-  if (!config.databaseUrl) {
-    throw new ConfigError(['DATABASE_URL: a worker process needs a Postgres server shared with the servers (the embedded database lives inside `npm start`)']);
-  }
   const services = await openServices(config, log);
   const runner = createJobRunner(services);
   await runner.start();

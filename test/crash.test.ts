@@ -379,6 +379,7 @@ describe('process lifecycle', () => {
       ['S3_PART_SIZE=1', { S3_BUCKET: 'uploads', S3_PART_SIZE: '1' }, [/S3_PART_SIZE: "1"/]],
       // Read as milliseconds this would be 86 seconds, not the day meant.
       ['UPLOAD_EXPIRES_AFTER=86400 (no unit)', { UPLOAD_EXPIRES_AFTER: '86400' }, [/UPLOAD_EXPIRES_AFTER: "86400" has no unit/]],
+      ['EMBEDDED_POSTGRES_USER with DATABASE_URL', { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', EMBEDDED_POSTGRES_USER: 'nobody' }, [/EMBEDDED_POSTGRES_USER: /]],
       ['all three at once', { PORT: 'abc', SCAN: 'required', S3_BUCKET: 'uploads', S3_PART_SIZE: '1' }, [/PORT: "abc"/, /SCAN: /, /S3_PART_SIZE: "1"/]],
     ];
     it.each(cases)('%s: exit code 1 and stderr names the setting', async (_name, env, expected) => {
@@ -387,13 +388,7 @@ describe('process lifecycle', () => {
       for (const pattern of expected) expect(result.stderr).toMatch(pattern);
       // Nothing was started: no database, no listening socket.
       expect(result.stdout).not.toContain('"listening"');
-      await expect(fs.access(path.join(dataDir, 'db'))).rejects.toThrow();
-    }, 120_000);
-
-    it('a worker without DATABASE_URL: exit code 1 naming DATABASE_URL', async () => {
-      const result = await runUntilExit('server/worker.ts', { DATA_DIR: dataDir });
-      expect(result.code, result.describe).toBe(1);
-      expect(result.stderr).toMatch(/DATABASE_URL/);
+      await expect(fs.access(path.join(dataDir, 'postgres'))).rejects.toThrow();
     }, 120_000);
   });
 });

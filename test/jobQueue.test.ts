@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -11,16 +9,16 @@ import { changeStatus, createUpload, findUpload } from '../server/db/records.ts'
 import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
 import { JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
 import { createLogger } from '../server/log.ts';
-import { createTestDatabase } from './support/testServer.ts';
+import { createTestDatabase, createTestEnvironment } from './support/testServer.ts';
 import { eventually } from './support/eventually.ts';
 
-type Backend = 'postgres' | 'pglite';
+type Backend = 'postgres' | 'embedded';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL as 'info' | undefined) ?? 'silent');
 const allKinds: JobKind[] = ['inspect', 'image', 'video'];
 
 
-describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
+describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) => {
   let database: OpenDatabase;
   let dispose: () => Promise<void>;
   const runners: JobRunner[] = [];
@@ -28,14 +26,14 @@ describe.each<Backend>(['postgres', 'pglite'])('job queue on %s', (backend) => {
   beforeAll(async () => {
     if (backend === 'postgres') {
       const testDb = await createTestDatabase();
-      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir() }, log);
+      database = await openDatabase({ databaseUrl: testDb.url, dataDir: os.tmpdir(), embeddedPostgresUser: 'nobody' }, log);
       dispose = testDb.drop;
     } else {
-      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'jobqueue-pglite-'));
-      database = await openDatabase({ databaseUrl: undefined, dataDir: dir }, log);
-      dispose = () => fs.rm(dir, { recursive: true, force: true });
+      const environment = await createTestEnvironment('embedded');
+      database = await openDatabase(environment.config(), log);
+      dispose = environment.destroy;
     }
-    expect(database.kind).toBe(backend);
+    expect(database.describe).toMatch(backend === 'embedded' ? /^embedded postgres / : /^postgres /);
     await migrateToLatest(database.db);
   });
   afterAll(async () => {

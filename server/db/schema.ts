@@ -14,7 +14,7 @@ export type JobKind = (typeof jobKinds)[number];
 
 /** A nullable column that inserts may leave out. */
 type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;
-// JSON goes in as text: pg and PGlite serialise objects differently, a string means the same to both.
+// JSON goes in as text: a string means the same whatever the driver does with objects.
 type Json<T extends object | null> = JSONColumnType<T>;
 type MaybeJson<T extends object> = ColumnType<T | null, string | null | undefined, string | null>;
 

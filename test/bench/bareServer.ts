@@ -12,8 +12,6 @@
 // (+ @tus/file-store's counting Transform), `web` (+ the Node→web→Node round trip: srvx's
 // Readable.toWeb(req), @tus/server's Readable.fromWeb), `tus` (+ @tus/server's PassThrough
 // proxy with its POST_RECEIVE 'data' listener and StreamLimiter: the whole writeToStore chain).
-// BARE_PGLITE=1 also opens (and migrates) the server's embedded PGlite database in this
-// process and leaves it idle: it changes nothing on the upload path but the JS heap's size.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -31,13 +29,6 @@ if (!dir) {
   process.exit(1);
 }
 await fs.mkdir(dir, { recursive: true });
-if (process.env.BARE_PGLITE === '1') {
-  const { migrateToLatest, openDatabase } = await import('../../server/db/database.ts');
-  const { createLogger } = await import('../../server/log.ts');
-  const database = await openDatabase({ databaseUrl: undefined, dataDir: `${dir}-db` }, createLogger('silent'));
-  await migrateToLatest(database.db);
-  process.once('exit', () => void database.close());
-}
 const chains = ['pipe', 'store', 'web', 'tus'] as const;
 const chain = (process.env.BARE_CHAIN ?? 'pipe') as (typeof chains)[number];
 if (!chains.includes(chain)) {

@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import * as tus from 'tus-js-client';
+import { sleep } from './processes.ts';
 
 export interface Slice {
   file: string;
@@ -76,4 +77,20 @@ export function send(
     if (body) pipeline(body, req).catch(reject);
     else req.end();
   });
+}
+
+/** Waits until the inspect job is done with an upload, then deletes it (bytes and all). */
+export async function settleAndDelete(baseUrl: string, id: string): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const res = await fetch(`${baseUrl}/api/uploads/${id}`);
+    if (!res.ok) throw new Error(`status of ${id}: ${res.status} ${await res.text()}`);
+    const { status } = (await res.json()) as { status: string };
+    if (!['uploading', 'received', 'inspecting', 'processing'].includes(status) || process.env.BENCH_RUN_JOBS === 'false') break;
+    if (Date.now() > deadline) throw new Error(`upload ${id} still ${status} after 180 s`);
+    await sleep(100);
+  }
+  const res = await fetch(`${baseUrl}/api/uploads/${id}`, { method: 'DELETE' });
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`DELETE ${id}: ${res.status}`);
 }

@@ -4,8 +4,7 @@
 //   bare store   + @tus/file-store's counting Transform
 //   bare web     + Readable.toWeb(req) (srvx) and Readable.fromWeb (@tus/server)
 //   bare tus     + @tus/server's PassThrough proxy, 'data' listener and StreamLimiter
-//   bare tus+pglite  the same with the server's PGlite database open (idle) in the process
-//   server       the real server (Koa, @tus/server, FileStore, PGlite), same node:http client
+//   server       the real server (Koa, @tus/server, FileStore, embedded Postgres), same node:http client
 //   server+flag  the same with `node --initial-old-space-size=128` (see the README's benchmark notes)
 // Each row: throughput, the CPU the server process used per GiB (user + system, all threads;
 // on this noisy 2-core machine steadier than the throughput) and its full GCs per GiB.
@@ -18,6 +17,7 @@ import path from 'node:path';
 import { plainUpload } from './clients.ts';
 import { baseEnv, fmt, GiB, median, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
 import { sleep, startChild, watchProcess, type ChildServer } from './processes.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 interface Variant {
   name: string;
@@ -37,10 +37,9 @@ const deleteUpload = async (child: ChildServer, url: string) => {
   await res.arrayBuffer();
   if (!res.ok) throw new Error(`DELETE ${url}: ${res.status}`);
 };
-const bare = (chain: string, pglite = false): Variant => ({
-  name: `bare ${chain}${pglite ? '+pglite' : ''}`,
-  start: (dir, nodeArgs) =>
-    startChild(`bare-${chain}`, 'test/bench/bareServer.ts', { ...baseEnv(), BARE_DIR: dir, BARE_CHAIN: chain, BARE_PGLITE: pglite ? '1' : '0' }, nodeArgs),
+const bare = (chain: string): Variant => ({
+  name: `bare ${chain}`,
+  start: (dir, nodeArgs) => startChild(`bare-${chain}`, 'test/bench/bareServer.ts', { ...baseEnv(), BARE_DIR: dir, BARE_CHAIN: chain }, nodeArgs),
   upload: (child, slice) => plainUpload(child.url, slice),
   clean: (_child, dir) => removeAll(dir),
 });
@@ -58,12 +57,11 @@ const variants: Variant[] = [
   bare('store'),
   bare('web'),
   bare('tus'),
-  bare('tus', true),
   server('server', serverArgs),
   server('server+flag', ['--initial-old-space-size=128']),
 ];
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-layers-'));
+const tempRoot = await reachableTempDir('tus-layers-');
 const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-layers-profiles-')) : undefined;
 const children: ChildServer[] = [];
 try {

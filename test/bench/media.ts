@@ -11,7 +11,7 @@
 //             soon as its last one is back, so every thread is always busy. Same code, same
 //             settings, same threads: the ratio isolates what the pipeline adds around the processor.
 //   pipeline  the real server (`startServer`) in this process on the embedded default: folder store
-//             + PGlite, job runner on, JOB_POLL_INTERVAL 1s (the production default), SCAN=off (the
+//             + embedded Postgres, job runner on, JOB_POLL_INTERVAL 1s (the production default), SCAN=off (the
 //             comparison is about processing; no clamd). All 20 are uploaded at once with
 //             tus-js-client; throughput = 20 / (last readyAt − first finishedAt), from the status API.
 //   sharp     (MEDIA_BENCH_SHARP_LOOP=1) a bare sharp loop on the main thread, WORKER_THREADS at a
@@ -28,7 +28,7 @@
 //
 // CPU seconds are printed next to wall seconds: on a shared, noisy box they show whether the
 // pipeline did more *work*, whatever the neighbours did. "main" is this process's main thread
-// (server, PGlite, tus client, bench), "threads" everything else in the process (pool threads,
+// (server, tus client, bench; the embedded Postgres is a separate process), "threads" everything else in the process (pool threads,
 // libvips and libuv threads), ffmpeg's own CPU is counted separately.
 //
 // Settings (environment):
@@ -45,8 +45,7 @@
 //                                  turn. Video uses the first. Unset: the server's runner, as is.
 //   MEDIA_BENCH_POSTGRES=0         1: the server uses a fresh database on the test Postgres server
 //                                  (test/services/postgres.sh; dropped at the end) instead of
-//                                  PGlite, folder store unchanged: how much of the pipeline's own
-//                                  CPU is the embedded database's
+//                                  the embedded Postgres, folder store unchanged
 //   WORKER_THREADS                 as for the server (default: the number of CPUs)
 //
 // Exits non-zero only on an error (an upload not `ready`, a processor failure); a missed target is
@@ -70,6 +69,7 @@ import { cameraJpeg } from '../support/imageSamples.ts';
 import { createTestDatabase, createTestEnvironment, type TestEnvironment } from '../support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf } from '../support/uploads.ts';
 import { benchmarkClip } from '../support/videoSamples.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 const IMAGE_TARGET = 0.9;
 const VIDEO_TARGET = 1.1;
@@ -1002,7 +1002,7 @@ export async function runMediaBench(): Promise<MediaBenchResult> {
   const slots = slotList(process.env.MEDIA_BENCH_JOB_SLOTS);
   const withPostgres = intEnv('MEDIA_BENCH_POSTGRES', 0, 0) > 0;
 
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'media-bench-'));
+  const root = await reachableTempDir('media-bench-');
   let recorder: Recorder | undefined;
   let environment: TestEnvironment | undefined;
   let bench: BenchServer | undefined;
@@ -1030,7 +1030,7 @@ export async function runMediaBench(): Promise<MediaBenchResult> {
         `(concurrency ${sharp.concurrency()}), UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     );
     console.log(
-      `server ${bench.server.url} in this process: folder store + ${database ? `Postgres (${bench.server.services.database.describe})` : 'PGlite'}, ` +
+      `server ${bench.server.url} in this process: folder store + ${database ? `Postgres (${bench.server.services.database.describe})` : 'embedded Postgres'}, ` +
         `SCAN=off, JOB_POLL_INTERVAL 1s; temp ${root}`,
     );
     const images = rounds > 0 ? await imageSection(root, bench, count, rounds, slots, withSharpLoop) : undefined;

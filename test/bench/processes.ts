@@ -33,10 +33,10 @@ export async function startChild(
   script: string,
   env: Record<string, string>,
   nodeArgs: string[] = [],
-  timeoutMs = 60_000,
+  { timeoutMs = 60_000, cwd = repoRoot, onSpawn }: { timeoutMs?: number; cwd?: string; onSpawn?: (pid: number) => void } = {},
 ): Promise<ChildServer> {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
-    cwd: repoRoot,
+    cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -72,6 +72,7 @@ export async function startChild(
 
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${name}: could not start ${script}`);
+  onSpawn?.(pid);
   const deadline = Date.now() + timeoutMs;
   let url: string | undefined;
   while (!url) {

@@ -1,5 +1,5 @@
 // `npm run bench`: upload throughput and peak RSS of the real server (embedded setup: folder
-// store + PGlite, no clamd) against a bare Node server that only pipes the body to a file,
+// store + embedded Postgres, no clamd) against a bare Node server that only pipes the body to a file,
 // both child processes measured in the same run. Prints figures and ratios; exits non-zero on
 // an error, never because a target was missed (it reports those).
 //
@@ -17,7 +17,8 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { plainUpload, tusUpload, type Slice } from './clients.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
+import { plainUpload, settleAndDelete, tusUpload, type Slice } from './clients.ts';
 import { baseEnv, benchServerNodeArgs, fmt, fmtMiB, GiB, median, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
 import { runBench, sleep, startChild, watchProcess, type ChildServer, type Window } from './processes.ts';
 
@@ -74,11 +75,11 @@ async function main(): Promise<void> {
   children.push(server);
   console.log(`bare server   pid ${bare.pid} ${bare.url} (test/bench/bareServer.ts: request piped to fs.createWriteStream)`);
   console.log(
-    `real server   pid ${server.pid} ${server.url} (node ${[...serverNodeArgs, '--import tsx'].join(' ')} server/main.ts: folder store + PGlite, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
+    `real server   pid ${server.pid} ${server.url} (node ${[...serverNodeArgs, '--import tsx'].join(' ')} server/main.ts: folder store + embedded Postgres, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
   );
   const idle = { bare: rssOf(bare.pid), server: rssOf(server.pid) };
 
-  // Warm-up (not measured): JIT, first PGlite queries, connections.
+  // Warm-up (not measured): JIT, first queries, connections.
   const warm: Workload = { key: 'warm', label: 'warm-up', count: 2, size: 16 * MiB };
   await runOnce('bare', warm, bare, bareDir, source);
   await runOnce('server', warm, server, serverDir, source);
@@ -133,22 +134,6 @@ async function runOnce(side: Side, workload: Workload, child: ChildServer, dataD
   }
   const bytes = workload.count * workload.size;
   return { workload, side, seconds, mbps: bytes / 1e6 / seconds, window, clientCpuSeconds: (cpu.user + cpu.system) / 1e6, markCompacts, after };
-}
-
-/** Waits until the inspect job is done with an upload, then deletes it (bytes and all). */
-async function settleAndDelete(baseUrl: string, id: string): Promise<void> {
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    const res = await fetch(`${baseUrl}/api/uploads/${id}`);
-    if (!res.ok) throw new Error(`status of ${id}: ${res.status} ${await res.text()}`);
-    const { status } = (await res.json()) as { status: string };
-    if (!['uploading', 'received', 'inspecting', 'processing'].includes(status) || process.env.BENCH_RUN_JOBS === 'false') break;
-    if (Date.now() > deadline) throw new Error(`upload ${id} still ${status} after 180 s`);
-    await sleep(100);
-  }
-  const res = await fetch(`${baseUrl}/api/uploads/${id}`, { method: 'DELETE' });
-  await res.arrayBuffer();
-  if (!res.ok) throw new Error(`DELETE ${id}: ${res.status}`);
 }
 
 function report(runs: Run[], idle: { bare: number; server: number }): void {
@@ -226,7 +211,7 @@ async function cleanup(): Promise<void> {
   if (profileDir) console.log(`\nCPU profiles (open in Chrome DevTools or speedscope): ${profileDir}`);
 }
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-'));
+const tempRoot = await reachableTempDir('tus-bench-');
 const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-profiles-')) : undefined;
 const children: ChildServer[] = [];
 await runBench(main, children, cleanup);

@@ -1,7 +1,7 @@
 // `npm run bench` (last part), or `npx tsx test/bench/slowUploads.ts`: many concurrent slow
 // uploads on ONE server instance, on Postgres (a fresh database on the test server, upload locks
-// from server/postgresLocker.ts) against the embedded default (PGlite, in-memory locks) as the
-// baseline, both child processes in the same run, both with the folder store, SCAN=off and
+// from server/postgresLocker.ts) against the embedded default (the Postgres server the process
+// runs, the same PostgresLocker over its Unix socket) as the baseline, both child processes in the same run, both with the folder store, SCAN=off and
 // RUN_JOBS=false (an upload-only server). Reports time against the ideal (the trickle alone),
 // the Postgres/embedded ratio, the most database connections seen (pg_stat_activity, sampled),
 // the most advisory locks held, the most PATCHes in flight, and whether every stored file is
@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { testDatabaseUrl } from '../services/env.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
 import { benchServerNodeArgs, fmt, MiB, positiveInt, serverEnv, settleDisk } from './common.ts';
 import { sampleSessions, type SessionPeaks } from './databaseSessions.ts';
@@ -33,7 +34,7 @@ const TARGET_CONNECTIONS = 10;
  * the ideal.
  */
 const rampMs = 1;
-/** PGlite's first start (initdb) is slow on a busy machine. */
+/** The embedded Postgres's first start (initdb) is slow on a busy machine. */
 const startTimeoutMs = 180_000;
 const scale = positiveInt('BENCH_SCALE', 1);
 
@@ -70,11 +71,11 @@ async function main(): Promise<void> {
   const nodeArgs = await benchServerNodeArgs();
   const dirs = { embedded: path.join(tempRoot, 'embedded'), postgres: path.join(tempRoot, 'postgres') };
   const servers: Record<Side, ChildServer> = {
-    embedded: await startChild('embedded', 'server/main.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, startTimeoutMs),
-    postgres: await startChild('postgres', 'server/main.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, startTimeoutMs),
+    embedded: await startChild('embedded', 'server/main.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, { timeoutMs: startTimeoutMs }),
+    postgres: await startChild('postgres', 'server/main.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, { timeoutMs: startTimeoutMs }),
   };
   children.push(servers.embedded, servers.postgres);
-  console.log(`embedded  pid ${servers.embedded.pid} ${servers.embedded.url} (PGlite, folder store)`);
+  console.log(`embedded  pid ${servers.embedded.pid} ${servers.embedded.url} (embedded Postgres, folder store)`);
   console.log(`postgres  pid ${servers.postgres.pid} ${servers.postgres.url} (DATABASE_URL ${testDatabaseUrl.replace(/\/[^/]*$/, '')}/${databaseName}, folder store)`);
 
   const results: { workload: Workload; runs: Record<Side, Run> }[] = [];
@@ -165,7 +166,7 @@ async function cleanup(): Promise<void> {
   await fs.rm(tempRoot, { recursive: true, force: true });
 }
 
-const tempRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'tus-slow-bench-'));
+const tempRoot = await reachableTempDir('tus-slow-bench-');
 const children: ChildServer[] = [];
 const drops: (() => Promise<void>)[] = [];
 await runBench(main, children, cleanup);

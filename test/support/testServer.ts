@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
+import { stopEmbeddedPostgres } from '../../server/db/embeddedPostgres.ts';
 import { startServer, type RunningServer } from '../../server/start.ts';
 import { clamdSocket, createTestBucket, testDatabaseUrl, testS3 } from '../services/env.ts';
+import { reachableTempDir } from './reachableTempDir.ts';
 
 /** The two ways the server runs, as the tests name them. */
 export type Setup = 'embedded' | 'scaleout';
@@ -46,7 +46,7 @@ export interface TestEnvironment {
  * database and a fresh bucket on radosgw. clamd is used in both.
  */
 export async function createTestEnvironment(setup: Setup, overrides: Record<string, string> = {}): Promise<TestEnvironment> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'upload-test-'));
+  const dataDir = await reachableTempDir('upload-test-');
   const env: Record<string, string> = {
     DATA_DIR: dataDir,
     PORT: '0',
@@ -78,6 +78,8 @@ export async function createTestEnvironment(setup: Setup, overrides: Record<stri
     config: (more = {}) => loadConfig({ ...env, ...more }),
     destroy: async () => {
       await dropDatabase?.();
+      // A server process the test SIGKILLed leaves its embedded Postgres running.
+      await stopEmbeddedPostgres(dataDir);
       await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
