@@ -9,7 +9,7 @@ import { testS3Client } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
 import { freePort } from './support/freePort.ts';
 import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
-import { killAll, startServerProcess, startWorkerProcess, type ChildUnderTest, type ServerProcess, type WorkerProcess } from './support/processes.ts';
+import { killAll, startServerProcess, startWorkerProcess, type ServerProcess, type WorkerProcess } from './support/processes.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, type TestEnvironment } from './support/testServer.ts';
 import { createTusUpload, headOffset } from './support/tusRequests.ts';
@@ -66,9 +66,6 @@ describe('drills (scaleout)', () => {
     return sha256(Buffer.from(await res.arrayBuffer()));
   }
 
-  const requestLines = (processes: ChildUnderTest[], method: string, id: string) =>
-    processes.flatMap((p) => p.logs.filter((l) => l.msg === 'request' && l.method === method && l.path === `/files/${id}`));
-
   it(`server SIGKILLed ${kills} times mid-upload: tus-js-client resumes each time, the file ends whole and ready`, async () => {
     // One port for every server process: the upload URL tus-js-client resumes names it.
     const env = { ...environment.env, PORT: String(await freePort()) };
@@ -82,12 +79,17 @@ describe('drills (scaleout)', () => {
     const restartMs: number[] = [];
     let restarting: Promise<void> | undefined;
     let restartFailed: unknown;
+    // tus-js-client resumes with a HEAD of the upload URL; counted as the client saw them answered.
+    let resumes = 0;
     const upload = tusUpload(servers[0]!.url, data, {
       filename: 'drill.pdf',
       filetype: 'application/pdf',
       chunkSize: 512 * 1024,
       // A minute, to outlast a restart on a busy machine; tus-js-client starts them over after any progress.
       retryDelays: Array.from({ length: 120 }, () => 500),
+      onResponse: (method) => {
+        if (method === 'HEAD') resumes += 1;
+      },
       onProgress: (sent) => {
         const next = killAt[killedAtBytes.length];
         if (restarting || next === undefined || sent < next) return;
@@ -116,10 +118,9 @@ describe('drills (scaleout)', () => {
     expect(status).toMatchObject({ status: 'ready', size: data.length, sha256: sha256(data) });
     expect(await downloadedSha256(server.url, id)).toBe(sha256(data));
 
-    // tus-js-client resumes with a HEAD of the upload URL: at least one after each kill.
-    const resumes = requestLines(servers, 'HEAD', id).length;
+    // At least one resume after each kill.
     expect(resumes).toBeGreaterThanOrEqual(kills);
-    const patches = requestLines(servers, 'PATCH', id).length;
+    const patches = servers.flatMap((p) => p.logs.filter((l) => l.msg === 'request' && l.method === 'PATCH' && l.path === `/files/${id}`)).length;
     console.info(`[drill] server SIGKILL: ${kills} kills at bytes ${killedAtBytes.join(', ')} of ${data.length}; ${resumes} resumes (HEAD), ${patches} PATCHes answered; restarts took ${Math.min(...restartMs)}–${Math.max(...restartMs)} ms; sha256 whole, ready`);
     await Promise.all([server.kill('SIGTERM'), worker.kill('SIGTERM')]);
   }, 150_000);
@@ -183,14 +184,14 @@ describe('drills (scaleout)', () => {
     workers.push(lastWorker);
     for (const id of ids) expect((await waitUntilSettled(server.url, id, 120_000)).status).toBe('ready');
 
-    // Every job done, each logged 'job done' exactly once across every worker that ever ran.
+    // Every job done, none logged 'job done' twice across every worker that ever ran. A job may
+    // have no line: committed just as its worker was killed (the kill aims at another job of it).
     const jobs = await jobsOf(ids);
     expect(jobs.map((j) => j.status)).toEqual(Array(uploads.length * 2).fill('done'));
     const doneLines = workers.flatMap((w) => w.logs.filter((l) => l.msg === 'job done' && ids.includes(l.upload as string)));
-    const doneCounts = new Map<string, number>();
-    for (const line of doneLines) doneCounts.set(String(line.job), (doneCounts.get(String(line.job)) ?? 0) + 1);
-    expect([...doneCounts.values()]).toEqual(Array(jobs.length).fill(1));
-    expect([...doneCounts.keys()].sort()).toEqual(jobs.map((j) => String(j.id)).sort());
+    const doneJobs = doneLines.map((l) => String(l.job));
+    expect(doneJobs.length).toBe(new Set(doneJobs).size);
+    const unlogged = jobs.length - doneJobs.length;
 
     // One outputs row per (upload, name), and in the bucket one object per output, nothing else.
     const { rows: outputs } = await db.query<{ upload_id: string; name: string; storage_key: string }>(
@@ -208,7 +209,7 @@ describe('drills (scaleout)', () => {
     const killedKinds = killed.map((j) => j.kind);
     console.info(
       `[drill] worker SIGKILL: ${kills} kills mid-job (${['inspect', 'image', 'video'].map((k) => `${k} ${killedKinds.filter((x) => x === k).length}`).join(', ')}); ` +
-        `${jobs.length} jobs, ${reRuns} re-runs after a kill, 'job done' once each; ${outputs.length} outputs rows, ${Contents.length} objects, duplicates 0`,
+        `${jobs.length} jobs, ${reRuns} re-runs after a kill, 'job done' never twice (${unlogged} committed as their worker died); ${outputs.length} outputs rows, ${Contents.length} objects, duplicates 0`,
     );
     await Promise.all([lastWorker.kill('SIGTERM'), server.kill('SIGTERM')]);
   }, 240_000);

@@ -19,6 +19,8 @@ export interface UploadOptions {
   pauseBeforeEachRequestMs?: number;
   /** Told the upload's offset plus the bytes of the running request sent so far, as they go. */
   onProgress?: (bytesSent: number) => void;
+  /** Told of every answer the server gave (method and status), e.g. to count resumes (HEAD). */
+  onResponse?: (method: string, status: number) => void;
 }
 
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
@@ -37,6 +39,7 @@ export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions
       onBeforeRequest: options.pauseBeforeEachRequestMs ? () => new Promise((r) => setTimeout(r, options.pauseBeforeEachRequestMs)) : undefined,
       metadata,
       headers: options.headers,
+      onAfterResponse: options.onResponse ? (req, res) => options.onResponse!(req.getMethod(), res.getStatus()) : undefined,
       onProgress: (bytesSent) => {
         sent = bytesSent;
         options.onProgress?.(bytesSent);
