@@ -84,6 +84,8 @@ export interface HttpLimits {
   requestTimeoutMs: number;
   /** Requests that carry upload bytes end after this long without a byte. */
   patchIdleTimeoutMs: number;
+  /** How long a stopping server lets requests under way (slow PATCHes) finish before it closes their connections. */
+  shutdownGraceMs: number;
   maxHeaderSize: number;
 }
 
@@ -228,6 +230,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
       headersTimeoutMs: read.duration('HEADERS_TIMEOUT', 20_000),
       requestTimeoutMs: read.duration('REQUEST_TIMEOUT', 30_000),
       patchIdleTimeoutMs: read.duration('PATCH_IDLE_TIMEOUT', 60_000),
+      shutdownGraceMs: read.duration('SHUTDOWN_GRACE', 10_000),
       maxHeaderSize: read.size('MAX_HEADER_SIZE', 16 * 1024, 1024),
     },
   };

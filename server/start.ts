@@ -8,6 +8,7 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.ts';
 import { createHttpServer } from './httpServer.ts';
+import { stoppableHandler } from './httpShutdown.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
 import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
@@ -79,7 +80,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;
 
-  const http = createHttpServer(app.callback(), config.http).listen(config.port, config.host);
+  const handler = stoppableHandler(app.callback());
+  const http = createHttpServer(handler.listener, config.http).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => http.once('listening', resolve).once('error', reject));
   const { port } = http.address() as AddressInfo;
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
@@ -95,10 +97,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     services,
     runner,
     close: async () => {
-      await new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeIdleConnections();
-      });
+      // Not http.close() alone: it waits for every busy connection, and a trickling PATCH may never end.
+      await handler.stop(http, config.http.shutdownGraceMs, log);
       stopCleanup?.();
       await runner?.stop();
       await services.pool.close();

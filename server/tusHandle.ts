@@ -39,7 +39,9 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   const response = await tus.handleWeb(request);
   // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
   if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
-  await sendNodeResponse(res, response);
+  // srvx waits for res.end()'s callback, which never comes once the connection is gone (the
+  // client dropped it, or a stopping server closed it): the request would never be over.
+  await Promise.race([sendNodeResponse(res, response), new Promise<void>((resolve) => finished(res, () => resolve()))]);
 }
 
 /** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */

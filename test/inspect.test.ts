@@ -11,6 +11,7 @@ import type { ClamdConfig } from '../processors/clamd.ts';
 import { ClamdUnreachableError, ScanError, StreamTooLargeError, createScanner } from '../processors/clamd.ts';
 import { inspectStream } from '../processors/inspect.ts';
 import { clamdHost, clamdPort, clamdSocket, servicesDir } from './services/env.ts';
+import { freePort } from './support/freePort.ts';
 import { serviceScript } from './support/serviceScripts.ts';
 
 const MiB = 1024 * 1024;
@@ -329,17 +330,6 @@ describe('scan failures', () => {
 });
 
 // --- helpers for fake clamds --------------------------------------------------------------
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface FakeClamd {
   config: ClamdConfig;

@@ -17,6 +17,10 @@ export interface UploadOptions {
   retryDelays?: number[];
   /** Waits this long before each request, to keep an upload of many chunks going for a while. */
   pauseBeforeEachRequestMs?: number;
+  /** Told the upload's offset plus the bytes of the running request sent so far, as they go. */
+  onProgress?: (bytesSent: number) => void;
+  /** Told of every answer the server gave (method and status), e.g. to count resumes (HEAD). */
+  onResponse?: (method: string, status: number) => void;
 }
 
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
@@ -35,8 +39,10 @@ export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions
       onBeforeRequest: options.pauseBeforeEachRequestMs ? () => new Promise((r) => setTimeout(r, options.pauseBeforeEachRequestMs)) : undefined,
       metadata,
       headers: options.headers,
+      onAfterResponse: options.onResponse ? (req, res) => options.onResponse!(req.getMethod(), res.getStatus()) : undefined,
       onProgress: (bytesSent) => {
         sent = bytesSent;
+        options.onProgress?.(bytesSent);
         if (options.abortAfterBytes !== undefined && bytesSent >= options.abortAfterBytes) {
           // abort(false) drops the request like a lost connection; the upload stays resumable.
           void upload.abort(false).then(() => resolve({ url: upload.url ?? '', aborted: true, sent }));
