@@ -118,8 +118,9 @@ describe('drills (scaleout)', () => {
     expect(status).toMatchObject({ status: 'ready', size: data.length, sha256: sha256(data) });
     expect(await downloadedSha256(server.url, id)).toBe(sha256(data));
 
-    // At least one resume after each kill.
-    expect(resumes).toBeGreaterThanOrEqual(kills);
+    // The client resumed (HEAD answered). Not once per kill: a PATCH's progress counts bytes the
+    // kernel took, so a second kill can land before the client has noticed the first.
+    expect(resumes).toBeGreaterThan(0);
     const patches = servers.flatMap((p) => p.logs.filter((l) => l.msg === 'request' && l.method === 'PATCH' && l.path === `/files/${id}`)).length;
     console.info(`[drill] server SIGKILL: ${kills} kills at bytes ${killedAtBytes.join(', ')} of ${data.length}; ${resumes} resumes (HEAD), ${patches} PATCHes answered; restarts took ${Math.min(...restartMs)}–${Math.max(...restartMs)} ms; sha256 whole, ready`);
     await Promise.all([server.kill('SIGTERM'), worker.kill('SIGTERM')]);
