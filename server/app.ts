@@ -70,7 +70,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;
-      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip });
+      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip, upload: ctx.state.upload });
     },
   ]);
   app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));

@@ -3,6 +3,7 @@ import { finished } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
+import type { Upload } from './db/schema.ts';
 import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
 
 /** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
@@ -10,6 +11,8 @@ export interface TusSender {
   caller: Caller;
   /** The client's address as Koa sees it (ctx.ip: X-Forwarded-For only when behind a proxy). */
   ip: string;
+  /** The upload the request names, as tusUploadAccess read it (HEAD, PATCH, DELETE). */
+  upload?: Upload;
 }
 
 const senders = new WeakMap<Request, TusSender>();

@@ -27,8 +27,10 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     generateUrl: config.publicUrl ? (_req, { path, id }) => `${config.publicUrl}${path}/${id}` : undefined,
     // Before an upload exists only the global limit is known; after, the limit of its declared type
     // in the policy its creator's token narrowed.
-    maxSize: async (_req, id) => {
-      const upload = id ? await findUpload(db, id) : undefined;
+    maxSize: async (req, id) => {
+      // The row tusUploadAccess already read for this request: a PATCH reads it once, not twice.
+      const known = senderOf(req).upload;
+      const upload = id ? (known?.id === id ? known : await findUpload(db, id)) : undefined;
       if (!upload) return config.maxUploadSize;
       const declared = { filename: upload.safe_filename, type: upload.claimed_type ?? undefined };
       const limit = limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
