@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite runs against (real clamd, Ceph radosgw,
-# ffmpeg, chromium, psql). Idempotent: skips apt entirely when everything is present,
+# ffmpeg, heif-convert, chromium, psql). Idempotent: skips apt entirely when everything is present,
 # so CI re-runs and local runs stay fast.
 set -euo pipefail
 
-PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg chromium postgresql-client curl ca-certificates)
+PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg libheif-examples chromium postgresql-client curl ca-certificates)
 
 missing=()
 for p in "${PKGS[@]}"; do
