@@ -2,15 +2,20 @@ import type { AllowedType, TypePolicy } from '../server/config.ts';
 import type { UploadLimits } from '../server/db/schema.ts';
 import { extensionOf } from './sanitizeFilename.ts';
 
-/** Names clients send for the same type; compared after this, `image/jpg` equals `image/jpeg`. */
+/**
+ * Names clients send for the same type; compared after this, `image/jpg` equals `image/jpeg`.
+ * HEIC and HEIF are one family: Uppy in Chromium declares an iPhone photo `image/heif`,
+ * file-type calls it `image/heic` (brand `heic`), `image/heif` (brand `mif1`) or a `-sequence`.
+ */
 const aliases: Record<string, string> = {
   'image/jpg': 'image/jpeg',
   'image/pjpeg': 'image/jpeg',
   'image/x-png': 'image/png',
   'application/x-pdf': 'application/pdf',
   'video/x-m4v': 'video/mp4',
+  'image/heif': 'image/heic',
   'image/heic-sequence': 'image/heic',
-  'image/heif-sequence': 'image/heif',
+  'image/heif-sequence': 'image/heic',
 };
 
 export function normaliseMime(mime: string): string {
@@ -22,13 +27,13 @@ export function normaliseMime(mime: string): string {
 export function narrowPolicy(policy: TypePolicy, limits: UploadLimits): TypePolicy {
   const types = limits.types?.map(normaliseMime);
   return policy
-    .filter((t) => !types || types.includes(t.mime))
+    .filter((t) => !types || types.includes(normaliseMime(t.mime)))
     .map((t) => (limits.maxSize !== undefined && limits.maxSize < t.maxSize ? { ...t, maxSize: limits.maxSize } : t));
 }
 
 export function findAllowedType(policy: TypePolicy, mime: string): AllowedType | undefined {
   const wanted = normaliseMime(mime);
-  return policy.find((t) => t.mime === wanted);
+  return policy.find((t) => normaliseMime(t.mime) === wanted);
 }
 
 /**
@@ -79,7 +84,7 @@ export function refuseDetected(
   if (!detected) return 'the file type could not be recognised from its content';
   const allowed = findAllowedType(policy, detected.mime);
   if (!allowed) return `content is ${detected.mime}, which is not allowed`;
-  if (upload.claimedType && normaliseMime(upload.claimedType) !== allowed.mime) {
+  if (upload.claimedType && normaliseMime(upload.claimedType) !== normaliseMime(allowed.mime)) {
     return `content is ${allowed.mime} but the upload claimed ${upload.claimedType}`;
   }
   const ext = extensionOf(upload.filename);

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { MessagePort } from 'node:worker_threads';
 
 /**
- * The ffmpeg and ffprobe children of one video job (run on a worker thread).
+ * The children of one media job (run on a worker thread): ffmpeg and ffprobe for a video,
+ * heif-convert for an HEIC image.
  *
  * Children are never left running (see `Children` and `guard` below):
  *   - timeout / error: SIGKILL, then wait for the exit (Node reaps it: no zombie);
@@ -66,4 +68,61 @@ function guard(pid: number): () => void {
   return () => {
     guardian.stdin?.end('\n');
   };
+}
+
+/** Errors in a child's stderr that say "the machine is in trouble", not "the input is bad": thrown, so retried. */
+export const SYSTEM_TROUBLE =
+  /No space left on device|Cannot allocate memory|Too many open files|Read-only file system|Input\/output error|Permission denied|No such file or directory|Resource temporarily unavailable|Disk quota exceeded/i;
+
+/** Thrown by `JobControl.check` once the job is out of time or cancelled. */
+export class Stopped extends Error {}
+
+/**
+ * A job's children with its time budget and its cancel message: out of time (`timeoutMs`), or
+ * `{ cancel: true }` on `port` from the job runner, and the children are killed and reaped here,
+ * on this thread, which lives on (a terminated thread would leave them as zombies). The job calls
+ * `check` after each step and `release` when it ends.
+ */
+export class JobControl {
+  readonly children = new Children();
+  readonly started = Date.now();
+  stopped: 'timeout' | 'cancelled' | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly onMessage = (message: { cancel?: boolean }) => {
+    if (message.cancel) this.stop('cancelled');
+  };
+
+  constructor(
+    readonly timeoutMs: number,
+    private readonly port: MessagePort | undefined,
+  ) {
+    this.timer =
+      Number.isFinite(timeoutMs) && timeoutMs > 0 ? setTimeout(() => this.stop('timeout'), Math.min(timeoutMs, 2 ** 31 - 1)) : undefined;
+    port?.on('message', this.onMessage);
+  }
+
+  check(): void {
+    if (this.stopped) throw new Stopped();
+  }
+
+  /** The outcome's reason for a stopped job. */
+  reason(): string {
+    if (this.stopped === 'cancelled') return 'cancelled';
+    return `timed out after ${formatSeconds(Date.now() - this.started)} (limit ${formatSeconds(this.timeoutMs)})`;
+  }
+
+  async release(): Promise<void> {
+    clearTimeout(this.timer);
+    this.port?.off('message', this.onMessage);
+    await this.children.closeAndKill();
+  }
+
+  private stop(why: 'timeout' | 'cancelled'): void {
+    this.stopped ??= why;
+    void this.children.closeAndKill();
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
 }

@@ -53,6 +53,11 @@ export interface ProbeStream {
   width?: number;
   height?: number;
   sample_aspect_ratio?: string;
+  pix_fmt?: string;
+  color_transfer?: string;
+  color_primaries?: string;
+  color_space?: string;
+  color_range?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
   duration?: string;
@@ -92,6 +97,8 @@ export interface VideoMedia {
   bitrate: number | null;
   frameRate: number | null;
   hasAudio: boolean;
+  /** `hlg` (an iPhone's default) or `pq` (HDR10, Dolby Vision's base layer) for HDR video, tone-mapped to SDR in the mp4; else null. */
+  hdr: 'hlg' | 'pq' | null;
   /** ffprobe's demuxer name, e.g. `mov,mp4,m4a,3gp,3g2,mj2` or `matroska,webm`. */
   container: string | null;
   creationTime: string | null;
@@ -126,6 +133,7 @@ export function describeMedia(probe: Probe, video: ProbeStream, audio: ProbeStre
     bitrate: numberOr(probe.format.bit_rate, null),
     frameRate: frameRate ? Math.round(frameRate * 1000) / 1000 : null,
     hasAudio: audio !== undefined,
+    hdr: video.color_transfer === 'arib-std-b67' ? 'hlg' : video.color_transfer === 'smpte2084' ? 'pq' : null,
     container: probe.format.format_name ?? null,
     creationTime: probe.format.tags?.creation_time ?? video.tags?.creation_time ?? null,
   };

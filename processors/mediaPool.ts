@@ -33,10 +33,8 @@ export function createMediaPool(threads: number, entry = new URL('./mediaWorker.
     })));
   return {
     run: async (task, { signal, onProgress } = {}) => {
-      // An image task has no children: aborting it may simply terminate its thread.
-      if (task.kind !== 'video') return (await pool()).run(task, { signal });
-      // A video task is cancelled through its port instead, so it kills and reaps its ffmpeg
-      // itself; a terminated thread would leave the killed children as zombies.
+      // A task is cancelled through its port, so it kills and reaps its children (ffmpeg,
+      // heif-convert) itself; a terminated thread would leave the killed children as zombies.
       signal?.throwIfAborted();
       const channel = new MessageChannel();
       channel.port1.on('message', (message: { percent: number }) => onProgress?.(message.percent));

@@ -4,7 +4,8 @@ export interface ProducedOutput { name: OutputName; path: string; contentType: s
 export type MediaOutcome =
   | { ok: true; outputs: ProducedOutput[]; media: Record<string, unknown> }
   | { ok: false; reason: string };  // the input itself is bad or unsupported: retrying cannot help
-export interface ImageTask { kind: 'image'; input: string; outputDir: string; maxPixels: number }
+/** `timeoutMs` bounds an image job's heif-convert; `port` as for a video, without progress. */
+export interface ImageTask { kind: 'image'; input: string; outputDir: string; timeoutMs: number; maxPixels: number; port?: import('node:worker_threads').MessagePort }
 /** `port`: the job posts `{ percent }` on it, and stops (ffmpeg killed and reaped) when it receives `{ cancel: true }`. */
 export interface VideoTask { kind: 'video'; input: string; outputDir: string; timeoutMs: number; maxPixels: number; port?: import('node:worker_threads').MessagePort }
 export type MediaTask = ImageTask | VideoTask;

@@ -3,9 +3,10 @@ import path from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import type { FfmpegCommand } from 'fluent-ffmpeg';
 import sharp from 'sharp';
-import { Children } from './childProcesses.ts';
+import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
+import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, pictureBox, THUMBNAIL_BOX, X264, type Size } from './encoderPresets.ts';
 import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './mediaTasks.ts';
 
 /**
@@ -16,7 +17,8 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  *   2. One frame at 1 s (the middle of shorter clips) → PNG → sharp → `poster` + `thumbnail`.
  *      Done first because it is cheap (~0.3 s) and proves a frame can be decoded at all before
  *      the expensive encode starts.
- *   3. ffmpeg (fluent-ffmpeg) → `mp4`: H.264 + AAC 128k, fits inside 1920x1080, +faststart.
+ *   3. ffmpeg (fluent-ffmpeg) → `mp4`: H.264 + AAC 128k, fits the picture box (1920x1080, or
+ *      1080x1920 for a portrait picture), HDR tone-mapped to SDR, BT.709 tagged, +faststart.
  *   4. ffprobe the mp4 → its real width/height.
  *
  * Outcomes: the input is bad (unreadable, truncated, no video stream, nothing decodable) →
@@ -31,37 +33,14 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  * process dies: see `childProcesses.ts`.
  */
 
-/** The box every picture output fits inside; small videos are not enlarged. */
-const BOX = { width: 1920, height: 1080 } as const;
-const THUMBNAIL = { width: 300, height: 300 } as const;
-/** Same JPEG settings as the image processor's `resized` (poster) and `thumbnail`. */
-const JPEG_POSTER = { quality: 85, progressive: true, mozjpeg: true } as const;
-const JPEG_THUMBNAIL = { quality: 80, progressive: true, mozjpeg: true } as const;
 /** Where the poster frame is taken; shorter clips use their middle. */
 const POSTER_AT_SECONDS = 1;
 /** At most 4 progress messages a second. */
 const PROGRESS_INTERVAL_MS = 250;
 
-/**
- * x264 `veryfast` at CRF 23 (x264's default quality): on this 2-core box a 10 s 720p clip takes
- * ~10 s with veryfast vs ~6 s with superfast, but superfast's file was twice as big (9.6 vs
- * 4.7 MB); medium costs ~2x veryfast's time for ~10-15% fewer bytes. Videos are encoded once and
- * downloaded many times, but a 2-core worker must also keep up: veryfast is the knee. The
- * maxrate/bufsize cap (capped CRF) keeps noisy or high-motion sources from ballooning and keeps
- * the stream playable over ordinary connections; typical content stays well under it.
- */
-const X264 = ['-preset', 'veryfast', '-crf', '23', '-maxrate', '8M', '-bufsize', '16M', '-profile:v', 'high'] as const;
-
-/** Errors that say "the machine is in trouble", not "the input is bad": thrown, so retried. */
-const SYSTEM_TROUBLE =
-  /No space left on device|Cannot allocate memory|Too many open files|Read-only file system|Input\/output error|Permission denied|No such file or directory|Resource temporarily unavailable|Disk quota exceeded/i;
-
 // ---------------------------------------------------------------------------------------------
 
-class Stopped extends Error {}
-
 export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
-  const started = Date.now();
   const input = path.resolve(task.input);
   const outputDir = path.resolve(task.outputDir);
   const files = {
@@ -70,24 +49,10 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     thumbnail: path.join(outputDir, 'thumbnail.jpg'),
     mp4: path.join(outputDir, 'video.mp4'),
   };
-  const children = new Children();
+  const control = new JobControl(task.timeoutMs, task.port);
+  const { children } = control;
+  const checkTime = () => control.check();
   const words = (text: string) => ffmpegWords(text, [[input, 'input'], [outputDir, 'output']]);
-  // Out of time, or cancelled by the job runner: the children are killed and reaped here, on
-  // this thread, which lives on (a terminated thread would leave them as zombies).
-  let stopped: 'timeout' | 'cancelled' | undefined;
-  const stop = (why: 'timeout' | 'cancelled') => {
-    stopped ??= why;
-    void children.closeAndKill();
-  };
-  const timer =
-    Number.isFinite(task.timeoutMs) && task.timeoutMs > 0 ? setTimeout(() => stop('timeout'), Math.min(task.timeoutMs, 2 ** 31 - 1)) : undefined;
-  const onMessage = (message: { cancel?: boolean }) => {
-    if (message.cancel) stop('cancelled');
-  };
-  task.port?.on('message', onMessage);
-  const checkTime = () => {
-    if (stopped) throw new Stopped();
-  };
 
   let outcome: MediaOutcome | undefined;
   try {
@@ -117,16 +82,17 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     const audio = probe.streams.find((s) => s.codec_type === 'audio');
     const media = describeMedia(probe, video, audio);
     const duration = media.duration;
+    const picture = pictureChain(pictureBox(media), video, media.hdr !== null);
 
     // 2. Poster frame (fails fast on undecodable video). Timed on the video stream, which can
     //    be shorter than the container (a longer audio track).
     const videoDuration = numberOr(video.duration, duration);
     const at = videoDuration !== null && videoDuration > 0 ? Math.min(POSTER_AT_SECONDS, videoDuration / 2) : 0;
-    let frame = await runFfmpeg(children, posterCommand(input, video.index, at, files.frame));
+    let frame = await runFfmpeg(children, posterCommand(input, video.index, picture, at, files.frame));
     checkTime();
     if (frame.error === undefined && !(await exists(files.frame)) && at > 0) {
       // The container promised more than there is: take the first frame instead.
-      frame = await runFfmpeg(children, posterCommand(input, video.index, 0, files.frame));
+      frame = await runFfmpeg(children, posterCommand(input, video.index, picture, 0, files.frame));
       checkTime();
     }
     if (frame.error !== undefined) {
@@ -140,7 +106,7 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
 
     // 3. The mp4.
     const progress = progressReporter(task, duration);
-    const encoded = await runFfmpeg(children, mp4Command(input, video.index, audio, files.mp4), progress.line);
+    const encoded = await runFfmpeg(children, mp4Command(input, video.index, picture, audio, files.mp4), progress.line);
     checkTime();
     if (encoded.error !== undefined) {
       const reason = words(encoded.stderr) || encoded.error.message;
@@ -163,9 +129,9 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     const outputs: ProducedOutput[] = [
       { name: 'mp4', path: files.mp4, contentType: 'video/mp4', size: (await stat(files.mp4)).size, width: outVideo.width, height: outVideo.height },
     ];
-    await sharp(files.frame).jpeg(JPEG_POSTER).toFile(files.poster);
+    await sharp(files.frame).jpeg(JPEG_RESIZED).toFile(files.poster);
     await sharp(files.frame)
-      .resize({ ...THUMBNAIL, fit: 'inside', withoutEnlargement: true })
+      .resize({ ...THUMBNAIL_BOX, fit: 'inside', withoutEnlargement: true })
       .jpeg(JPEG_THUMBNAIL)
       .toFile(files.thumbnail);
     await rm(files.frame, { force: true });
@@ -175,15 +141,10 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     progress.done();
     return (outcome = { ok: true, outputs, media });
   } catch (err) {
-    if (err instanceof Stopped && stopped === 'cancelled') return (outcome = { ok: false, reason: 'cancelled' });
-    if (err instanceof Stopped) {
-      return (outcome = { ok: false, reason: `timed out after ${formatSeconds(Date.now() - started)} (limit ${formatSeconds(task.timeoutMs)})` });
-    }
+    if (err instanceof Stopped) return (outcome = { ok: false, reason: control.reason() });
     throw err;
   } finally {
-    clearTimeout(timer);
-    task.port?.off('message', onMessage);
-    await children.closeAndKill();
+    await control.release();
     if (outcome?.ok !== true) await Promise.allSettled(Object.values(files).map((file) => rm(file, { force: true })));
   }
 }
@@ -196,48 +157,74 @@ function inputOptions(): string[] {
   return ['-hide_banner', '-nostdin', '-loglevel', 'error', '-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS];
 }
 
+/** SD matrices: their pixels are converted to BT.709's matrix, as the output is tagged. */
+const SD_MATRICES = new Set(['smpte170m', 'bt470bg']);
+
 /**
  * The picture chain shared by the mp4 and the poster. ffmpeg has already turned the frames
  * upright (autorotate, on by default, inserts transpose/flip filters from the display matrix;
  * the encoder then gets an identity matrix, so nothing downstream rotates again). Then:
- * non-square pixels made square (a no-op for the usual SAR 1), shrink to fit inside 1920x1080
+ * non-square pixels made square (a no-op for the usual SAR 1), shrink to fit inside `box`
  * (never enlarge: the box is min(box, input)), both sides even (yuv420p needs it), and SAR 1
- * (rounding 607.5 up to 608 would otherwise leave a 1215:1216 SAR behind).
+ * (rounding 607.5 up to 608 would otherwise leave a 1215:1216 SAR behind). Last, the colours:
+ * HDR (HLG or PQ, BT.2020) is tone-mapped to SDR BT.709 after the shrink (the float maths costs
+ * per pixel): linear light, BT.709 primaries, Hable's curve without desaturation, BT.709
+ * transfer and matrix, limited range. SD matrices are converted; the rest is BT.709 already
+ * (or untagged, which players take as BT.709 at these sizes).
  */
-function pictureChain(): string {
-  return [
+function pictureChain(box: Size, video: ProbeStream, hdr: boolean): string {
+  const sd = !hdr && SD_MATRICES.has(video.color_space ?? '');
+  const filters = [
     "scale=w='iw*max(1,sar)':h='ih/min(1,sar)'",
     'setsar=1',
-    `scale=w='min(${BOX.width},iw)':h='min(${BOX.height},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2`,
+    `scale=w='min(${box.width},iw)':h='min(${box.height},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2${sd ? ':in_color_matrix=bt601:out_color_matrix=bt709' : ''}`,
     'setsar=1',
-  ].join(',');
+  ];
+  if (hdr) {
+    // zscale needs the input's primaries and matrix; phones tag them, BT.2020 is the HDR default.
+    const pin = video.color_primaries && video.color_primaries !== 'unknown' ? video.color_primaries : 'bt2020';
+    const min = video.color_space && video.color_space !== 'unknown' ? video.color_space : 'bt2020nc';
+    filters.push(
+      `zscale=pin=${pin}:min=${min}:t=linear:npl=100`,
+      'format=gbrpf32le',
+      'zscale=p=bt709',
+      'tonemap=tonemap=hable:desat=0',
+      'zscale=t=bt709:m=bt709:r=tv',
+    );
+  }
+  filters.push('format=yuv420p'); // 8-bit 4:2:0: what every browser and phone decodes
+  return filters.join(',');
 }
 
-function posterCommand(input: string, videoIndex: number, atSeconds: number, target: string): FfmpegCommand {
+/** The colour properties written into the mp4 (and so into every player's decision). */
+const BT709_TAGS = ['-color_primaries', 'bt709', '-color_trc', 'bt709', '-colorspace', 'bt709', '-color_range', 'tv'] as const;
+
+function posterCommand(input: string, videoIndex: number, picture: string, atSeconds: number, target: string): FfmpegCommand {
   const command = ffmpeg(`file:${input}`, { stdoutLines: 100 });
   // Input seeking: jumps to the keyframe before `at`, decodes up to it (exact frame).
   if (atSeconds > 0) command.inputOptions(...inputOptions(), '-ss', atSeconds.toFixed(3));
   else command.inputOptions(...inputOptions());
   return command
     .output(`file:${target}`)
-    .outputOptions('-map', `0:${videoIndex}`, '-vf', pictureChain(), '-frames:v', '1', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
+    .outputOptions('-map', `0:${videoIndex}`, '-vf', picture, '-frames:v', '1', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
 }
 
-function mp4Command(input: string, videoIndex: number, audio: ProbeStream | undefined, target: string): FfmpegCommand {
-  const audioOptions =
-    audio === undefined
-      ? []
-      : ['-map', `0:${audio.index}`, '-c:a', 'aac', '-b:a', '128k', ...((audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
+function mp4Command(input: string, videoIndex: number, picture: string, audio: ProbeStream | undefined, target: string): FfmpegCommand {
+  const audioOptions = audio === undefined ? [] : ['-map', `0:${audio.index}`, ...AAC, ...((audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
   return ffmpeg(`file:${input}`, { stdoutLines: 100 })
     .inputOptions(...inputOptions())
     .output(`file:${target}`)
     .outputOptions(
       '-stats', // progress lines on stderr, even at -loglevel error (every 0.5 s)
       '-map', `0:${videoIndex}`,
-      '-vf', pictureChain(),
+      '-vf', picture,
       '-c:v', 'libx264',
       ...X264,
-      '-pix_fmt', 'yuv420p', // 8-bit 4:2:0: what every browser and phone decodes
+      ...BT709_TAGS,
+      // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
+      // keeps its timing (the mp4 muxer's default would make it constant-rate, duplicating and
+      // dropping frames to fit).
+      '-fps_mode', 'vfr',
       ...audioOptions,
       // No stream given means no stream written: a silent video gets no audio track. No
       // subtitles, data tracks, chapters or metadata (phones put GPS coordinates in there).
@@ -286,10 +273,6 @@ async function describeImage(name: OutputName, file: string): Promise<ProducedOu
 
 function suffix(text: string): string {
   return text ? `: ${text}` : '';
-}
-
-function formatSeconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
 }
 
 async function exists(file: string): Promise<boolean> {

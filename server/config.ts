@@ -31,6 +31,7 @@ export interface Config {
   maxImagePixels: number;
   maxVideoPixels: number;
   videoTimeoutMs: number;
+  imageTimeoutMs: number;
   typePolicy: TypePolicy;
   auth: AuthConfig;
   /** Lifetime of download links (signed links and S3 presigned redirects). */
@@ -124,8 +125,9 @@ export const defaultTypePolicy: TypePolicy = [
   { mime: 'image/jpeg', extensions: ['jpg', 'jpeg'], maxSize: 20 * MiB },
   { mime: 'image/png', extensions: ['png'], maxSize: 20 * MiB },
   { mime: 'image/webp', extensions: ['webp'], maxSize: 20 * MiB },
-  { mime: 'image/heic', extensions: ['heic'], maxSize: 30 * MiB },
-  { mime: 'image/heif', extensions: ['heif', 'heic'], maxSize: 30 * MiB },
+  // One family: HEIC, HEIF and their -sequence forms (see normaliseMime in hooks/typePolicy.ts).
+  { mime: 'image/heic', extensions: ['heic', 'heif', 'hif'], maxSize: 30 * MiB },
+  { mime: 'image/avif', extensions: ['avif'], maxSize: 30 * MiB },
   { mime: 'application/pdf', extensions: ['pdf'], maxSize: 50 * MiB },
   { mime: 'video/mp4', extensions: ['mp4', 'm4v'], maxSize: 500 * MiB },
   { mime: 'video/quicktime', extensions: ['mov', 'qt'], maxSize: 500 * MiB },
@@ -215,6 +217,8 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     // 8K UHD: larger frames are refused before ffmpeg decodes one (each costs memory per frame in flight).
     maxVideoPixels: read.integer('MAX_VIDEO_PIXELS', 7680 * 4320, 1, 2 ** 31),
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
+    // A 12 MP iPhone HEIC takes heif-convert ~2 s here; minutes mean a stuck decoder.
+    imageTimeoutMs: read.duration('IMAGE_TIMEOUT', 2 * 60_000),
     typePolicy,
     auth,
     downloadLinkTtlMs,

@@ -12,6 +12,7 @@ import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../pro
 import * as samples from './support/imageSamples.ts';
 
 const MAX_PIXELS = 50_000_000;
+const TIMEOUT_MS = 120_000;
 
 let dir = '';
 let cleanup: () => Promise<void> = async () => {};
@@ -45,7 +46,7 @@ let runs = 0;
 async function run(input: string, maxPixels = MAX_PIXELS): Promise<{ outcome: MediaOutcome; outputDir: string }> {
   const outputDir = path.join(dir, `out-${++runs}`);
   await mkdir(outputDir);
-  const task: ImageTask = { kind: 'image', input, outputDir, maxPixels };
+  const task: ImageTask = { kind: 'image', input, outputDir, timeoutMs: TIMEOUT_MS, maxPixels };
   return { outcome: await imageJob(task), outputDir };
 }
 
@@ -270,7 +271,7 @@ describe('imageJob', () => {
   test('an output that cannot be written throws and leaves no partial outputs', async () => {
     const outputDir = await mkdtemp(path.join(dir, 'blocked-'));
     await mkdir(path.join(outputDir, 'image.webp')); // a directory where the webp should go
-    await expect(imageJob({ kind: 'image', input: sample('smallCamera'), outputDir, maxPixels: MAX_PIXELS })).rejects.toThrow();
+    await expect(imageJob({ kind: 'image', input: sample('smallCamera'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS })).rejects.toThrow();
     expect(await readdir(outputDir)).toEqual(['image.webp']);
   });
 
@@ -293,8 +294,8 @@ describe('imageJob on a piscina worker thread', () => {
     const pool = createMediaPool(1, new URL('./support/crashingMediaWorker.ts', import.meta.url));
     try {
       const outputDir = await mkdtemp(path.join(dir, 'crash-'));
-      const crashed = pool.run({ kind: 'image', input: path.join(dir, 'crash-the-thread'), outputDir, maxPixels: MAX_PIXELS });
-      const next = pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, maxPixels: MAX_PIXELS });
+      const crashed = pool.run({ kind: 'image', input: path.join(dir, 'crash-the-thread'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS });
+      const next = pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS });
       await expect(crashed).rejects.toThrow('the media thread crashed');
       await checkAll(ok(await next));
     } finally {
@@ -312,11 +313,11 @@ describe('imageJob on a piscina worker thread', () => {
     });
     try {
       const outputDir = await mkdtemp(path.join(dir, 'pool-'));
-      const outcome = ok(await pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, maxPixels: MAX_PIXELS }));
+      const outcome = ok(await pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS }));
       await checkAll(outcome);
       expect(outcome.media).toMatchObject({ width: 300, height: 400, gps: true });
       // Refusals cross the thread boundary as plain data.
-      const bomb = await pool.run({ kind: 'image', input: sample('bomb'), outputDir, maxPixels: MAX_PIXELS });
+      const bomb = await pool.run({ kind: 'image', input: sample('bomb'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS });
       expect(bomb).toEqual({ ok: false, reason: 'image is 20000 x 20000 pixels, over the limit of 50000000' });
     } finally {
       await pool.destroy();

@@ -36,7 +36,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       const task: MediaTask =
         kind === 'video'
           ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels }
-          : { kind, input, outputDir, maxPixels: config.maxImagePixels };
+          : { kind, input, outputDir, timeoutMs: config.imageTimeoutMs, maxPixels: config.maxImagePixels };
       let lastReport = 0;
       const outcome = await pool.run(task, {
         signal,

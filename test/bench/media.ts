@@ -59,6 +59,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import sharp from 'sharp';
+import { JPEG_BACKGROUND, JPEG_RESIZED, JPEG_THUMBNAIL, pictureBox, THUMBNAIL_BOX, WEBP } from '../../processors/encoderPresets.ts';
 import { createMediaPool, type MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaOutcome, MediaTask } from '../../processors/mediaTasks.ts';
 import type { Config } from '../../server/config.ts';
@@ -545,27 +546,20 @@ async function warmServer(bench: BenchServer, image: Buffer): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Images
 
-// imageJob's settings (processors/imageJob.ts keeps them private).
-const RESIZED = { width: 1920, height: 1080 } as const;
-const THUMBNAIL = { width: 300, height: 300 } as const;
-const JPEG_RESIZED = { quality: 85, progressive: true, mozjpeg: true } as const;
-const JPEG_THUMBNAIL = { quality: 80, progressive: true, mozjpeg: true } as const;
-const WEBP = { quality: 80, alphaQuality: 100, effort: 4 } as const;
-const WHITE = { r: 255, g: 255, b: 255 } as const;
-
-/** The three outputs the way imageJob makes them (decode once, encode three times), without its checks. */
+/** The three outputs the way imageJob makes them (decode once, encode three times), with its presets, without its checks. */
 async function bareSharp(input: string, outputDir: string): Promise<void> {
+  const { autoOrient } = await sharp(input).metadata();
   const { data, info } = await sharp(input, { failOn: 'truncated', pages: 1, autoOrient: true })
-    .resize({ ...RESIZED, fit: 'inside', withoutEnlargement: true })
+    .resize({ ...pictureBox(autoOrient), fit: 'inside', withoutEnlargement: true })
     .toColourspace('srgb')
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   const pixels = () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
   await Promise.all([
-    pixels().flatten({ background: WHITE }).jpeg(JPEG_RESIZED).toFile(path.join(outputDir, 'resized.jpg')),
+    pixels().flatten({ background: JPEG_BACKGROUND }).jpeg(JPEG_RESIZED).toFile(path.join(outputDir, 'resized.jpg')),
     pixels()
-      .resize({ ...THUMBNAIL, fit: 'inside', withoutEnlargement: true })
-      .flatten({ background: WHITE })
+      .resize({ ...THUMBNAIL_BOX, fit: 'inside', withoutEnlargement: true })
+      .flatten({ background: JPEG_BACKGROUND })
       .jpeg(JPEG_THUMBNAIL)
       .toFile(path.join(outputDir, 'thumbnail.jpg')),
     pixels().webp(WEBP).toFile(path.join(outputDir, 'image.webp')),
@@ -602,7 +596,7 @@ async function runLanes(files: string[], outRoot: string, lanes: number, task: (
 }
 
 async function imageJobOnPool(pool: MediaPool, input: string, outputDir: string, maxPixels: number): Promise<void> {
-  const outcome = await pool.run({ kind: 'image', input, outputDir, maxPixels });
+  const outcome = await pool.run({ kind: 'image', input, outputDir, timeoutMs: 120_000, maxPixels });
   expectOk(outcome, `imageJob on ${input}`);
   if (outcome.outputs.length !== 3) throw new Error(`imageJob made ${outcome.outputs.length} outputs`);
 }
@@ -864,7 +858,7 @@ async function videoSection(root: string, bench: BenchServer, recorder: Recorder
   for (const call of jobCalls) await runRecorded(recorder.bin[call.tool], call.args.map(swap));
   const frame = path.join(bareOut, 'poster-frame.png');
   await sharp(frame).jpeg(JPEG_RESIZED).toFile(path.join(bareOut, 'poster.jpg'));
-  await sharp(frame).resize({ ...THUMBNAIL, fit: 'inside', withoutEnlargement: true }).jpeg(JPEG_THUMBNAIL).toFile(path.join(bareOut, 'thumbnail.jpg'));
+  await sharp(frame).resize({ ...THUMBNAIL_BOX, fit: 'inside', withoutEnlargement: true }).jpeg(JPEG_THUMBNAIL).toFile(path.join(bareOut, 'thumbnail.jpg'));
   const bareSeconds = (performance.now() - b0) / 1000;
   const bareOwn = bareMeter();
   const bareCalls = await recorder.callsSince(bareMark);

@@ -102,6 +102,40 @@ export async function phoneClip(dir: string, seconds = 2): Promise<string> {
   return file;
 }
 
+/** A portrait phone clip stored upright: 1080x1920, no rotation (what Android phones often write). */
+export function portraitClip(dir: string, seconds = 1): Promise<string> {
+  return h264Clip(dir, { seconds, width: 1080, height: 1920, audio: false, name: 'portrait-1080x1920.mp4' });
+}
+
+/**
+ * HDR as an iPhone records it: 10-bit HEVC (x265), BT.2020 primaries and matrix, HLG
+ * (`arib-std-b67`) or PQ (`smpte2084`) transfer. The picture is a grey ramp, signal 0 on the left
+ * to full on the right (luma code linear in x), so a row of it shows the transfer curve.
+ */
+export async function hdrClip(dir: string, transfer: 'arib-std-b67' | 'smpte2084', options: { seconds?: number; width?: number; height?: number } = {}): Promise<string> {
+  const { seconds = 1, width = 640, height = 360 } = options;
+  const file = path.join(dir, `hdr-${transfer}-${width}x${height}.mp4`);
+  await ffmpegRun([
+    ...['-f', 'lavfi', '-i', `color=black:s=${width}x${height}:r=30:d=${seconds}`, '-vf', "format=gray,geq=lum='X*255/W',format=yuv420p10le"],
+    ...['-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=error', '-tag:v', 'hvc1'],
+    ...['-pix_fmt', 'yuv420p10le', '-color_primaries', 'bt2020', '-color_trc', transfer, '-colorspace', 'bt2020nc', '-color_range', 'tv', file],
+  ]);
+  return file;
+}
+
+/**
+ * Variable frame rate, as phones record in changing light: 1 s at 30 fps, then 1 s at 60 fps
+ * (90 frames in 2 s), timestamps kept as they are (`-fps_mode passthrough`).
+ */
+export async function variableFrameRateClip(dir: string): Promise<string> {
+  const file = path.join(dir, 'vfr-30-then-60.mp4');
+  await ffmpegRun([
+    ...['-f', 'lavfi', '-i', 'testsrc2=s=320x240:r=60:d=2', '-vf', "select='if(lt(t,1),not(mod(n,2)),1)'"],
+    ...['-fps_mode', 'passthrough', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', file],
+  ]);
+  return file;
+}
+
 /** 1 s of 360x288 stored with 16:15 pixels (anamorphic, like PAL DV): displayed 384x288. */
 export async function anamorphicClip(dir: string): Promise<string> {
   const file = path.join(dir, 'anamorphic.mp4');
