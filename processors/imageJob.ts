@@ -99,7 +99,8 @@ export async function imageJob(task: ImageTask): Promise<MediaOutcome> {
       const { size } = await stat(target);
       return { name, path: target, contentType, size, width: info.width, height: info.height };
     };
-    const outputs = await Promise.all([
+    // All settled before any is judged: a failed one must not leave the others still writing.
+    const settled = await Promise.allSettled([
       produce('resized', 'resized.jpg', 'image/jpeg', fromPixels(pixels).flatten({ background: JPEG_BACKGROUND }).jpeg(JPEG_RESIZED)),
       produce(
         'thumbnail',
@@ -112,6 +113,9 @@ export async function imageJob(task: ImageTask): Promise<MediaOutcome> {
       ),
       produce('webp', 'image.webp', 'image/webp', fromPixels(pixels).webp(WEBP)),
     ]);
+    const failure = settled.find((r) => r.status === 'rejected');
+    if (failure) throw failure.reason;
+    const outputs = settled.map((r) => (r as PromiseFulfilledResult<ProducedOutput>).value);
     control.check();
     written.length = 0; // kept: they are the outcome
     return { ok: true, outputs, media: describe(meta) };

@@ -1,17 +1,21 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { canDecodeHevc, imageJob, readExif } from '../processors/imageJob.ts';
+import { imageJob, readExif } from '../processors/imageJob.ts';
 import { createMediaPool } from '../processors/mediaPool.ts';
 import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../processors/mediaTasks.ts';
+import { brokenHeic, iphoneHeic } from './support/heicSamples.ts';
 import * as samples from './support/imageSamples.ts';
 
 const MAX_PIXELS = 50_000_000;
+const run_ = promisify(execFile);
 const TIMEOUT_MS = 120_000;
 
 let dir = '';
@@ -32,7 +36,11 @@ beforeAll(async () => {
   files.truncated = await samples.truncatedJpeg(dir);
   files.corrupt = await samples.corruptJpeg(dir);
   files.bomb = await samples.pixelBombPng(dir);
-  files.heic = await samples.hevcHeic(dir);
+  files.avif = await samples.avifPhoto(dir);
+  files.brokenHeic = await brokenHeic(dir);
+  // As an iPhone's 12 MP main camera writes it: 4032x3024 stored in 48 tiles, irot + Orientation 6.
+  files.iphone = await iphoneHeic(dir, samples.photoPixels(4032, 3024));
+  files.iphoneLandscape = await iphoneHeic(dir, samples.photoPixels(1600, 1200), { width: 1600, height: 1200, orientation: 1 });
 });
 afterAll(() => cleanup());
 
@@ -85,6 +93,7 @@ async function readBack(out: ProducedOutput): Promise<Metadata> {
   expect(bytes.includes('Exif\0\0')).toBe(false);
   expect(bytes.includes('Canon')).toBe(false);
   expect(bytes.includes('EF50mm')).toBe(false);
+  expect(bytes.includes('iPhone')).toBe(false);
   return meta;
 }
 
@@ -106,7 +115,8 @@ async function pixel(file: string, left: number, top: number): Promise<number[]>
 
 /** Mean of the red channel over a 40-row strip (sharp's stats() ignores extract, so do it by hand). */
 async function meanRed(file: string, top: number): Promise<number> {
-  const { data, info } = await sharp(file).extract({ left: 0, top, width: 810, height: 40 }).raw().toBuffer({ resolveWithObject: true });
+  const { width } = await sharp(file).metadata();
+  const { data, info } = await sharp(file).extract({ left: 0, top, width, height: 40 }).raw().toBuffer({ resolveWithObject: true });
   let sum = 0;
   for (let i = 0; i < data.length; i += info.channels) sum += data[i]!;
   return sum / (data.length / info.channels);
@@ -120,9 +130,9 @@ describe('imageJob', () => {
     const outcome = ok((await run(sample('camera'))).outcome);
     await checkAll(outcome);
 
-    // Displayed 3000x4000; fit inside 1920x1080 -> scale 1080/4000 -> 810x1080.
-    expect(output(outcome, 'resized')).toMatchObject({ width: 810, height: 1080 });
-    expect(output(outcome, 'webp')).toMatchObject({ width: 810, height: 1080 });
+    // Displayed 3000x4000, portrait: the box turns to 1080x1920 -> scale 1080/3000 -> 1080x1440.
+    expect(output(outcome, 'resized')).toMatchObject({ width: 1080, height: 1440 });
+    expect(output(outcome, 'webp')).toMatchObject({ width: 1080, height: 1440 });
     // 300/4000 -> 225x300.
     expect(output(outcome, 'thumbnail')).toMatchObject({ width: 225, height: 300 });
 
@@ -130,7 +140,7 @@ describe('imageJob', () => {
     // ends up at the top, its right edge (bright red) at the bottom.
     const resized = output(outcome, 'resized').path;
     const top = await meanRed(resized, 0);
-    const bottom = await meanRed(resized, 1040);
+    const bottom = await meanRed(resized, 1400);
     expect(top).toBeLessThan(90);
     expect(bottom).toBeGreaterThan(170);
 
@@ -259,13 +269,69 @@ describe('imageJob', () => {
     );
   });
 
-  test('HEVC HEIC: refused with a clear reason when libvips has no HEVC decoder', async () => {
-    const { outcome, outputDir } = await run(sample('heic'));
-    const reason = refused(outcome);
-    if (!canDecodeHevc()) {
-      expect(reason).toBe("HEIC images cannot be decoded by this server's libvips (its libheif has no HEVC decoder; AVIF is supported)");
-    }
+  test('iPhone HEIC (48 HEVC tiles in a grid, irot, EXIF Orientation 6 and GPS): upright portrait outputs, turned once', async () => {
+    const started = performance.now();
+    const { outcome, outputDir } = await run(sample('iphone'));
+    const ms = performance.now() - started;
+    const done = ok(outcome);
+    await checkAll(done);
+    // Displayed 3024x4032, portrait box 1080x1920: 1080/3024 -> 1080x1440 (not 810x1080).
+    expect(output(done, 'resized')).toMatchObject({ width: 1080, height: 1440 });
+    expect(output(done, 'webp')).toMatchObject({ width: 1080, height: 1440 });
+    expect(output(done, 'thumbnail')).toMatchObject({ width: 225, height: 300 });
+    // Stored left edge (dark red) at the top, right edge (bright red) at the bottom: turned 90°
+    // clockwise exactly once (turned twice, the picture would lie landscape, 1440x1080).
+    const resized = output(done, 'resized').path;
+    expect(await meanRed(resized, 0)).toBeLessThan(90);
+    expect(await meanRed(resized, 1400)).toBeGreaterThan(170);
+    expect(done.media).toMatchObject({
+      format: 'heif',
+      compression: 'hevc',
+      width: 3024,
+      height: 4032,
+      orientation: 6,
+      gps: true,
+      exif: { make: 'Apple', model: 'iPhone 15 Pro', takenAt: '2024-06-01T09:15:00+01:00', exposure: '1/120', fNumber: 1.8, iso: 80 },
+    });
+    expect(JSON.stringify(done.media)).not.toMatch(/59\.|latitude|longitude/i);
+    // heif-convert's intermediate file is gone; only the outputs are left.
+    expect((await readdir(outputDir)).sort()).toEqual(['image.webp', 'resized.jpg', 'thumbnail.jpg']);
+    console.log(`[imageJob] 12 MP iPhone HEIC: ${Math.round(ms)} ms`);
+  });
+
+  test('landscape HEIC without irot fits the landscape box, unturned', async () => {
+    const done = ok((await run(sample('iphoneLandscape'))).outcome);
+    await checkAll(done);
+    expect(done.media).toMatchObject({ format: 'heif', width: 1600, height: 1200, orientation: 1 });
+    expect(output(done, 'resized')).toMatchObject({ width: 1440, height: 1080 });
+    // Not turned: the stored left edge (dark red) is still on the left.
+    const [left] = await pixel(output(done, 'resized').path, 5, 540);
+    const [right] = await pixel(output(done, 'resized').path, 1434, 540);
+    expect(left!).toBeLessThan(90);
+    expect(right!).toBeGreaterThan(170);
+  });
+
+  test('a HEIC whose tiles are not HEVC ends with heif-convert\'s reason, nothing left', async () => {
+    const { outcome, outputDir } = await run(sample('brokenHeic'));
+    expect(refused(outcome)).toMatch(/^cannot decode the HEIC image: .+/);
+    expect(refused(outcome)).not.toContain(dir);
     expect(await readdir(outputDir)).toEqual([]);
+  });
+
+  test('heif-convert over the time limit is killed: timed out, nothing left', async () => {
+    const outputDir = await mkdtemp(path.join(dir, 'heic-timeout-'));
+    const outcome = await imageJob({ kind: 'image', input: sample('iphone'), outputDir, timeoutMs: 200, maxPixels: MAX_PIXELS });
+    expect(refused(outcome)).toMatch(/^timed out after \d+(\.\d)? s \(limit 0\.2 s\)$/);
+    expect(await readdir(outputDir)).toEqual([]);
+    const { stdout } = await run_('pgrep', ['-f', `heif-convert.*${outputDir}`]).catch(() => ({ stdout: '' }));
+    expect(stdout.trim()).toBe('');
+  });
+
+  test('AVIF (AV1 in HEIF) is decoded by sharp itself, landscape box', async () => {
+    const done = ok((await run(sample('avif'))).outcome);
+    await checkAll(done);
+    expect(done.media).toMatchObject({ format: 'heif', compression: 'av1', width: 2400, height: 1600 });
+    expect(output(done, 'resized')).toMatchObject({ width: 1620, height: 1080 });
   });
 
   test('an output that cannot be written throws and leaves no partial outputs', async () => {

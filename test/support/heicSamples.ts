@@ -72,6 +72,30 @@ export async function iphoneHeic(dir: string, pixels: Buffer, options: IphoneHei
   return file;
 }
 
+/**
+ * A HEIC whose container is valid (ftyp heic, an `hvc1` primary item with hvcC and ispe) around a
+ * payload that is no HEVC at all: libvips reads its header, heif-convert fails to decode it.
+ */
+export async function brokenHeic(dir: string, width = 4032, height = 3024): Promise<string> {
+  const file = path.join(dir, 'broken.heic');
+  const ftyp = box('ftyp', Buffer.from('heic'), u32(0), Buffer.from('mif1heic'));
+  const payload = Buffer.alloc(64, 0x11);
+  const metaFor = (offset: number) => {
+    const hvcC = box('hvcC', Buffer.from([1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5a, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 0]));
+    return fullBox(
+      'meta', 0, 0,
+      fullBox('hdlr', 0, 0, u32(0), Buffer.from('pict'), Buffer.alloc(12), Buffer.from([0])),
+      fullBox('pitm', 0, 0, u16(1)),
+      fullBox('iloc', 0, 0, Buffer.from([0x44, 0x00]), u16(1), u16(1), u16(0), u16(1), u32(offset), u32(payload.length)),
+      fullBox('iinf', 0, 0, u16(1), fullBox('infe', 2, 0, u16(1), u16(0), Buffer.from('hvc1'), Buffer.from([0]))),
+      box('iprp', box('ipco', hvcC, fullBox('ispe', 0, 0, u32(width), u32(height))), fullBox('ipma', 0, 0, u32(1), u16(1), Buffer.from([2, 0x81, 0x02]))),
+    );
+  };
+  const offset = ftyp.length + metaFor(0).length + 8;
+  await writeFile(file, Buffer.concat([ftyp, metaFor(offset), box('mdat', payload)]));
+  return file;
+}
+
 /** VPS, SPS, PPS (for `hvcC`) and one coded picture per tile (its VCL NAL units), from an Annex B stream. */
 function splitAnnexB(bytes: Buffer): { parameterSets: Buffer[]; pictures: Buffer[][] } {
   const nals: Buffer[] = [];
@@ -195,20 +219,20 @@ function unescapeRbsp(nal: Buffer): Buffer {
   return Buffer.from(out);
 }
 
-export function u32(n: number): Buffer {
+function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
   return b;
 }
-export function u16(n: number): Buffer {
+function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(n);
   return b;
 }
-export function box(type: string, ...parts: Buffer[]): Buffer {
+function box(type: string, ...parts: Buffer[]): Buffer {
   const body = Buffer.concat(parts);
   return Buffer.concat([u32(body.length + 8), Buffer.from(type, 'latin1'), body]);
 }
-export function fullBox(type: string, version: number, flags: number, ...parts: Buffer[]): Buffer {
+function fullBox(type: string, version: number, flags: number, ...parts: Buffer[]): Buffer {
   return box(type, Buffer.from([version, (flags >> 16) & 0xff, (flags >> 8) & 0xff, flags & 0xff]), ...parts);
 }

@@ -218,48 +218,11 @@ export async function pixelBombPng(dir: string, side = 20000): Promise<string> {
   return file;
 }
 
-/**
- * An HEVC-coded HEIF ("HEIC", as iPhones write) built box by box: a valid container (ftyp heic,
- * meta with an `hvc1` primary item, hvcC and ispe properties) around a dummy payload. Enough for
- * libheif to read the header and then need an HEVC decoder, which is exactly where a real HEIC
- * fails on a libvips without one. (Nothing here can encode HEVC, so the payload is not real.)
- */
-export async function hevcHeic(dir: string, width = 4032, height = 3024): Promise<string> {
-  const file = path.join(dir, 'photo.heic');
-  const ftyp = box('ftyp', Buffer.from('heic'), u32(0), Buffer.from('mif1heic'));
-  const payload = Buffer.alloc(64, 0x11);
-  const metaFor = (offset: number) => {
-    const hvcC = box('hvcC', Buffer.from([1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5a, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 0]));
-    const ispe = fullBox('ispe', 0, u32(width), u32(height));
-    return fullBox(
-      'meta',
-      0,
-      fullBox('hdlr', 0, u32(0), Buffer.from('pict'), Buffer.alloc(12), Buffer.from([0])),
-      fullBox('pitm', 0, u16(1)),
-      fullBox('iloc', 0, Buffer.from([0x44, 0x00]), u16(1), u16(1), u16(0), u16(1), u32(offset), u32(payload.length)),
-      fullBox('iinf', 0, u16(1), fullBox('infe', 2, u16(1), u16(0), Buffer.from('hvc1'), Buffer.from([0]))),
-      box('iprp', box('ipco', hvcC, ispe), fullBox('ipma', 0, u32(1), u16(1), Buffer.from([2, 0x81, 0x02]))),
-    );
-  };
-  const offset = ftyp.length + metaFor(0).length + 8;
-  await writeFile(file, Buffer.concat([ftyp, metaFor(offset), box('mdat', payload)]));
+/** AVIF (AV1 in HEIF, what Android cameras can write), landscape photo pixels, encoded by sharp. */
+export async function avifPhoto(dir: string, width = 2400, height = 1600): Promise<string> {
+  const file = path.join(dir, 'photo.avif');
+  await sharp(photoPixels(width, height, 3), { raw: { width, height, channels: 3 } })
+    .avif({ quality: 50, effort: 0 })
+    .toFile(file);
   return file;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-}
-function u16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-}
-function box(type: string, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
-  return Buffer.concat([u32(body.length + 8), Buffer.from(type, 'latin1'), body]);
-}
-function fullBox(type: string, version: number, ...parts: Buffer[]): Buffer {
-  return box(type, Buffer.from([version, 0, 0, 0]), ...parts);
 }
