@@ -1,4 +1,5 @@
-# The server and the worker share this image; ffmpeg comes from Debian, sharp ships its own libvips.
+# The server and the worker share this image; ffmpeg and heif-convert (libheif-examples, for HEIC) come
+# from Debian, sharp ships its own libvips.
 # Node 22: Node 20 is past its end of life, and AWS SDK releases from 2027 need 22. The lock file
 # still installs on Node 20 (package.json engines), which development machines run.
 FROM node:22-bookworm-slim

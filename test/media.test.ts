@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import type { RunningServer } from '../server/start.ts';
-import { alphaPng, cameraJpeg, makeSampleDir, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
+import { iphoneHeic } from './support/heicSamples.ts';
+import { alphaPng, avifPhoto, cameraJpeg, makeSampleDir, photoPixels, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 import { corruptMp4, h264Clip, phoneClip, topLevelBoxes } from './support/videoSamples.ts';
@@ -41,8 +42,8 @@ describe.each(setups)('media processing (%s)', (setup) => {
     expect((status.media as { exif: { make: string } }).exif.make).toBe('Canon');
     const byName = Object.fromEntries(status.outputs.map((o) => [o.name, o]));
     expect(Object.keys(byName).sort()).toEqual(['resized', 'thumbnail', 'webp']);
-    // Orientation 6 means the 2000x1500 pixels display as 1500x2000: portrait, fitted into 1920x1080.
-    expect(byName.resized).toMatchObject({ contentType: 'image/jpeg', width: 810, height: 1080 });
+    // Orientation 6 means the 2000x1500 pixels display as 1500x2000: portrait, fitted into the portrait box 1080x1920.
+    expect(byName.resized).toMatchObject({ contentType: 'image/jpeg', width: 1080, height: 1440 });
     expect(byName.thumbnail!.height).toBe(300);
     expect(byName.webp!.contentType).toBe('image/webp');
     for (const output of status.outputs) {
@@ -50,6 +51,33 @@ describe.each(setups)('media processing (%s)', (setup) => {
       expect({ name: output.name, width: meta.width, height: meta.height }).toEqual({ name: output.name, width: output.width, height: output.height });
       expect(meta.exif).toBeUndefined();
     }
+  });
+
+  it('turns an iPhone HEIC declared image/heif (as Uppy in Chromium does) into upright portrait outputs without GPS', async () => {
+    const heic = await iphoneHeic(samples.dir, photoPixels(2048, 1536), { width: 2048, height: 1536 });
+    const status = await uploadFile(heic, 'IMG_0002.HEIC', 'image/heif');
+    expect(status.status).toBe('ready');
+    expect(status.detectedType).toBe('image/heic');
+    expect(status.media).toMatchObject({ format: 'heif', compression: 'hevc', width: 1536, height: 2048, orientation: 6, gps: true });
+    const byName = Object.fromEntries(status.outputs.map((o) => [o.name, o]));
+    expect(byName.resized).toMatchObject({ width: 1080, height: 1440 });
+    expect(byName.webp).toMatchObject({ width: 1080, height: 1440 });
+    expect(byName.thumbnail).toMatchObject({ width: 225, height: 300 });
+    for (const output of status.outputs) {
+      const bytes = await fetchOutput(output.url);
+      const meta = await sharp(bytes).metadata();
+      expect({ name: output.name, width: meta.width, height: meta.height, exif: meta.exif, orientation: meta.orientation }).toEqual({
+        name: output.name, width: output.width, height: output.height, exif: undefined, orientation: undefined,
+      });
+      expect(bytes.includes('iPhone')).toBe(false);
+    }
+  });
+
+  it('turns an AVIF into landscape outputs', async () => {
+    const status = await uploadFile(await avifPhoto(samples.dir), 'PXL_0001.avif', 'image/avif');
+    expect(status.status).toBe('ready');
+    expect(status.media).toMatchObject({ format: 'heif', compression: 'av1', width: 2400, height: 1600 });
+    expect(status.outputs.find((o) => o.name === 'resized')).toMatchObject({ width: 1620, height: 1080 });
   });
 
   it('keeps transparency in the WebP of a PNG with alpha', async () => {
@@ -85,8 +113,9 @@ describe.each(setups)('media processing (%s)', (setup) => {
   it('honours the rotation of a phone video', async () => {
     const status = await uploadFile(await phoneClip(samples.dir, 1), 'phone.mp4', 'video/mp4', 120_000);
     expect(status.status).toBe('ready');
-    const mp4 = status.outputs.find((o) => o.name === 'mp4')!;
-    expect(mp4.height!).toBeGreaterThan(mp4.width!);
+    // Stored 1920x1080 with rotation 90: upright 1080x1920, and the portrait box keeps it whole.
+    expect(status.outputs.find((o) => o.name === 'mp4')).toMatchObject({ width: 1080, height: 1920 });
+    expect(status.outputs.find((o) => o.name === 'poster')).toMatchObject({ width: 1080, height: 1920 });
   });
 
   it('fails a corrupt MP4 with ffmpeg’s reason', async () => {

@@ -18,14 +18,17 @@ import {
   emptyStreamMp4,
   ffprobeJson,
   h264Clip,
+  hdrClip,
   makeSampleDir,
   noFramesMp4,
   phoneClip,
+  portraitClip,
   removeSampleDir,
   silentClip,
   textFile,
   topLevelBoxes,
   truncatedMp4,
+  variableFrameRateClip,
   webmClip,
   zeroLengthFile,
   type ProbeJson,
@@ -130,6 +133,28 @@ function videoStream(probe: ProbeJson) {
   return stream;
 }
 
+/** The colour properties every mp4 carries: BT.709 primaries, transfer and matrix, limited range. */
+function expectBt709(video: ProbeJson['streams'][number]): void {
+  expect({ primaries: video.color_primaries, transfer: video.color_transfer, matrix: video.color_space, range: video.color_range }).toEqual({
+    primaries: 'bt709',
+    transfer: 'bt709',
+    matrix: 'bt709',
+    range: 'tv',
+  });
+}
+
+/** Luma (0-255, full range) along the middle row of an image, at these fractions of its width. */
+async function lumaRow(file: string, at: number[]): Promise<number[]> {
+  const { data, info } = await sharp(file).greyscale().raw().toBuffer({ resolveWithObject: true });
+  return at.map((f) => data[Math.floor(info.height / 2) * info.width + Math.floor(f * info.width)]!);
+}
+
+/** Every video packet's timestamp in seconds, in order. */
+async function frameTimes(file: string): Promise<number[]> {
+  const { stdout } = await promisify(execFile)('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
+  return stdout.split('\n').filter(Boolean).map(Number).sort((a, b) => a - b);
+}
+
 function expectNoRotation(probe: ProbeJson): void {
   const video = videoStream(probe);
   expect(video.side_data_list?.filter((d) => d.side_data_type === 'Display Matrix') ?? []).toEqual([]);
@@ -161,6 +186,11 @@ beforeAll(async () => {
   samples.phone = await phoneClip(dir);
   samples.short = await h264Clip(dir, { seconds: 0.4, width: 320, height: 240, name: 'short.mp4' });
   samples.large = await h264Clip(dir, { seconds: 1, width: 2048, height: 1152, name: 'large.mp4' });
+  samples.portrait = await portraitClip(dir);
+  samples.hlg = await hdrClip(dir, 'arib-std-b67');
+  samples.pq = await hdrClip(dir, 'smpte2084');
+  samples.fps60 = await h264Clip(dir, { seconds: 1, width: 320, height: 240, fps: 60, audio: false, name: 'fps60.mp4' });
+  samples.vfr = await variableFrameRateClip(dir);
   samples.anamorphic = await anamorphicClip(dir);
   samples.webm = await webmClip(dir);
   samples.corrupt = await corruptMp4(dir);
@@ -208,6 +238,7 @@ describe('videoJob', () => {
       const audio = probe.streams.filter((s) => s.codec_type === 'audio');
       expect(video.codec_name).toBe('h264');
       expect(video.pix_fmt).toBe('yuv420p');
+      expectBt709(video);
       expect(audio.map((s) => s.codec_name)).toEqual(['aac']);
       expect(Number(audio[0]!.bit_rate)).toBeGreaterThan(100_000);
       expect(Number(audio[0]!.bit_rate)).toBeLessThan(140_000);
@@ -246,7 +277,7 @@ describe('videoJob', () => {
   );
 
   it(
-    'a rotated phone video comes out upright (portrait, fitted inside 1920x1080) with no rotation left',
+    'a rotated phone video comes out upright (portrait, fitting the portrait box 1080x1920) with no rotation left',
     async () => {
       const source = await ffprobeJson(samples.phone!);
       expect(rotationOf(videoStream(source))).toBe(270); // display matrix: 90° counter-clockwise
@@ -255,16 +286,17 @@ describe('videoJob', () => {
       const ok = okOutcome(outcome);
       expect(ok.media).toMatchObject({ width: 1080, height: 1920, rotation: 270, hasAudio: true });
 
-      // 1080x1920 upright inside 1920x1080: height 1080, width 1080 * 1080 / 1920 = 607.5 → 608.
+      // 1080x1920 upright: the box turns with the picture, so it keeps its size (it was 608x1080
+      // in a landscape-only box).
       const mp4 = output(ok, 'mp4');
-      expect([mp4.width, mp4.height]).toEqual([608, 1080]);
+      expect([mp4.width, mp4.height]).toEqual([1080, 1920]);
       const probe = await ffprobeJson(mp4.path);
       const video = videoStream(probe);
-      expect([video.width, video.height]).toEqual([608, 1080]);
+      expect([video.width, video.height]).toEqual([1080, 1920]);
       expect(video.sample_aspect_ratio ?? '1:1').toBe('1:1');
       expectNoRotation(probe);
 
-      await expectJpeg(output(ok, 'poster'), 608, 1080);
+      await expectJpeg(output(ok, 'poster'), 1080, 1920);
       await expectJpeg(output(ok, 'thumbnail'), 169, 300);
       // Turned the right way (not just the right shape): stored left=red, right=blue, rotated
       // 90° counter-clockwise → blue on top, red at the bottom.
@@ -286,6 +318,8 @@ describe('videoJob', () => {
     ['short', [320, 240], [320, 240], [300, 225], { duration: 0.4 }],
     // Larger than the box: shrunk to fit, aspect kept.
     ['large', [2048, 1152], [1920, 1080], [300, 169], {}],
+    // Portrait, stored upright: the portrait box, so full size (not 608x1080).
+    ['portrait', [1080, 1920], [1080, 1920], [169, 300], { rotation: 0, hasAudio: false }],
     // Non-square pixels: stored 360x288, displayed 384x288; the mp4 gets square pixels.
     ['anamorphic', [384, 288], [384, 288], [300, 225], { hasAudio: false }],
     ['webm', [320, 240], [320, 240], [300, 225], { videoCodec: 'vp9', audioCodec: 'opus', container: 'matroska,webm' }],
@@ -303,6 +337,63 @@ describe('videoJob', () => {
       await expectFaststart(mp4.path);
       await expectJpeg(output(ok, 'poster'), mp4W, mp4H);
       await expectJpeg(output(ok, 'thumbnail'), thumbW, thumbH);
+    },
+    SLOW,
+  );
+
+  // The grey ramp of the HDR samples, read at these points: signal 5% … 95% of full.
+  const RAMP = [0.05, 0.15, 0.25, 0.5, 0.75, 0.95];
+  it.each([
+    ['hlg', 'arib-std-b67'],
+    ['pq', 'smpte2084'],
+  ])(
+    '%s HDR (10-bit HEVC, BT.2020): tone-mapped to 8-bit H.264 BT.709, tagged so, poster alike',
+    async (name, transfer) => {
+      const source = videoStream(await ffprobeJson(samples[name]!));
+      expect([source.codec_name, source.pix_fmt, source.color_transfer]).toEqual(['hevc', 'yuv420p10le', transfer]);
+      const { outcome } = await runJob(name, samples[name]!);
+      const ok = okOutcome(outcome);
+      expect(ok.media).toMatchObject({ videoCodec: 'hevc', hdr: name, width: 640, height: 360 });
+      const video = videoStream(await ffprobeJson(output(ok, 'mp4').path));
+      expect([video.codec_name, video.pix_fmt, video.width, video.height]).toEqual(['h264', 'yuv420p', 640, 360]);
+      expectBt709(video);
+      const poster = await lumaRow(output(ok, 'poster').path, RAMP);
+      console.log(`[videoJob] ${name} ramp → ${poster.join(' ')}`);
+      for (let i = 1; i < poster.length; i++) expect(poster[i]!).toBeGreaterThanOrEqual(poster[i - 1]!);
+      if (name === 'hlg') {
+        // HLG is made to look right on SDR screens as it is: the curve stays close to the
+        // signal (within 10 of 255 at every point), neither washed out nor crushed.
+        RAMP.forEach((f, i) => expect(Math.abs(poster[i]! - f * 255)).toBeLessThan(10));
+      } else {
+        // PQ codes absolute light: 15% is ~1 nit (near black in SDR, not 15% grey), 50% is
+        // ~92 nits (about SDR's white level, mid-bright after tone mapping) and 75% (~1000 nits,
+        // a highlight) is compressed into white rather than clipped earlier.
+        expect(poster[1]!).toBeLessThan(0.15 * 255 - 8);
+        expect(poster[3]!).toBeGreaterThan(100);
+        expect(poster[3]!).toBeLessThan(200);
+        expect(poster[4]!).toBeGreaterThan(240);
+      }
+    },
+    SLOW,
+  );
+
+  it(
+    '60 fps and variable-frame-rate clips keep every frame at its own time',
+    async () => {
+      const fps60 = okOutcome((await runJob('fps60', samples.fps60!)).outcome);
+      expect(fps60.media).toMatchObject({ frameRate: 60 });
+      const out60 = videoStream(await ffprobeJson(output(fps60, 'mp4').path));
+      expect([out60.avg_frame_rate, (out60 as { nb_frames?: string }).nb_frames]).toEqual(['60/1', '60']);
+
+      // 30 frames in the first second, 60 in the next: the mp4 muxer's constant-rate default
+      // would make that 120 frames (each of the first 30 twice).
+      const sourceTimes = await frameTimes(samples.vfr!);
+      expect(sourceTimes).toHaveLength(90);
+      const vfr = okOutcome((await runJob('vfr', samples.vfr!)).outcome);
+      const times = await frameTimes(output(vfr, 'mp4').path);
+      expect(times).toHaveLength(90);
+      const start = times[0]!;
+      times.forEach((t, i) => expect(t - start).toBeCloseTo(sourceTimes[i]! - sourceTimes[0]!, 3));
     },
     SLOW,
   );
@@ -442,7 +533,7 @@ describe('videoJob on a piscina worker thread', () => {
       try {
         const outputDir = outputDirFor('pool');
         const ok = okOutcome(await pool.run({ kind: 'video', input: samples.phone!, outputDir, timeoutMs: 120_000, maxPixels: MAX_PIXELS }));
-        expect([output(ok, 'mp4').width, output(ok, 'mp4').height]).toEqual([608, 1080]);
+        expect([output(ok, 'mp4').width, output(ok, 'mp4').height]).toEqual([1080, 1920]);
         expect(await liveProcessesWith(outputDir)).toEqual([]);
       } finally {
         await pool.destroy();
