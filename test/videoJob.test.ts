@@ -24,6 +24,7 @@ import {
   phoneClip,
   portraitClip,
   removeSampleDir,
+  sdClip,
   silentClip,
   textFile,
   topLevelBoxes,
@@ -191,6 +192,7 @@ beforeAll(async () => {
   samples.pq = await hdrClip(dir, 'smpte2084');
   samples.fps60 = await h264Clip(dir, { seconds: 1, width: 320, height: 240, fps: 60, audio: false, name: 'fps60.mp4' });
   samples.vfr = await variableFrameRateClip(dir);
+  samples.sd = await sdClip(dir);
   samples.anamorphic = await anamorphicClip(dir);
   samples.webm = await webmClip(dir);
   samples.corrupt = await corruptMp4(dir);
@@ -372,6 +374,26 @@ describe('videoJob', () => {
         expect(poster[3]!).toBeGreaterThan(100);
         expect(poster[3]!).toBeLessThan(200);
         expect(poster[4]!).toBeGreaterThan(240);
+      }
+    },
+    SLOW,
+  );
+
+  it(
+    'an SD (BT.601) clip is converted to the BT.709 matrix it is tagged with: its green stays green',
+    async () => {
+      const ok = okOutcome((await runJob('sd', samples.sd!)).outcome);
+      const mp4 = output(ok, 'mp4').path;
+      expectBt709(videoStream(await ffprobeJson(mp4)));
+      // Decoded as a player does, by the tag. Unconverted, BT.601 numbers read as BT.709 give
+      // about (19, 167, 61).
+      const frame = path.join(dir, 'sd-frame.png');
+      await promisify(execFile)('ffmpeg', ['-v', 'error', '-y', '-i', mp4, '-frames:v', '1', '-vf', 'scale=in_color_matrix=bt709', '-pix_fmt', 'rgb24', frame]);
+      for (const file of [frame, output(ok, 'poster').path]) {
+        const [r, g, b] = await sharp(file).extract({ left: 160, top: 120, width: 1, height: 1 }).raw().toBuffer();
+        expect(Math.abs(r! - 32)).toBeLessThan(8);
+        expect(Math.abs(g! - 192)).toBeLessThan(8);
+        expect(Math.abs(b! - 64)).toBeLessThan(8);
       }
     },
     SLOW,

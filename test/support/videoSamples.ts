@@ -123,6 +123,16 @@ export async function hdrClip(dir: string, transfer: 'arib-std-b67' | 'smpte2084
   return file;
 }
 
+/** SD colours: one flat green (32, 192, 64) coded with the BT.601 matrix and tagged so (smpte170m), as SD cameras and old phones write. */
+export async function sdClip(dir: string): Promise<string> {
+  const file = path.join(dir, 'sd-bt601.mp4');
+  await ffmpegRun([
+    ...['-f', 'lavfi', '-i', 'color=c=0x20C040:s=320x240:r=25:d=1', '-vf', 'scale=out_color_matrix=bt601:out_range=tv,format=yuv420p'],
+    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-colorspace', 'smpte170m', '-color_primaries', 'smpte170m', '-color_trc', 'smpte170m', file],
+  ]);
+  return file;
+}
+
 /**
  * Variable frame rate, as phones record in changing light: 1 s at 30 fps, then 1 s at 60 fps
  * (90 frames in 2 s), timestamps kept as they are (`-fps_mode passthrough`).
