@@ -206,7 +206,9 @@ function posterCommand(input: string, videoIndex: number, picture: string, atSec
   else command.inputOptions(...inputOptions());
   return command
     .output(`file:${target}`)
-    .outputOptions('-map', `0:${videoIndex}`, '-vf', picture, '-frames:v', '1', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
+    // The picture is BT.709 now, which swscale's own YUV → RGB (BT.601 unless the frame says
+    // otherwise, and swscale's scale does not say) would misread: a poster greener than the video.
+    .outputOptions('-map', `0:${videoIndex}`, '-vf', `${picture},scale=in_color_matrix=bt709:in_range=tv:out_range=pc,format=rgb24`, '-frames:v', '1', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
 }
 
 function mp4Command(input: string, videoIndex: number, picture: string, audio: ProbeStream | undefined, target: string): FfmpegCommand {
