@@ -51,7 +51,7 @@ export function ietfDraftRequests(context: HookContext, tus: Server, tusPath: st
       ctx.remove('Tus-Resumable');
       ctx.remove('Tus-Version');
       ctx.set(interopVersionHeader, String(version.interop));
-      ctx.set(...completenessField(version, false));
+      if (!ctx.response.get(version.completeness)) ctx.set(...completenessField(version, false));
     }
   };
 }
