@@ -2,6 +2,7 @@ import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/start.ts';
 import { draftRequest, type DraftAnswer } from './support/draftRequests.ts';
+import { eventually } from './support/eventually.ts';
 import { pdf, png, sha256 } from './support/samples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
@@ -212,7 +213,8 @@ describe.each(setups)('the IETF resumable-upload draft on /files/ (%s)', (setup)
     const url = (await create(8, pdf(20_000).subarray(0, 5000), false)).headers.location!;
     const cancel = await draftRequest(url, 'DELETE', draft(8));
     expect(cancel.status).toBe(204);
-    expect((await fetchStatus(server.url, uploadIdOf(url), auth)).status).toBe('deleted');
+    // The termination is recorded as @tus/server reports it, just after its answer.
+    await eventually('the upload recorded deleted', async () => (await fetchStatus(server.url, uploadIdOf(url), auth)).status === 'deleted');
     const head = await draftRequest(url, 'HEAD', draft(8));
     expect(head.status).toBe(410);
   });
@@ -243,6 +245,13 @@ describe.each(setups)('the IETF resumable-upload draft on /files/ (%s)', (setup)
     const answer = await draftRequest(`${server.url}/files/`, 'OPTIONS', { 'Upload-Draft-Interop-Version': 8 });
     expect(answer.headers['accept-patch']).toBe('application/partial-upload');
     expect(answer.headers['upload-limit']).toMatch(/^max-size=\d+, min-size=1$/);
+    // A page on another origin may send the draft's fields and read the answer's.
+    const preflight = await draftRequest(`${server.url}/files/`, 'OPTIONS', { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'upload-complete, upload-draft-interop-version' });
+    expect(preflight.headers['access-control-allow-headers']).toContain('Upload-Complete');
+    expect(preflight.headers['access-control-allow-headers']).toContain('Upload-Draft-Interop-Version');
+    const created = await create(8, png(), true, { Origin: 'https://app.example' });
+    expect(created.headers['access-control-expose-headers']).toContain('Upload-Complete');
+    expect(created.headers['access-control-expose-headers']).toContain('Upload-Limit');
   });
 
   it.each(['ietf-draft-03', 'ietf-draft-05'] as const)('tus-js-client with protocol %s uploads in chunks to ready', async (protocol) => {

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { DraftVersion, ProblemType } from './draftVersions.ts';
 import { interopVersionHeader } from './draftVersions.ts';
 
@@ -45,7 +46,7 @@ export interface DraftFields {
  */
 export function draftHeaders(version: DraftVersion, base: Headers, fields: DraftFields): Headers {
   const headers = new Headers(base);
-  for (const name of tusOnlyFields) headers.delete(name);
+  for (const name of [...tusOnlyFields, 'Content-Type', 'Content-Length']) headers.delete(name);
   headers.set(interopVersionHeader, String(version.interop));
   headers.set(...completenessField(version, fields.complete));
   if (fields.offset !== undefined) headers.set('Upload-Offset', String(fields.offset));
@@ -54,6 +55,12 @@ export function draftHeaders(version: DraftVersion, base: Headers, fields: Draft
   if (fields.location) headers.set('Location', fields.location);
   for (const [name, value] of Object.entries(fields.more ?? {})) headers.set(name, value);
   return headers;
+}
+
+/** An answer of the draft's, with its reason phrase (srvx would leave it empty). */
+export function draftResponse(status: number, headers: Headers, body: string | null = null): Response {
+  if (body === null && status !== 204) headers.set('Content-Length', '0');
+  return new Response(body, { status, statusText: STATUS_CODES[status], headers });
 }
 
 /**
@@ -70,12 +77,11 @@ export function draftRefusal(
   members: Record<string, number> = {},
 ): Response {
   const headers = draftHeaders(version, base, fields);
-  headers.delete('Content-Length');
   if (problem && version.problems.has(problem)) {
     headers.set('Content-Type', 'application/problem+json');
     const body = { type: `https://iana.org/assignments/http-problem-types#${problem}`, title: problemTitles[problem], detail: reason, ...members };
-    return new Response(JSON.stringify(body), { status, headers });
+    return draftResponse(status, headers, JSON.stringify(body));
   }
   headers.set('Content-Type', 'text/plain; charset=utf-8');
-  return new Response(`${reason}\n`, { status, headers });
+  return draftResponse(status, headers, `${reason}\n`);
 }

@@ -9,7 +9,7 @@ import type { UploadState } from '../auth/tusUploadAccess.ts';
 import type { Upload } from '../db/schema.ts';
 import { tusRequest, type TusSender } from '../tusHandle.ts';
 import { OCTET_STREAM, setRequestHeader } from '../tusProtocol.ts';
-import { completenessField, draftHeaders, draftRefusal, uploadLimitField, type DraftFields } from './draftAnswer.ts';
+import { completenessField, draftHeaders, draftRefusal, draftResponse, uploadLimitField, type DraftFields } from './draftAnswer.ts';
 import { readDraftRequest, sfInteger, type DraftRequest } from './draftRequest.ts';
 import { draftVersionOf, interopVersionHeader, supportedInterop, type DraftVersion } from './draftVersions.ts';
 import { sendUploadResumptionSupported } from './informational.ts';
@@ -87,7 +87,7 @@ function completedAppend(ctx: DraftContext, draft: DraftRequest, size: number): 
   const fields: DraftFields = { complete: true, offset: size };
   if (draft.offset !== size) return mismatchingOffset(version, new Headers(), size, draft.offset!, true);
   const empty = (sfInteger(ctx.get('Content-Length')) ?? 0) === 0 && !ctx.get('Transfer-Encoding');
-  if (empty && draft.completes) return new Response(null, { status: version.appendStatus, headers: draftHeaders(version, new Headers(), fields) });
+  if (empty && draft.completes) return draftResponse(version.appendStatus, draftHeaders(version, new Headers(), fields));
   const reason = 'the upload is already complete';
   // Drafts -10, -11: "If the client attempted to append a non-zero length document, the server
   // MUST treat this as an inconsistent length failure"; an empty one may get 410 (Gone).
@@ -220,7 +220,7 @@ function exchange(context: HookContext, tus: Server, tusPath: string, ctx: Draft
           if (state instanceof Response) return state;
           // "If the request content was fully received, the server MUST include the `Location` response
           // header field pointing to the upload resource and MUST include the `Upload-Limit` header field"; 201 for both.
-          return new Response(null, { status: 201, headers: draftHeaders(version, response.headers, { ...state, location, limit: creationLimit }) });
+          return draftResponse(201, draftHeaders(version, response.headers, { ...state, location, limit: creationLimit }));
         }
         case 'append': {
           if (response.status === 409 && upload) {
@@ -230,7 +230,7 @@ function exchange(context: HookContext, tus: Server, tusPath: string, ctx: Draft
           if (!response.ok || !upload) return refusal(response);
           const state = await settle(response, upload.id, upload.size ?? undefined, sender);
           if (state instanceof Response) return state;
-          return new Response(null, { status: version.appendStatus, headers: draftHeaders(version, response.headers, state) });
+          return draftResponse(version.appendStatus, draftHeaders(version, response.headers, state));
         }
         case 'retrieval': {
           if (!response.ok || !upload) return refusal(response);
@@ -241,11 +241,11 @@ function exchange(context: HookContext, tus: Server, tusPath: string, ctx: Draft
           // client has not supplied one, MUST indicate the limits [...], and SHOULD include the
           // `Cache-Control` header field with the value `no-store`".
           const fields = { offset, length, complete: length === offset, limit: recordLimit(upload), more: { 'Cache-Control': 'no-store' } };
-          return new Response(null, { status: 204, headers: draftHeaders(version, response.headers, fields) });
+          return draftResponse(204, draftHeaders(version, response.headers, fields));
         }
         case 'cancellation':
           if (!response.ok) return refusal(response);
-          return new Response(null, { status: 204, headers: draftHeaders(version, response.headers, { complete: false }) });
+          return draftResponse(204, draftHeaders(version, response.headers, { complete: false }));
       }
     },
   };
