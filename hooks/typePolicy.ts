@@ -73,6 +73,18 @@ export function limitFor(policy: TypePolicy, declared: { filename: string; type:
 }
 
 /**
+ * The most bytes an upload declared this way may have: its type's limit in the policy its limits
+ * narrowed, within MAX_UPLOAD_SIZE and the token's (or the app's) max size.
+ */
+export function uploadSizeLimit(
+  config: { typePolicy: TypePolicy; maxUploadSize: number },
+  limits: UploadLimits,
+  declared: { filename: string; type: string | undefined },
+): number {
+  return limitFor(narrowPolicy(config.typePolicy, limits), declared, Math.min(config.maxUploadSize, limits.maxSize ?? Infinity));
+}
+
+/**
  * The verdict on the stored bytes: the detected type must be allowed, agree with the claimed
  * type and the extension, and fit its limit. Returns the reason for `rejected`, or undefined.
  */

@@ -24,9 +24,10 @@ export interface Creator {
  * Before the upload exists: refuse an empty file and a length over the creator's token; ask the app
  * (AUTHORIZE_URL), which may refuse, replace the metadata or narrow the size; refuse a declared
  * type, extension or length the policy (narrowed by both) does not allow, so nobody sends 500 MiB
- * to be told no; then record the upload as `uploading`, within its owner's quota.
+ * to be told no; then record the upload as `uploading`, within its owner's quota. Returns the
+ * metadata and limits the upload was recorded with.
  */
-export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata'] }> {
+export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata']; limits: UploadLimits }> {
   const { config, log } = context;
   let sent = upload.metadata;
   let limits = creator.limits;
@@ -86,7 +87,7 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
     refuse(413, `quota exceeded: QUOTA_BYTES allows ${overQuota.limit} stored bytes, ${overQuota.used} are in use`);
   }
   log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
-  return { metadata: sent };
+  return { metadata: sent, limits };
 }
 
 function withoutNul(metadata: Upload['metadata']): Upload['metadata'] {

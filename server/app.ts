@@ -15,6 +15,7 @@ import { demoRoutes } from './routes/demo.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
+import { ietfDraftAppends, ietfDraftRequests, type DraftState } from './ietfDraft/ietfDraft.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
@@ -59,18 +60,21 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
 
   // An expired token (within AUTH_RESUME_GRACE) may only go on with an upload: HEAD and PATCH of tus.
   const mayResume = (ctx: { method: string; path: string }) => ctx.path.startsWith(`${tusPath}/`) && ['HEAD', 'PATCH'].includes(ctx.method);
-  const tusRequest = compose<ParameterizedContext<UploadState>>([
+  const tusRequest = compose<ParameterizedContext<DraftState>>([
+    // The IETF draft's requests become the tus requests they amount to, before anything reads them.
+    ietfDraftRequests(context, tus, tusPath),
     // Protocol fixes first: everything after must see the method after X-HTTP-Method-Override.
     tusProtocol(),
     limitUploadMetadata(),
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
+    ietfDraftAppends(),
     rateLimitUploads({ db, perMinute: config.rateLimitPerMinute, log }),
     firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;
-      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip, upload: ctx.state.upload });
+      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip, upload: ctx.state.upload, ...ctx.state.tusHooks });
     },
   ]);
   app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));

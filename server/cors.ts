@@ -1,13 +1,16 @@
 import type { Middleware } from 'koa';
 import { HEADERS } from '@tus/server';
 
+/** The IETF resumable-upload draft's fields (server/ietfDraft/), sent and read by a page that speaks it. */
+const draftFields = ['Upload-Complete', 'Upload-Incomplete', 'Upload-Limit', 'Upload-Draft-Interop-Version', 'Accept-Patch'];
+
 /**
  * Response headers a script on another origin may read besides the CORS-safelisted ones:
  * @tus/server's list, plus what says when to retry and why a request was refused.
  * (Fetch: "Access-Control-Expose-Headers … indicates which headers can be exposed as part of the
  * response by listing their names.")
  */
-const moreExposedHeaders = ['Upload-Expires', 'Retry-After', 'WWW-Authenticate', 'Content-Disposition', 'Content-Range', 'Accept-Ranges', 'ETag'];
+const moreExposedHeaders = ['Upload-Expires', 'Retry-After', 'WWW-Authenticate', 'Content-Disposition', 'Content-Range', 'Accept-Ranges', 'ETag', ...draftFields];
 const exposedHeaders = [...HEADERS, ...moreExposedHeaders].join(', ');
 
 /** What a page may send to /api/: the token, and Last-Event-ID for an event stream it resumes. */
@@ -35,11 +38,12 @@ export function corsPolicy(origins: string[]): CorsPolicy {
  * @tus/server's CORS options giving the answers `cors` gives: `*` is its default; otherwise it
  * echoes an origin the function allows and sends none for the rest.
  */
-export function tusCorsOptions(origins: string[]): { allowedOrigins?: (origin: string) => boolean; exposedHeaders: string[] } {
+export function tusCorsOptions(origins: string[]): { allowedOrigins?: (origin: string) => boolean; exposedHeaders: string[]; allowedHeaders: string[] } {
   const policy = corsPolicy(origins);
   return {
     allowedOrigins: origins.includes('*') ? undefined : (origin) => policy.allowOrigin(origin) !== undefined,
     exposedHeaders: moreExposedHeaders,
+    allowedHeaders: [...draftFields, 'Content-Disposition'],
   };
 }
 

@@ -3,7 +3,7 @@ import { finished } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
-import type { Upload } from './db/schema.ts';
+import type { Upload, UploadLimits } from './db/schema.ts';
 import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
 
 /** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
@@ -13,6 +13,12 @@ export interface TusSender {
   ip: string;
   /** The upload the request names, as tusUploadAccess read it (HEAD, PATCH, DELETE). */
   upload?: Upload;
+  /** The limits uploadCreate settled on for the upload this request creates (its token's, narrowed by the app). */
+  limits?: UploadLimits;
+  /** Told once @tus/server has created the upload, before it reads the body (the IETF draft's 104). */
+  onCreated?: (url: string, sender: TusSender) => void;
+  /** Rewrites @tus/server's answer before it is sent (the IETF draft's requests get the draft's answers). */
+  adapt?: (response: Response, sender: TusSender) => Promise<Response>;
 }
 
 const senders = new WeakMap<Request, TusSender>();
@@ -35,16 +41,22 @@ export function replayReadAhead(req: IncomingMessage, head: Buffer): void {
  */
 export async function handleTus(tus: Server, req: IncomingMessage, res: ServerResponse, sender: TusSender): Promise<void> {
   const request = new NodeRequest({ req, res });
-  senders.set(request, sender);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }
-  const response = await tus.handleWeb(request);
+  const answer = await tusRequest(tus, request, sender);
+  const response = sender.adapt ? await sender.adapt(answer, sender) : answer;
   // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
   if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
   // srvx waits for res.end()'s callback, which never comes once the connection is gone (the
   // client dropped it, or a stopping server closed it): the request would never be over.
   await Promise.race([sendNodeResponse(res, response), new Promise<void>((resolve) => finished(res, () => resolve()))]);
+}
+
+/** A request to @tus/server for `sender`: the client's own, or one the server makes on its behalf. */
+export function tusRequest(tus: Server, request: Request, sender: TusSender): Promise<Response> {
+  senders.set(request, sender);
+  return tus.handleWeb(request);
 }
 
 /** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */

@@ -52,12 +52,19 @@ export function tusProtocol(): Middleware {
   };
 }
 
-/** @tus/server reads some headers from `headers` and iterates others from `rawHeaders`: set both. */
-function setRequestHeader(req: IncomingMessage, name: string, value: string): void {
-  req.headers[name] = value;
+/**
+ * @tus/server reads some headers from `headers` and iterates others from `rawHeaders`: set both
+ * (`name` in lower case); undefined removes the header.
+ */
+export function setRequestHeader(req: IncomingMessage, name: string, value: string | undefined): void {
+  const kept: string[] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    if (req.rawHeaders[i]!.toLowerCase() === name) req.rawHeaders[i + 1] = value;
+    if (req.rawHeaders[i]!.toLowerCase() !== name) kept.push(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
   }
+  if (value !== undefined) kept.push(name, value);
+  req.rawHeaders.splice(0, req.rawHeaders.length, ...kept);
+  if (value === undefined) delete req.headers[name];
+  else req.headers[name] = value;
 }
 
 /**

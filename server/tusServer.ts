@@ -3,7 +3,7 @@ import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
-import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
+import { uploadSizeLimit } from '../hooks/typePolicy.ts';
 import { tusCorsOptions } from './cors.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
@@ -32,16 +32,17 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
       const known = senderOf(req).upload;
       const upload = id ? (known?.id === id ? known : await findUpload(db, id)) : undefined;
       if (!upload) return config.maxUploadSize;
-      const declared = { filename: upload.safe_filename, type: upload.claimed_type ?? undefined };
-      const limit = limitFor(narrowPolicy(config.typePolicy, upload.limits), declared, Math.min(config.maxUploadSize, upload.limits.maxSize ?? Infinity));
+      const limit = uploadSizeLimit(config, upload.limits, { filename: upload.safe_filename, type: upload.claimed_type ?? undefined });
       // A length declared at creation was checked against the bytes quota then; a deferred one
       // may grow only into what the owner's other uploads leave of it.
       if (upload.size !== null || !upload.owner || config.quotas.bytes === undefined) return limit;
       return Math.min(limit, Math.max(0, config.quotas.bytes - (await bytesHeldByOthers(db, upload.owner, upload.id))));
     },
-    onUploadCreate: (req, upload) => {
-      const { caller, ip } = senderOf(req);
-      return uploadCreate(context, upload, { owner: caller.owner, limits: caller.limits, ip });
+    onUploadCreate: async (req, upload) => {
+      const sender = senderOf(req);
+      const { metadata, limits } = await uploadCreate(context, upload, { owner: sender.caller.owner, limits: sender.caller.limits, ip: sender.ip });
+      sender.limits = limits;
+      return { metadata };
     },
     onUploadFinish: async (_req, upload) => {
       await uploadFinish(context, upload);
@@ -112,6 +113,11 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     }
     return res;
   };
+  // Emitted once the store holds the new upload, before its body is read.
+  server.on(EVENTS.POST_CREATE, (req: Request, _upload: Upload, url: string) => {
+    const sender = senderOf(req);
+    sender.onCreated?.(url, sender);
+  });
   server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
     changeStatus(db, id, ['uploading'], { status: 'deleted', reason: 'terminated by the client' }).catch((err: unknown) =>
       log.warn({ err, upload: id }, 'recording termination failed'),
