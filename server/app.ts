@@ -18,6 +18,8 @@ import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
+import { tusChecksum } from './tusChecksum.ts';
+import { tusConcatenation } from './tusConcatenation.ts';
 import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
 const downloadPath = /^\/api\/uploads\/[^/]+\/files\/[^/]+$/;
@@ -66,11 +68,15 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
     rateLimitUploads(context),
+    tusConcatenation(context, tusPath),
+    // A checksummed body is verified before anything judges or stores it.
+    tusChecksum(context),
     firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;
-      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip, upload: ctx.state.upload });
+      const { caller, upload, partial, concat } = ctx.state;
+      await handleTus(tus, ctx.req, ctx.res, { caller, ip: ctx.ip, upload, partial, concat });
     },
   ]);
   app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));

@@ -52,12 +52,36 @@ export function tusProtocol(): Middleware {
   };
 }
 
-/** @tus/server reads some headers from `headers` and iterates others from `rawHeaders`: set both. */
-function setRequestHeader(req: IncomingMessage, name: string, value: string): void {
-  req.headers[name] = value;
+/** @tus/server reads some headers from `headers` and iterates others from `rawHeaders`: set both (undefined removes it). */
+export function setRequestHeader(req: IncomingMessage, name: string, value: string | undefined): void {
+  const raw: string[] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    if (req.rawHeaders[i]!.toLowerCase() === name) req.rawHeaders[i + 1] = value;
+    if (req.rawHeaders[i]!.toLowerCase() !== name) raw.push(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
   }
+  delete req.headers[name];
+  if (value !== undefined) {
+    req.headers[name] = value;
+    raw.push(name, value);
+  }
+  req.rawHeaders.splice(0, req.rawHeaders.length, ...raw);
+}
+
+/**
+ * Adds a protocol extension of ours to @tus/server's OPTIONS answer (which lists only its store's),
+ * with the headers that describe it and the request headers a page's preflight must be allowed.
+ */
+export function announceExtension(server: Server, extension: string, more: { headers?: Record<string, string>; requestHeaders?: string[] } = {}): void {
+  const options = server.handlers.OPTIONS;
+  const send = options.send.bind(options);
+  options.send = async (...args) => {
+    const res = await send(...args);
+    const listed = res.headers.get('Tus-Extension');
+    res.headers.set('Tus-Extension', listed ? `${listed},${extension}` : extension);
+    for (const [name, value] of Object.entries(more.headers ?? {})) res.headers.set(name, value);
+    const allowed = res.headers.get('Access-Control-Allow-Headers');
+    if (allowed && more.requestHeaders) res.headers.set('Access-Control-Allow-Headers', [allowed, ...more.requestHeaders].join(', '));
+    return res;
+  };
 }
 
 /**

@@ -3,17 +3,21 @@ import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
+import { finalCreate, partialCreate } from '../hooks/concatenation.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { tusCorsOptions } from './cors.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses } from './tusProtocol.ts';
+import { serveChecksums } from './tusChecksum.ts';
+import { serveConcatenation } from './tusConcatenation.ts';
+import type { Concatenated } from './storage.ts';
 
 export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
-export function createTusServer(context: HookContext, locker: Locker): Server {
+export function createTusServer(context: HookContext, locker: Locker, observeConcatenation: (result: Concatenated) => void = () => {}): Server {
   const { config, db, storage, log } = context;
   const server: Server = new Server({
     path: tusPath,
@@ -39,12 +43,17 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
       if (upload.size !== null || !upload.owner || config.quotas.bytes === undefined) return limit;
       return Math.min(limit, Math.max(0, config.quotas.bytes - (await bytesHeldByOthers(db, upload.owner, upload.id))));
     },
-    onUploadCreate: (req, upload) => {
-      const { caller, ip } = senderOf(req);
-      return uploadCreate(context, upload, { owner: caller.owner, limits: caller.limits, ip });
+    onUploadCreate: async (req, upload) => {
+      const { caller, ip, concat } = senderOf(req);
+      const creator = { owner: caller.owner, limits: caller.limits, ip };
+      if (concat?.kind === 'partial') return partialCreate(context, upload, creator).then(() => ({}));
+      if (concat?.kind === 'final') return finalCreate(context, upload, creator, concat.final);
+      return uploadCreate(context, upload, creator);
     },
-    onUploadFinish: async (_req, upload) => {
-      await uploadFinish(context, upload);
+    onUploadFinish: async (req, upload) => {
+      // A partial upload's last byte: nothing happens to it until a final takes it.
+      const { partial, concat } = senderOf(req);
+      if (!partial && concat?.kind !== 'partial') await uploadFinish(context, upload);
       return {};
     },
     onResponseError: async (req, error) => {
@@ -73,6 +82,8 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     },
   });
   fixHeadResponses(server);
+  serveChecksums(server);
+  serveConcatenation(server, context, observeConcatenation);
 
   const recordProgress = (id: string, offset: number, size: number | undefined) => {
     const writes = [recordOffset(db, id, offset)];
