@@ -67,7 +67,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     limitUploadMetadata(),
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
-    rateLimitUploads(context),
+    rateLimitUploads({ db, perMinute: config.rateLimitPerMinute, log }),
     tusConcatenation(context, tusPath),
     // A checksummed body is verified before anything judges or stores it.
     tusChecksum(context),
