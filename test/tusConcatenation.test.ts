@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanUpExpired } from '../server/jobs/cleanup.ts';
 import type { RunningServer } from '../server/start.ts';
 import { testS3ClientConfig } from './services/env.ts';
 import { pdf, png, sha256 } from './support/samples.ts';
@@ -174,6 +175,17 @@ describe.each(setups)('tus concatenation (%s)', (setup) => {
     expect(res.status).toBe(415);
     expect(res.text).toContain('first bytes are image/png');
     for (const partial of [first, second]) expect((await request(partial, 'HEAD', alice)).status).toBe(404);
+  });
+
+  it('cleanup removes partials left unused past UPLOAD_EXPIRES_AFTER, finished or not, and keeps younger ones', async () => {
+    const finished = await createPartial(alice, pdf(2000));
+    const unfinished = (await request(`${server.url}/files/`, 'POST', { ...alice, 'Upload-Concat': 'partial', 'Upload-Length': 5000 })).headers.location!;
+    expect(await cleanUpExpired(server.services.context)).toMatchObject({ parts: 0 });
+    expect((await request(finished, 'HEAD', alice)).status).toBe(200);
+    const result = await cleanUpExpired(server.services.context, { now: new Date(Date.now() + 25 * 3600_000) });
+    expect(result.parts).toBeGreaterThanOrEqual(2);
+    for (const partial of [finished, unfinished]) expect((await request(partial, 'HEAD', alice)).status).toBe(404);
+    if (setup === 'embedded') await expect(fs.stat(path.join(environment.dataDir, 'uploads', uploadIdOf(finished)))).rejects.toThrow();
   });
 
   it('counts a parallel upload as one upload in flight (QUOTA_UPLOADS_IN_FLIGHT=1)', { timeout: 60_000 }, async () => {
