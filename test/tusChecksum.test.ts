@@ -86,6 +86,21 @@ describe.each(setups)('tus checksum extension (%s)', (setup) => {
     expect(status).toMatchObject({ status: 'ready', size: file.length, sha256: sha256(file) });
   });
 
+  it('checks a creation-with-upload POST too: a mismatch creates nothing, a match creates the upload at the body\'s offset', async () => {
+    const file = pdf(50 * KiB);
+    const body = file.subarray(0, 20 * KiB);
+    const post = (checksum: string) =>
+      request(`${server.url}/files/`, 'POST', { ...auth, 'Upload-Length': file.length, 'Upload-Metadata': `filename ${Buffer.from('doc.pdf').toString('base64')}`, 'Content-Type': OCTET, 'Upload-Checksum': checksum }, body);
+    const listed = async () => ((await (await fetch(`${server.url}/api/uploads?limit=100`, { headers: auth })).json()) as { items: unknown[] }).items.length;
+    const before = await listed();
+    const wrong = await post(`sha1 ${digest('sha1', file.subarray(1, 20 * KiB + 1))}`);
+    expect([wrong.status, wrong.headers.location]).toEqual([460, undefined]);
+    expect(await listed()).toBe(before);
+    const right = await post(`sha1 ${digest('sha1', body)}`);
+    expect([right.status, right.headers['upload-offset']]).toEqual([201, String(20 * KiB)]);
+    expect(await listed()).toBe(before + 1);
+  });
+
   /** Sends the headers and `sent` bytes of a checksummed PATCH of `body`, then stalls or drops the connection. */
   const cutPatch = (url: string, body: Buffer, sent: number, how: 'drop' | 'stall') =>
     new Promise<void>((resolve) => {
