@@ -1,5 +1,6 @@
 import type { Upload } from '@tus/utils';
 import { createUpload } from '../server/db/records.ts';
+import type { FinalUpload } from './concatenation.ts';
 import type { UploadLimits } from '../server/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
@@ -27,7 +28,12 @@ export interface Creator {
  * to be told no; then record the upload as `uploading`, within its owner's quota. Returns the
  * metadata and limits the upload was recorded with.
  */
-export async function uploadCreate(context: HookContext, upload: Upload, creator: Creator): Promise<{ metadata: Upload['metadata']; limits: UploadLimits }> {
+export async function uploadCreate(
+  context: HookContext,
+  upload: Upload,
+  creator: Creator,
+  final?: FinalUpload,
+): Promise<{ metadata: Upload['metadata']; limits: UploadLimits }> {
   const { config, log } = context;
   let sent = upload.metadata;
   let limits = creator.limits;
@@ -77,9 +83,13 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
       tus_metadata: JSON.stringify(metadata ?? {}),
       limits: JSON.stringify(limits),
       expires_at: new Date(Date.now() + config.uploadExpiresAfterMs),
+      upload_concat: final?.uploadConcat ?? null,
     },
     config.quotas,
+    final?.parts.map((part) => part.id),
   );
+  // Another final took one of the parts since they were checked: as if it were not there.
+  if (overQuota === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
   if (overQuota?.quota === 'uploads in flight') {
     refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${overQuota.limit} unfinished uploads at once; finish or delete one first`);
   }

@@ -19,6 +19,8 @@ import { ietfDraftAppends, ietfDraftRequests, type DraftState } from './ietfDraf
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
+import { tusChecksum } from './tusChecksum.ts';
+import { tusConcatenation } from './tusConcatenation.ts';
 import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
 const downloadPath = /^\/api\/uploads\/[^/]+\/files\/[^/]+$/;
@@ -70,11 +72,15 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     tusUploadAccess(db, tusPath),
     ietfDraftAppends(),
     rateLimitUploads({ db, perMinute: config.rateLimitPerMinute, log }),
+    tusConcatenation(context, tusPath),
+    // A checksummed body is verified before anything judges or stores it.
+    tusChecksum(context),
     firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.
       ctx.respond = false;
-      await handleTus(tus, ctx.req, ctx.res, { caller: ctx.state.caller, ip: ctx.ip, upload: ctx.state.upload, ...ctx.state.tusHooks });
+      const { caller, upload, partial, concat, tusHooks } = ctx.state;
+      await handleTus(tus, ctx.req, ctx.res, { caller, ip: ctx.ip, upload, partial, concat, ...tusHooks });
     },
   ]);
   app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));

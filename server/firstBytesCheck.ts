@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Middleware, ParameterizedContext } from 'koa';
 import { Metadata, type Upload } from '@tus/utils';
 import type { TypePolicy } from './config.ts';
@@ -9,7 +9,7 @@ import { narrowPolicy } from '../hooks/typePolicy.ts';
 import { declaredFile } from '../hooks/uploadMetadata.ts';
 import type { UploadState } from './auth/tusUploadAccess.ts';
 import { closeAfterAnswer } from './lingeringClose.ts';
-import { replayReadAhead } from './tusHandle.ts';
+import { replayReadAhead, requestBody } from './tusHandle.ts';
 import { OCTET_STREAM, refuseTusRequest } from './tusProtocol.ts';
 
 /** What a request carrying an upload's first bytes is checked against. */
@@ -30,9 +30,11 @@ interface HeadCheck {
  */
 export function firstBytesCheck(context: HookContext): Middleware<UploadState> {
   return async (ctx, next) => {
+    // Partial uploads are never inspected; a final's first bytes are checked when it is created (hooks/concatenation.ts).
+    if (ctx.state.concat || ctx.state.partial) return next();
     const check = ctx.method === 'PATCH' ? await resumedHead(context, ctx) : ctx.method === 'POST' ? creationHead(context, ctx) : undefined;
     if (!check) return next();
-    const arriving = await readAhead(ctx.req, check.wanted - check.stored.length);
+    const arriving = await readAhead(requestBody(ctx.req), check.wanted - check.stored.length);
     const head = Buffer.concat([check.stored, arriving]);
     // Too few bytes yet to decide: a later PATCH completes the head.
     const refusal = head.length >= check.wanted ? await refuseFirstBytes(check.policy, check.declared, head.subarray(0, check.wanted)) : undefined;
@@ -107,7 +109,7 @@ function lengthOf(header: string): number | undefined {
  * Reads the body until `wanted` bytes (or its end) have arrived, then pauses it. A request that
  * fails meanwhile gives what it had: @tus/server sees the failure when it reads on.
  */
-function readAhead(req: IncomingMessage, wanted: number): Promise<Buffer> {
+function readAhead(req: Readable, wanted: number): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let length = 0;

@@ -1,10 +1,11 @@
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from './db/database.ts';
 import { countJobs } from './db/jobQueue.ts';
 import { countUploadsByStatus } from './db/records.ts';
 import { jobKinds, jobStatuses, uploadStatuses, type JobKind } from './db/schema.ts';
 import type { JobEnd } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
+import type { Concatenated } from './storage.ts';
 import { tusPath } from './tusServer.ts';
 
 /** What GET /metrics shows: this process's runtime, requests and jobs, and the database's uploads and queue. */
@@ -14,6 +15,8 @@ export interface Metrics {
   scrape(): Promise<string>;
   observeRequest(method: string, path: string, status: number, seconds: number): void;
   observeJob(kind: JobKind, end: JobEnd, seconds: number): void;
+  /** Where a final upload's bytes went when its partial uploads were concatenated. */
+  observeConcatenation(result: Concatenated): void;
 }
 
 const prefix = 'upload_server_';
@@ -61,6 +64,14 @@ export function createMetrics(db: Db, log: Logger): Metrics {
     registers,
   });
 
+  const concatenatedBytes = new Counter({
+    name: `${prefix}concatenated_bytes_total`,
+    help: 'Bytes of final uploads (tus concatenation): copied inside the store (S3 UploadPartCopy), or read and written by this process.',
+    labelNames: ['path'],
+    registers,
+  });
+  for (const path of ['in_store', 'through_server']) concatenatedBytes.inc({ path }, 0);
+
   // The jobs and lag gauges come from one query, so the database is read before rendering
   // rather than in a collect() per gauge (prom-client runs those independently).
   async function readDatabase(): Promise<void> {
@@ -97,5 +108,9 @@ export function createMetrics(db: Db, log: Logger): Metrics {
       requestSeconds.observe(labels, seconds);
     },
     observeJob: (kind, outcome, seconds) => jobSeconds.observe({ kind, outcome }, seconds),
+    observeConcatenation: ({ copiedInStore, passedThrough }) => {
+      concatenatedBytes.inc({ path: 'in_store' }, copiedInStore);
+      concatenatedBytes.inc({ path: 'through_server' }, passedThrough);
+    },
   };
 }

@@ -7,7 +7,8 @@ import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCo
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { S3Store } from '@tus/s3-store';
 import type { S3Config } from './config.ts';
-import { contentDisposition, outputKey, type Download, type Located, type Storage } from './storage.ts';
+import { concatenateObjects } from './s3Concatenation.ts';
+import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
 export function s3ClientConfig(s3: S3Config): S3ClientConfig {
@@ -68,6 +69,18 @@ export class S3Storage implements Storage {
     const { Body } = await this.client.send(command);
     if (!Body) throw new Error(`s3 object ${id}.part has no body`);
     return Buffer.from(await Body.transformToByteArray());
+  }
+
+  /** A finished upload is the completed object `<id>`. */
+  async readOriginalHead(id: string, length: number): Promise<Buffer> {
+    const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: id, Range: `bytes=0-${length - 1}` }));
+    if (!Body) throw new Error(`s3 object ${id} has no body`);
+    return Buffer.from(await Body.transformToByteArray());
+  }
+
+  /** Server-side: UploadPartCopy from the partial objects (s3Concatenation.ts). */
+  concatenate(target: string, parts: StoredPart[]): Promise<Concatenated> {
+    return concatenateObjects(this.client, this.s3.bucket, target, parts.map((part) => ({ key: part.id, size: part.size })));
   }
 
   async originalFile(id: string, workDir: string, signal: AbortSignal): Promise<string> {

@@ -75,7 +75,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's
   // restarts, or a load balancer would take every upload server out at once.
-  const app = createApp(context, createTusServer(context, locker), config.runJobs ? scanner : undefined, metrics);
+  const app = createApp(context, createTusServer(context, locker, metrics.observeConcatenation), config.runJobs ? scanner : undefined, metrics);
   const runner = config.runJobs ? createJobRunner(services, metrics.observeJob) : undefined;
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;

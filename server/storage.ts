@@ -1,7 +1,8 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import type { DataStore } from '@tus/utils';
 import type { Config } from './config.ts';
@@ -25,6 +26,13 @@ export interface Storage {
   hasOriginal(id: string): Promise<boolean>;
   /** Up to `length` first bytes an unfinished upload has stored so far (`length` under a part size). */
   readHead(id: string, length: number): Promise<Buffer>;
+  /** Up to `length` first bytes of a finished upload (a partial one taken into a final). */
+  readOriginalHead(id: string, length: number): Promise<Buffer>;
+  /**
+   * Fills `target`, an upload just created empty with the parts' summed length, with the parts'
+   * bytes in order (tus concatenation). The store then reports `target` complete.
+   */
+  concatenate(target: string, parts: StoredPart[]): Promise<Concatenated>;
   /**
    * A local file holding the original, for tools that need a seekable file: the folder store's
    * own file (read in place, never written), or a copy streamed into `workDir`.
@@ -44,6 +52,18 @@ export interface Storage {
   storeOutput(key: string, file: string, contentType: string): Promise<void>;
   locate(key: string, download: Download): Promise<Located>;
   ping(): Promise<void>;
+}
+
+/** A finished upload of known size that a concatenation reads. */
+export interface StoredPart {
+  id: string;
+  size: number;
+}
+
+/** Where a concatenation's bytes went: copied inside the store, or read and written by this process. */
+export interface Concatenated {
+  copiedInStore: number;
+  passedThrough: number;
 }
 
 /** How a download is presented: an S3 redirect can set only these two response headers. */
@@ -101,6 +121,18 @@ class FolderStorage implements Storage {
     } finally {
       await file.close();
     }
+  }
+
+  readOriginalHead(id: string, length: number): Promise<Buffer> {
+    return this.readHead(id, length);
+  }
+
+  /** A streamed append, part after part: a local folder has no copy inside the store. */
+  async concatenate(target: string, parts: StoredPart[]): Promise<Concatenated> {
+    for (const part of parts) {
+      await pipeline(createReadStream(this.pathOf(part.id), { highWaterMark: 256 * 1024 }), createWriteStream(this.pathOf(target), { flags: 'a' }));
+    }
+    return { copiedInStore: 0, passedThrough: parts.reduce((sum, part) => sum + part.size, 0) };
   }
 
   async originalFile(id: string): Promise<string> {

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { finished } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import type { Server } from '@tus/server';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { openCaller, type Caller } from './auth/verifyToken.ts';
-import type { Upload, UploadLimits } from './db/schema.ts';
+import type { Upload, UploadLimits, UploadPart } from './db/schema.ts';
+import type { ConcatCreation } from './tusConcatenation.ts';
 import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
 
 /** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
@@ -19,6 +20,10 @@ export interface TusSender {
   onCreated?: (url: string, sender: TusSender) => void;
   /** Rewrites @tus/server's answer before it is sent (the IETF draft's requests get the draft's answers). */
   adapt?: (response: Response, sender: TusSender) => Promise<Response>;
+  /** Or the partial upload (concatenation) it names. */
+  partial?: UploadPart;
+  /** A creation of the concatenation extension, as tusConcatenation checked it. */
+  concat?: ConcatCreation;
 }
 
 const senders = new WeakMap<Request, TusSender>();
@@ -32,6 +37,18 @@ const readAhead = new WeakMap<IncomingMessage, Buffer>();
 
 export function replayReadAhead(req: IncomingMessage, head: Buffer): void {
   if (head.length > 0) readAhead.set(req, head);
+}
+
+/** A body that stands in for the socket's (a checksummed body, verified, from its temp file). */
+const replacedBodies = new WeakMap<IncomingMessage, Readable>();
+
+export function replaceBody(req: IncomingMessage, body: Readable): void {
+  replacedBodies.set(req, body);
+}
+
+/** The body @tus/server gets: the socket's, or what replaced it. */
+export function requestBody(req: IncomingMessage): Readable {
+  return replacedBodies.get(req) ?? req;
 }
 
 /**
@@ -60,7 +77,8 @@ export function tusRequest(tus: Server, request: Request, sender: TusSender): Pr
 }
 
 /** Readable.toWeb() for a request, without the copy: same backpressure, end and errors; read-ahead bytes first. */
-function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
+function bodyStream(request: IncomingMessage): ReadableStream<Uint8Array> {
+  const req = requestBody(request);
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   req.pause();
   req.on('data', (chunk: Buffer) => {
@@ -76,7 +94,7 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
     {
       start: (c) => {
         controller = c;
-        const head = readAhead.get(req);
+        const head = readAhead.get(request);
         if (head) c.enqueue(head);
       },
       pull: () => {

@@ -68,6 +68,24 @@ export function setRequestHeader(req: IncomingMessage, name: string, value: stri
 }
 
 /**
+ * Adds a protocol extension of ours to @tus/server's OPTIONS answer (which lists only its store's),
+ * with the headers that describe it and the request headers a page's preflight must be allowed.
+ */
+export function announceExtension(server: Server, extension: string, more: { headers?: Record<string, string>; requestHeaders?: string[] } = {}): void {
+  const options = server.handlers.OPTIONS;
+  const send = options.send.bind(options);
+  options.send = async (...args) => {
+    const res = await send(...args);
+    const listed = res.headers.get('Tus-Extension');
+    res.headers.set('Tus-Extension', listed ? `${listed},${extension}` : extension);
+    for (const [name, value] of Object.entries(more.headers ?? {})) res.headers.set(name, value);
+    const allowed = res.headers.get('Access-Control-Allow-Headers');
+    if (allowed && more.requestHeaders) res.headers.set('Access-Control-Allow-Headers', [allowed, ...more.requestHeaders].join(', '));
+    return res;
+  };
+}
+
+/**
  * Fixes to @tus/server's HEAD answer, which need the store (applied by createTusServer):
  * - Upload-Expires is sent for unfinished uploads, as on POST and PATCH, so a client can tell
  *   whether resuming is still worth it ("The Client SHOULD use this header to determine if an

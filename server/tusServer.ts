@@ -3,17 +3,21 @@ import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
+import { finalCreate, partialCreate } from '../hooks/concatenation.ts';
 import { uploadSizeLimit } from '../hooks/typePolicy.ts';
 import { tusCorsOptions } from './cors.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
 import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses } from './tusProtocol.ts';
+import { serveChecksums } from './tusChecksum.ts';
+import { serveConcatenation } from './tusConcatenation.ts';
+import type { Concatenated } from './storage.ts';
 
 export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
-export function createTusServer(context: HookContext, locker: Locker): Server {
+export function createTusServer(context: HookContext, locker: Locker, observeConcatenation: (result: Concatenated) => void = () => {}): Server {
   const { config, db, storage, log } = context;
   const server: Server = new Server({
     path: tusPath,
@@ -40,12 +44,17 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     },
     onUploadCreate: async (req, upload) => {
       const sender = senderOf(req);
-      const { metadata, limits } = await uploadCreate(context, upload, { owner: sender.caller.owner, limits: sender.caller.limits, ip: sender.ip });
+      const creator = { owner: sender.caller.owner, limits: sender.caller.limits, ip: sender.ip };
+      const { concat } = sender;
+      if (concat?.kind === 'partial') return partialCreate(context, upload, creator).then(() => ({}));
+      const { metadata, limits } = concat?.kind === 'final' ? await finalCreate(context, upload, creator, concat.final) : await uploadCreate(context, upload, creator);
       sender.limits = limits;
       return { metadata };
     },
-    onUploadFinish: async (_req, upload) => {
-      await uploadFinish(context, upload);
+    onUploadFinish: async (req, upload) => {
+      // A partial upload's last byte: nothing happens to it until a final takes it.
+      const { partial, concat } = senderOf(req);
+      if (!partial && concat?.kind !== 'partial') await uploadFinish(context, upload);
       return {};
     },
     onResponseError: async (req, error) => {
@@ -74,6 +83,8 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     },
   });
   fixHeadResponses(server);
+  serveChecksums(server);
+  serveConcatenation(server, context, observeConcatenation);
 
   const recordProgress = (id: string, offset: number, size: number | undefined) => {
     const writes = [recordOffset(db, id, offset)];

@@ -2,7 +2,9 @@ import type { Middleware } from 'koa';
 import { ERRORS } from '@tus/utils';
 import { findOwnUpload } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
-import type { Upload } from '../db/schema.ts';
+import type { Upload, UploadPart } from '../db/schema.ts';
+import { findOwnPart } from '../db/uploadParts.ts';
+import type { ConcatCreation } from '../tusConcatenation.ts';
 import type { CallerState } from './authenticate.ts';
 import { refuse } from './authenticate.ts';
 
@@ -12,6 +14,10 @@ export const uploadIdPattern = /^[0-9a-f]{32}$/;
 export interface UploadState extends CallerState {
   /** The caller's own upload a tus request names (set for HEAD, PATCH and DELETE). */
   upload?: Upload;
+  /** Or the caller's unused partial upload (concatenation) it names. */
+  partial?: UploadPart;
+  /** A creation of the concatenation extension (set by tusConcatenation). */
+  concat?: ConcatCreation;
 }
 
 /**
@@ -34,6 +40,12 @@ export function tusUploadAccess(db: Db, tusPath: string): Middleware<UploadState
     }
     const id = ctx.path.startsWith(`${tusPath}/`) ? ctx.path.slice(tusPath.length + 1) : '';
     const upload = uploadIdPattern.test(id) ? await findOwnUpload(db, id, ctx.state.caller.owner) : undefined;
+    // A partial upload is not an upload of its own (no record in `uploads`); one a final took is gone.
+    const partial = upload || !uploadIdPattern.test(id) ? undefined : await findOwnPart(db, id, ctx.state.caller.owner);
+    if (partial && partial.final_id === null) {
+      ctx.state.partial = partial;
+      return next();
+    }
     if (!upload) {
       ctx.status = ERRORS.FILE_NOT_FOUND.status_code;
       ctx.set('Tus-Resumable', '1.0.0');

@@ -19,35 +19,83 @@ export type QuotaRefusal = { quota: 'uploads in flight'; limit: number; used: nu
 /** States whose bytes are kept in the store, and so count toward an owner's bytes. */
 const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
 
+/** What an owner holds now, as the quotas count it. */
+export interface QuotaUse {
+  /** Unfinished uploads, not expired. */
+  uploading: number;
+  /** Whether unused partial uploads (concatenation) are under way: together they count as one upload in flight. */
+  hasParts: boolean;
+  /** Stored bytes: uploads that hold bytes, and unused partials. */
+  bytes: number;
+}
+
+/** Counts an owner's use; `exceptParts` are partials a final is taking (its own size counts instead). */
+export async function quotaUse(db: Db, owner: string, exceptParts: string[] = []): Promise<QuotaUse> {
+  const notTaken = exceptParts.length > 0 ? sql`and id not in (${sql.join(exceptParts)})` : sql``;
+  const { rows } = await sql<QuotaUse>`
+    select
+      (select count(*) from uploads where owner = ${owner} and status = 'uploading' and expires_at > now())::int as uploading,
+      exists (select 1 from upload_parts where owner = ${owner} and final_id is null and expires_at > now() ${notTaken}) as "hasParts",
+      ((select coalesce(sum(coalesce(size, "offset")), 0) from uploads where owner = ${owner} and status in (${sql.join(holdingBytes)}))
+        + (select coalesce(sum(size), 0) from upload_parts where owner = ${owner} and final_id is null ${notTaken}))::bigint as bytes
+  `.execute(db);
+  return rows[0]!;
+}
+
+/** Serialises quota decisions for one owner across instances, for the rest of the transaction. */
+export async function lockOwnerQuota(trx: Db, owner: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`quota:${owner}`}, 0))`.execute(trx);
+}
+
+/** Whether a quota is set that an owner's creations must be counted against. */
+export function counts(quota: Quota | undefined, owner: string | null | undefined): quota is Quota {
+  return Boolean(owner && quota && (quota.uploadsInFlight > 0 || quota.bytes !== undefined));
+}
+
 /**
  * Records a new upload, within its owner's quota when it has one. The count and the insert run
  * in one transaction under a lock per owner, so concurrent creations on any instance see each
  * other and the quota holds exactly. Returns the refusal instead of inserting when it would not.
+ * A final upload (concatenation) takes its partial uploads in the same transaction: it replaces
+ * the one upload in flight they counted as, and their bytes become its own; 'parts taken' when
+ * another final took one first.
  */
-export async function createUpload(db: Db, upload: NewUpload, quota?: Quota): Promise<QuotaRefusal | undefined> {
+export async function createUpload(db: Db, upload: NewUpload, quota?: Quota, parts: string[] = []): Promise<QuotaRefusal | 'parts taken' | undefined> {
   const owner = upload.owner;
-  if (!owner || !quota || (quota.uploadsInFlight === 0 && quota.bytes === undefined)) {
+  if (!counts(quota, owner) && parts.length === 0) {
     await db.insertInto('uploads').values(upload).execute();
     return undefined;
   }
-  return db.transaction().execute(async (trx) => {
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`quota:${owner}`}, 0))`.execute(trx);
-    const { inFlight, bytes } = await trx
-      .selectFrom('uploads')
-      .select([
-        sql<number>`count(*) filter (where status = 'uploading' and expires_at > now())::int`.as('inFlight'),
-        sql<number>`coalesce(sum(coalesce(size, "offset")) filter (where status in (${sql.join(holdingBytes)})), 0)::bigint`.as('bytes'),
-      ])
-      .where('owner', '=', owner)
-      .executeTakeFirstOrThrow();
-    if (quota.uploadsInFlight > 0 && inFlight >= quota.uploadsInFlight) return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: inFlight };
-    if (quota.bytes !== undefined && bytes + Number(upload.size ?? 0) > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: bytes };
+  return db.transaction().execute(async (trx): Promise<QuotaRefusal | undefined> => {
+    if (owner && counts(quota, owner)) {
+      await lockOwnerQuota(trx, owner);
+      const use = await quotaUse(trx, owner, parts);
+      const inFlight = use.uploading + Number(use.hasParts);
+      if (parts.length === 0 && quota.uploadsInFlight > 0 && inFlight >= quota.uploadsInFlight) return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: inFlight };
+      if (quota.bytes !== undefined && use.bytes + Number(upload.size ?? 0) > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: use.bytes };
+    }
+    if (parts.length > 0) {
+      const taken = await trx
+        .updateTable('upload_parts')
+        .set({ final_id: upload.id })
+        .where('id', 'in', parts)
+        .where('final_id', 'is', null)
+        .where((eb) => (owner ? eb('owner', '=', owner) : eb('owner', 'is', null)))
+        .executeTakeFirst();
+      if (Number(taken.numUpdatedRows) !== parts.length) throw new PartsTaken();
+    }
     await trx.insertInto('uploads').values(upload).execute();
     return undefined;
+  }).catch((error: unknown) => {
+    if (error instanceof PartsTaken) return 'parts taken' as const;
+    throw error;
   });
 }
 
-/** The bytes an owner's other uploads hold: what a deferred-length upload may still grow into. */
+/** Rolls back a final's creation when one of its parts was taken meanwhile. */
+class PartsTaken extends Error {}
+
+/** The bytes an owner's other uploads (and unused partials) hold: what a deferred-length upload may still grow into. */
 export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string): Promise<number> {
   const row = await db
     .selectFrom('uploads')
@@ -56,7 +104,13 @@ export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string)
     .where('id', '!=', exceptId)
     .where('status', 'in', holdingBytes)
     .executeTakeFirstOrThrow();
-  return row.bytes;
+  const parts = await db
+    .selectFrom('upload_parts')
+    .select(sql<number>`coalesce(sum(size), 0)::bigint`.as('bytes'))
+    .where('owner', '=', owner)
+    .where('final_id', 'is', null)
+    .executeTakeFirstOrThrow();
+  return row.bytes + parts.bytes;
 }
 
 export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {

@@ -49,6 +49,8 @@ export interface UploadsTable {
   expires_at: Maybe<Date>;
   finished_at: Maybe<Date>;
   ready_at: Maybe<Date>;
+  /** A final upload of the concatenation extension: its Upload-Concat as sent (`final;<url> …`). */
+  upload_concat: Maybe<string>;
 }
 
 export interface JobsTable {
@@ -93,14 +95,27 @@ export interface UploadRatesTable {
   allowed: boolean;
 }
 
+/** A partial upload (tus concatenation): a piece of a file, held apart from `uploads` until a final takes it. */
+export interface UploadPartsTable {
+  id: string;
+  owner: Maybe<string>;
+  size: number;
+  /** The final upload it was taken into; null while unused. */
+  final_id: Maybe<string>;
+  created_at: Generated<Date>;
+  expires_at: Date;
+}
+
 export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
   outputs: OutputsTable;
   upload_rates: UploadRatesTable;
+  upload_parts: UploadPartsTable;
 }
 
 export type Upload = Selectable<UploadsTable>;
 export type NewUpload = Insertable<UploadsTable>;
 export type Job = Selectable<JobsTable>;
 export type Output = Selectable<OutputsTable>;
+export type UploadPart = Selectable<UploadPartsTable>;

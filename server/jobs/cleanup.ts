@@ -1,8 +1,10 @@
+import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { changeStatus, findExpiredUploads } from '../db/records.ts';
 import type { Upload } from '../db/schema.ts';
 import { pruneUploadRates } from '../db/uploadRates.ts';
+import { findLeftoverParts } from '../db/uploadParts.ts';
 
 export interface CleanupOptions {
   now?: Date;
@@ -19,10 +21,12 @@ export interface CleanupOptions {
  * Removes what unfinished uploads leave behind. An `uploading` record past its expiry loses
  * its bytes and multipart parts and becomes `expired`; one whose bytes turn out to be complete
  * (the process died between storing the last byte and recording it) is received instead.
- * Then the store sweeps its own expired leftovers, including those no record points to, and
- * the rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
+ * Partial uploads (concatenation) that expired unused, or whose final was made but did not
+ * remove them (the process died), are removed. Then the store sweeps its own expired leftovers,
+ * including those no record points to, and the rate limit forgets addresses idle for a minute
+ * (its table would otherwise keep every one).
  */
-export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<{ expired: number; received: number; swept: number }> {
+export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<{ expired: number; received: number; parts: number; swept: number }> {
   const { db, storage, log } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
   let expired = 0;
@@ -48,11 +52,16 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
       expired++;
     }
   }
-  if (dryRun) return { expired, received, swept: 0 };
+  if (dryRun) return { expired, received, parts: 0, swept: 0 };
+  let parts = 0;
+  for (let batch = await findLeftoverParts(db, now, 100); batch.length > 0; batch = await findLeftoverParts(db, now, 100)) {
+    await removeParts(context, batch.map((id) => ({ id })));
+    parts += batch.length;
+  }
   const swept = await storage.sweepExpired();
   await pruneUploadRates(db);
-  if (expired + received + swept > 0) log.info({ expired, received, swept }, 'cleanup');
-  return { expired, received, swept };
+  if (expired + received + parts + swept > 0) log.info({ expired, received, parts, swept }, 'cleanup');
+  return { expired, received, parts, swept };
 }
 
 /** Runs the cleanup now and then every `intervalMs`; returns the function that stops it. */

@@ -4,7 +4,7 @@
 # so CI re-runs and local runs stay fast.
 set -euo pipefail
 
-PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg libheif-examples chromium postgresql-client curl ca-certificates)
+PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg libheif-examples chromium postgresql-client curl ca-certificates python3-tuspy)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -20,7 +20,9 @@ export interface UploadOptions {
   /** Told the upload's offset plus the bytes of the running request sent so far, as they go. */
   onProgress?: (bytesSent: number) => void;
   /** Told of every answer the server gave (method and status), e.g. to count resumes (HEAD). */
-  onResponse?: (method: string, status: number) => void;
+  onResponse?: (method: string, status: number, location: string | undefined) => void;
+  /** tus-js-client's parallelUploads: the file in this many partial uploads, then a final (concatenation). */
+  parallelUploads?: number;
 }
 
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
@@ -39,7 +41,8 @@ export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions
       onBeforeRequest: options.pauseBeforeEachRequestMs ? () => new Promise((r) => setTimeout(r, options.pauseBeforeEachRequestMs)) : undefined,
       metadata,
       headers: options.headers,
-      onAfterResponse: options.onResponse ? (req, res) => options.onResponse!(req.getMethod(), res.getStatus()) : undefined,
+      onAfterResponse: options.onResponse ? (req, res) => options.onResponse!(req.getMethod(), res.getStatus(), res.getHeader('Location')) : undefined,
+      parallelUploads: options.parallelUploads,
       onProgress: (bytesSent) => {
         sent = bytesSent;
         options.onProgress?.(bytesSent);
