@@ -241,6 +241,25 @@ describe.each(setups)('the IETF resumable-upload draft on /files/ (%s)', (setup)
     await expectReady(url, data);
   });
 
+  it('an append of unknown length that a new request ends does not complete the upload', async () => {
+    const data = pdf(40_000);
+    const url = (await create(8, data.subarray(0, 5000), false)).headers.location!;
+    let stalled!: Promise<DraftAnswer | Error>;
+    await new Promise<void>((sent) => {
+      stalled = draftRequest(url, 'PATCH', draft(8, { ...appendType(8), 'Upload-Offset': 5000, 'Upload-Complete': '?1', 'Transfer-Encoding': 'chunked' }), (req) => {
+        req.write(data.subarray(5000, 20_000), () => setTimeout(sent, 300));
+      }).catch((error: Error) => error);
+    });
+    const head = await draftRequest(url, 'HEAD', draft(8));
+    expect(head.headers).toMatchObject({ 'upload-offset': '20000', 'upload-complete': '?0' });
+    expect(head.headers['upload-length']).toBeUndefined();
+    await stalled;
+    expect((await fetchStatus(server.url, uploadIdOf(url), auth)).status).toBe('uploading');
+    const rest = await draftRequest(url, 'PATCH', draft(8, { ...appendType(8), 'Upload-Offset': 20_000, 'Upload-Complete': '?1' }), data.subarray(20_000));
+    expect(rest.status, rest.text).toBe(204);
+    await expectReady(url, data);
+  });
+
   it('OPTIONS names the partial-upload type and the limits', async () => {
     const answer = await draftRequest(`${server.url}/files/`, 'OPTIONS', { 'Upload-Draft-Interop-Version': 8 });
     expect(answer.headers['accept-patch']).toBe('application/partial-upload');

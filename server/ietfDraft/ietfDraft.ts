@@ -160,13 +160,16 @@ function exchange(context: HookContext, tus: Server, tusPath: string, ctx: Draft
   const settle = async (response: Response, id: string, known: number | undefined, sender: TusSender): Promise<Response | DraftFields> => {
     const offset = Number(response.headers.get('Upload-Offset') ?? 0);
     let length = known ?? draft.length;
-    if (draft.completes && length === undefined) {
+    // A request a newer one ended (or whose connection dropped) stored what it got, and "the upload
+    // resource MUST NOT be considered complete then".
+    const received = ctx.req.complete;
+    if (draft.completes && received && length === undefined) {
       const declared = await declareLengthAt(id, offset, sender);
       if (!declared.ok) return refusal(declared);
       length = offset;
     }
     const complete = length === offset;
-    if (draft.completes && !complete) {
+    if (draft.completes && received && !complete) {
       // The content ended before the length the upload was given.
       const reason = `the request completes the upload at ${offset} bytes, but its length is ${length}`;
       return draftRefusal(version, response.headers, { complete: false, offset }, 400, reason, 'inconsistent-upload-length');
