@@ -81,22 +81,30 @@ async function readHeadOfParts({ storage }: HookContext, parts: StoredPart[], wa
  * its parts are given back, so the client may create the final again.
  */
 export async function assembleFinal(context: HookContext, finalId: string, parts: StoredPart[]): Promise<Concatenated> {
-  const { db, storage, log } = context;
+  const { storage, log } = context;
   const size = parts.reduce((sum, part) => sum + part.size, 0);
   let result: Concatenated;
   try {
     result = await storage.concatenate(finalId, parts);
   } catch (error) {
-    log.error({ err: error, upload: finalId }, 'concatenation failed');
-    await changeStatus(db, finalId, ['uploading'], { status: 'failed', reason: `concatenation failed: ${(error as Error).message}` });
-    await storage.removeUpload(finalId);
-    await releaseParts(db, finalId);
+    await abandonFinal(context, finalId, error);
     throw error;
   }
   await uploadFinish(context, new Upload({ id: finalId, size, offset: size }));
   await removeParts(context, parts);
   log.info({ upload: finalId, parts: parts.length, size, ...result }, 'final upload assembled');
   return result;
+}
+
+/**
+ * A final the store failed to make (creating or filling it) is `failed` and removed, and its parts
+ * are given back: the client may create the final again.
+ */
+export async function abandonFinal({ db, storage, log }: HookContext, finalId: string, error: unknown): Promise<void> {
+  log.error({ err: error, upload: finalId }, 'final upload not made');
+  await changeStatus(db, finalId, ['uploading'], { status: 'failed', reason: `concatenation failed: ${(error as Error).message}` });
+  await storage.removeUpload(finalId);
+  await releaseParts(db, finalId);
 }
 
 /** A partial's bytes and record go together; a missing piece is fine (a repeated removal). */

@@ -1,9 +1,9 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import { EVENTS, type Server } from '@tus/server';
-import { assembleFinal, notYourPart, type FinalUpload } from '../hooks/concatenation.ts';
+import { abandonFinal, assembleFinal, notYourPart, type FinalUpload } from '../hooks/concatenation.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadIdPattern, type UploadState } from './auth/tusUploadAccess.ts';
-import { deleteParts, findOwnPart } from './db/uploadParts.ts';
+import { deleteParts, findOwnPart, findPart } from './db/uploadParts.ts';
 import { closeAfterAnswer } from './lingeringClose.ts';
 import type { Concatenated, StoredPart } from './storage.ts';
 import { senderOf } from './tusHandle.ts';
@@ -92,8 +92,14 @@ export function serveConcatenation(server: Server, context: HookContext, observe
   const post = server.handlers.POST;
   const sendPost = post.send.bind(post);
   post.send = async (req, ...rest) => {
-    const res = await sendPost(req, ...rest);
     const concat = senderOf(req).concat;
+    const res = await sendPost(req, ...rest).catch(async (error: unknown) => {
+      // A refusal (a tus error) came before anything was made; a store failure after the final
+      // took its parts: give them back. The parts name the final they were taken into.
+      const taken = concat?.kind === 'final' && !(error as { status_code?: number }).status_code ? await findPart(context.db, concat.final.parts[0]!.id) : undefined;
+      if (taken?.final_id) await abandonFinal(context, taken.final_id, error);
+      throw error;
+    });
     const id = res.headers.get('Location')?.split('/').pop();
     if (concat?.kind !== 'final' || res.status !== 201 || !id) return res;
     observe(await assembleFinal(context, id, concat.final.parts));

@@ -110,7 +110,7 @@ describe('tus 1.0 over raw HTTP (embedded)', () => {
       expect(res.headers.get('tus-resumable')).toBe(V);
       expect(res.headers.get('tus-version')).toBe(V);
       expect(res.headers.get('tus-extension')!.split(',').sort()).toEqual(
-        ['creation', 'creation-defer-length', 'creation-with-upload', 'expiration', 'termination'],
+        ['checksum', 'concatenation', 'creation', 'creation-defer-length', 'creation-with-upload', 'expiration', 'termination'],
       );
       expect(res.headers.get('tus-max-size')).toBe(String(server.services.context.config.maxUploadSize));
     });

@@ -47,6 +47,10 @@ export async function findOwnPart(db: Db, id: string, owner: string | null): Pro
     .executeTakeFirst();
 }
 
+export async function findPart(db: Db, id: string): Promise<UploadPart | undefined> {
+  return db.selectFrom('upload_parts').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
 /** A final that could not be assembled gives its parts back, so the client may try it again. */
 export async function releaseParts(db: Db, finalId: string): Promise<void> {
   await db.updateTable('upload_parts').set({ final_id: null }).where('final_id', '=', finalId).execute();
