@@ -1,5 +1,5 @@
 import { Upload } from '@tus/utils';
-import { changeStatus, findUpload } from '../server/db/records.ts';
+import { findUpload } from '../server/db/records.ts';
 import { createPart, deleteParts, releaseParts } from '../server/db/uploadParts.ts';
 import type { Concatenated, StoredPart } from '../server/storage.ts';
 import { firstBytesWanted, refuseFirstBytes, rejectFromFirstBytes } from './firstBytes.ts';
@@ -98,11 +98,13 @@ export async function assembleFinal(context: HookContext, finalId: string, parts
 
 /**
  * A final the store failed to make (creating or filling it) is `failed` and removed, and its parts
- * are given back: the client may create the final again.
+ * are given back: the client may create the final again. A final that moved on meanwhile (the
+ * client terminated it) keeps that state; cleanup removes the parts it had taken.
  */
-export async function abandonFinal({ db, storage, log }: HookContext, finalId: string, error: unknown): Promise<void> {
+export async function abandonFinal({ db, storage, log, lifecycle }: HookContext, finalId: string, error: unknown): Promise<void> {
   log.error({ err: error, upload: finalId }, 'final upload not made');
-  await changeStatus(db, finalId, ['uploading'], { status: 'failed', reason: `concatenation failed: ${(error as Error).message}` });
+  const failed = await lifecycle.move(db, finalId, 'failed', { from: ['uploading'], reason: `concatenation failed: ${(error as Error).message}` });
+  if (!failed.ok) return;
   await storage.removeUpload(finalId);
   await releaseParts(db, finalId);
 }

@@ -1,8 +1,7 @@
 import type { Upload } from '@tus/utils';
-import { createUpload } from '../server/db/records.ts';
-import type { FinalUpload } from './concatenation.ts';
 import type { UploadLimits } from '../server/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
+import type { FinalUpload } from './concatenation.ts';
 import type { HookContext } from './hookContext.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
 import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
@@ -69,7 +68,7 @@ export async function uploadCreate(
   const safeFilename = sanitizeFilename(filename);
   const refusal = refuseDeclared(narrowPolicy(config.typePolicy, limits), { filename: safeFilename, type: type ?? undefined, size: upload.size });
   if (refusal) refuse(refusal.status, refusal.reason);
-  const overQuota = await createUpload(
+  const created = await context.lifecycle.create(
     context.db,
     {
       id: upload.id,
@@ -79,7 +78,6 @@ export async function uploadCreate(
       claimed_type: type,
       size: upload.size ?? null,
       storage_key: upload.id,
-      status: 'uploading',
       tus_metadata: JSON.stringify(metadata ?? {}),
       limits: JSON.stringify(limits),
       expires_at: new Date(Date.now() + config.uploadExpiresAfterMs),
@@ -88,13 +86,14 @@ export async function uploadCreate(
     config.quotas,
     final?.parts.map((part) => part.id),
   );
+  const refused = created.ok ? undefined : created.refused;
   // Another final took one of the parts since they were checked: as if it were not there.
-  if (overQuota === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
-  if (overQuota?.quota === 'uploads in flight') {
-    refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${overQuota.limit} unfinished uploads at once; finish or delete one first`);
+  if (refused === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
+  if (refused?.quota === 'uploads in flight') {
+    refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refused.limit} unfinished uploads at once; finish or delete one first`);
   }
-  if (overQuota?.quota === 'bytes') {
-    refuse(413, `quota exceeded: QUOTA_BYTES allows ${overQuota.limit} stored bytes, ${overQuota.used} are in use`);
+  if (refused?.quota === 'bytes') {
+    refuse(413, `quota exceeded: QUOTA_BYTES allows ${refused.limit} stored bytes, ${refused.used} are in use`);
   }
   log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
   return { metadata: sent, limits };

@@ -5,16 +5,15 @@ import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
 import { finalCreate, partialCreate } from '../hooks/concatenation.ts';
 import { uploadSizeLimit } from '../hooks/typePolicy.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 import { tusCorsOptions } from './cors.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
-import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
+import { bytesHeldByOthers, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses } from './tusProtocol.ts';
 import { serveChecksums } from './tusChecksum.ts';
 import { serveConcatenation } from './tusConcatenation.ts';
 import type { Concatenated } from './storage.ts';
-
-export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
 export function createTusServer(context: HookContext, locker: Locker, observeConcatenation: (result: Concatenated) => void = () => {}): Server {
@@ -130,9 +129,10 @@ export function createTusServer(context: HookContext, locker: Locker, observeCon
     sender.onCreated?.(url, sender);
   });
   server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
-    changeStatus(db, id, ['uploading'], { status: 'deleted', reason: 'terminated by the client' }).catch((err: unknown) =>
-      log.warn({ err, upload: id }, 'recording termination failed'),
-    );
+    context.lifecycle
+      .move(db, id, 'deleted', { from: ['uploading'], reason: 'terminated by the client' })
+      .then((deleted) => deleted.ok || log.info({ upload: id, status: deleted.current?.status }, 'terminated upload had moved on; its state is kept'))
+      .catch((err: unknown) => log.warn({ err, upload: id }, 'recording termination failed'));
   });
   return server;
 }

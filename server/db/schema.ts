@@ -51,6 +51,21 @@ export interface UploadsTable {
   ready_at: Maybe<Date>;
   /** A final upload of the concatenation extension: its Upload-Concat as sent (`final;<url> …`). */
   upload_concat: Maybe<string>;
+  /** The seq of the upload's latest event in upload_events. */
+  event_seq: Generated<number>;
+  /** When cleanup made sure what the upload no longer keeps (bytes, outputs) is gone. */
+  reclaimed_at: Maybe<Date>;
+}
+
+export interface UploadEventsTable {
+  upload_id: string;
+  /** 1 for the creation, then one more per transition. */
+  seq: number;
+  /** Null for the creation. */
+  from_status: UploadStatus | null;
+  to_status: UploadStatus;
+  reason: string | null;
+  at: Generated<Date>;
 }
 
 export interface JobsTable {
@@ -110,6 +125,7 @@ export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
   outputs: OutputsTable;
+  upload_events: UploadEventsTable;
   upload_rates: UploadRatesTable;
   upload_parts: UploadPartsTable;
 }
@@ -119,3 +135,4 @@ export type NewUpload = Insertable<UploadsTable>;
 export type Job = Selectable<JobsTable>;
 export type Output = Selectable<OutputsTable>;
 export type UploadPart = Selectable<UploadPartsTable>;
+export type UploadEventRow = Selectable<UploadEventsTable>;

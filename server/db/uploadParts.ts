@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import { counts, lockOwnerQuota, quotaUse, type Quota, type QuotaRefusal } from './records.ts';
+import { counts, lockOwnerQuota, quotaUse, type Quota, type QuotaRefusal } from './quotas.ts';
 import type { UploadPart } from './schema.ts';
 
 /**
