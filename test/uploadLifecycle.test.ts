@@ -7,6 +7,7 @@ import { uploadStatusJson } from '../hooks/uploadStatusJson.ts';
 import { migrateToLatest, openDatabase, type Db, type OpenDatabase } from '../server/db/database.ts';
 import { findUpload, saveOutputs } from '../server/db/records.ts';
 import { uploadStatuses, type UploadStatus } from '../server/db/schema.ts';
+import { createPart, findPart } from '../server/db/uploadParts.ts';
 import { listUploadEvents, uploadEventsChannel } from '../server/db/uploadStates.ts';
 import { createLogger } from '../server/log.ts';
 import { eventually } from './support/eventually.ts';
@@ -215,5 +216,32 @@ describe('upload lifecycle', () => {
     await expect(failing.move(db(), id, 'deleted', { reason: 'try' })).rejects.toThrow('could not enqueue');
     expect((await findUpload(db(), id))?.status).toBe('ready');
     expect(await listUploadEvents(db(), id)).toHaveLength(5);
+  });
+  it('creates a final with its partial uploads in one transaction: all of them or none, with the quota', async () => {
+    const expires_at = new Date(Date.now() + 3_600_000);
+    const parts = [newId(), newId()];
+    for (const id of parts) await createPart(db(), { id, owner: 'carol', size: 5, expires_at });
+    const final = (id: string) => ({ id, owner: 'carol', safe_filename: 'a.png', storage_key: id, tus_metadata: '{}', size: 10, expires_at, upload_concat: 'final;x' });
+    const quota = { uploadsInFlight: 1, bytes: 100 };
+
+    // Two finals race for the same parts: one takes both, the other is told and writes nothing.
+    const [a, b] = [newId(), newId()];
+    const results = await Promise.all([lifecycle.create(db(), final(a), quota, parts), lifecycle.create(db(), final(b), quota, parts)]);
+    expect(results.map((r) => (r.ok ? 'made' : r.refused)).sort()).toEqual(['made', 'parts taken']);
+    const winner = results[0]!.ok ? a : b;
+    const loser = winner === a ? b : a;
+    expect((await Promise.all(parts.map((id) => findPart(db(), id)))).map((part) => part?.final_id)).toEqual([winner, winner]);
+    expect(await findUpload(db(), loser)).toBeUndefined();
+    expect(await listUploadEvents(db(), loser)).toEqual([]);
+    expect((await listUploadEvents(db(), winner)).map((e) => e.to_status)).toEqual(['uploading']);
+
+    // One part already taken: the other is not claimed either.
+    const free = newId();
+    await createPart(db(), { id: free, owner: 'carol', size: 5, expires_at });
+    const third = newId();
+    const refused = await lifecycle.create(db(), final(third), undefined, [free, parts[0]!]);
+    expect(refused.ok || refused.refused).toBe('parts taken');
+    expect((await findPart(db(), free))?.final_id).toBeNull();
+    expect(await findUpload(db(), third)).toBeUndefined();
   });
 });
