@@ -32,7 +32,7 @@ export async function quotaUse(db: Db, owner: string, exceptParts: readonly stri
     select
       (select count(*) from uploads where owner = ${owner} and status = 'uploading' and expires_at > now())::int as uploading,
       exists (select 1 from upload_parts where owner = ${owner} and final_id is null and expires_at > now() ${notTaken}) as "hasParts",
-      ((select coalesce(sum(coalesce(size, "offset")), 0) from uploads where owner = ${owner} and status in (${sql.join(holdingBytes)}))
+      ((select coalesce(sum(coalesce(size, "offset")), 0) from uploads where owner = ${owner} and status in (${sql.join(holdingBytes)}) and reclaimed_at is null)
         + (select coalesce(sum(size), 0) from upload_parts where owner = ${owner} and final_id is null ${notTaken}))::bigint as bytes
   `.execute(db);
   return rows[0]!;
