@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
@@ -11,11 +9,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { imageJob, readExif } from '../processors/imageJob.ts';
 import { createMediaPool } from '../processors/mediaPool.ts';
 import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../processors/mediaTasks.ts';
-import { brokenHeic, iphoneHeic } from './support/heicSamples.ts';
+import { brokenHeic, displayP3Heic, iphoneHeic } from './support/heicSamples.ts';
+import { liveProcessesWith, zombieChildren } from './support/childProcesses.ts';
+import { eventually } from './support/eventually.ts';
 import * as samples from './support/imageSamples.ts';
 
 const MAX_PIXELS = 50_000_000;
-const run_ = promisify(execFile);
 const TIMEOUT_MS = 120_000;
 
 let dir = '';
@@ -40,6 +39,7 @@ beforeAll(async () => {
   files.brokenHeic = await brokenHeic(dir);
   // As an iPhone's 12 MP main camera writes it: 4032x3024 stored in 48 tiles, irot + Orientation 6.
   files.iphone = await iphoneHeic(dir, samples.photoPixels(4032, 3024));
+  files.iphoneP3 = await displayP3Heic(dir);
   files.iphoneLandscape = await iphoneHeic(dir, samples.photoPixels(1600, 1200), { width: 1600, height: 1200, orientation: 1 });
 });
 afterAll(() => cleanup());
@@ -311,6 +311,15 @@ describe('imageJob', () => {
     expect(right!).toBeGreaterThan(170);
   });
 
+  test('iPhone HEIC in Display P3 (an ICC profile in colr, as iPhones write): sRGB red comes out sRGB red', async () => {
+    const done = ok((await run(sample('iphoneP3'))).outcome);
+    await checkAll(done);
+    const [r, g, b] = await pixel(output(done, 'resized').path, 256, 256);
+    expect(r).toBeGreaterThan(240);
+    expect(g).toBeLessThan(20);
+    expect(b).toBeLessThan(20);
+  });
+
   test('a HEIC whose tiles are not HEVC ends with heif-convert\'s reason, nothing left', async () => {
     const { outcome, outputDir } = await run(sample('brokenHeic'));
     expect(refused(outcome)).toMatch(/^cannot decode the HEIC image: .+/);
@@ -323,8 +332,7 @@ describe('imageJob', () => {
     const outcome = await imageJob({ kind: 'image', input: sample('iphone'), outputDir, timeoutMs: 200, maxPixels: MAX_PIXELS });
     expect(refused(outcome)).toMatch(/^timed out after \d+(\.\d)? s \(limit 0\.2 s\)$/);
     expect(await readdir(outputDir)).toEqual([]);
-    const { stdout } = await run_('pgrep', ['-f', `heif-convert.*${outputDir}`]).catch(() => ({ stdout: '' }));
-    expect(stdout.trim()).toBe('');
+    expect(await liveProcessesWith(outputDir)).toEqual([]);
   });
 
   test('AVIF (AV1 in HEIF) is decoded by sharp itself, landscape box', async () => {
@@ -364,6 +372,24 @@ describe('imageJob on a piscina worker thread', () => {
       const next = pool.run({ kind: 'image', input: sample('smallCamera'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS });
       await expect(crashed).rejects.toThrow('the media thread crashed');
       await checkAll(ok(await next));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('a cancelled HEIC task kills and reaps its heif-convert on the thread: nothing left running, no zombie', async () => {
+    const pool = createMediaPool(1);
+    try {
+      const outputDir = await mkdtemp(path.join(dir, 'cancel-'));
+      const controller = new AbortController();
+      const running = pool.run({ kind: 'image', input: sample('iphone'), outputDir, timeoutMs: TIMEOUT_MS, maxPixels: MAX_PIXELS }, { signal: controller.signal });
+      running.catch(() => undefined);
+      await eventually('heif-convert to run', async () => (await liveProcessesWith(outputDir)).some((p) => p.includes('heif-convert')), 30_000);
+      controller.abort();
+      await expect(running).rejects.toThrow();
+      expect(await liveProcessesWith(outputDir)).toEqual([]);
+      expect((await zombieChildren()).filter((line) => line.includes('heif-convert'))).toEqual([]);
+      expect(await readdir(outputDir)).toEqual([]);
     } finally {
       await pool.close();
     }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegWords } from '../processors/ffmpeg.ts';
 import { createMediaPool } from '../processors/mediaPool.ts';
 import { rotationOf } from '../processors/ffprobe.ts';
+import { liveProcessesWith, zombieChildren } from './support/childProcesses.ts';
 import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTasks.ts';
 import { videoJob } from '../processors/videoJob.ts';
 import {
@@ -85,37 +86,6 @@ function output(outcome: Extract<MediaOutcome, { ok: true }>, name: ProducedOutp
   const found = outcome.outputs.find((o) => o.name === name);
   if (!found) throw new Error(`no ${name} output`);
   return found;
-}
-
-/** Live (not zombie) processes whose command line contains `text`. */
-async function liveProcessesWith(text: string): Promise<string[]> {
-  const pattern = text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  let pids: string[];
-  try {
-    const { stdout } = await promisify(execFile)('pgrep', ['-f', '--', pattern]);
-    pids = stdout.split('\n').filter(Boolean);
-  } catch (err) {
-    if ((err as { code?: number }).code === 1) return []; // pgrep: nothing matched
-    throw err;
-  }
-  const live: string[] = [];
-  for (const pid of pids) {
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
-      if (state !== 'Z' && !cmdline.includes('pgrep')) live.push(`${pid} ${state} ${cmdline}`);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return live;
-}
-
-/** Children of this process that are zombies (killed after their thread was gone). */
-async function zombieChildren(): Promise<string[]> {
-  const { stdout } = await promisify(execFile)('ps', ['-o', 'pid=,stat=,comm=', '--ppid', String(process.pid)]).catch(() => ({ stdout: '' }));
-  return stdout.split('\n').filter((line) => /\sZ/.test(line));
 }
 
 async function waitUntil<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms: number): Promise<T> {

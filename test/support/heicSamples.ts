@@ -19,6 +19,8 @@ export interface IphoneHeicOptions {
   height?: number;
   /** EXIF Orientation and `irot` together: 6 (irot 3, upright portrait) or 1 (no irot, landscape). */
   orientation?: 1 | 6;
+  /** An ICC profile for the `colr` box (`prof`, as iPhones write Display P3) instead of nclx. */
+  icc?: Buffer;
   name?: string;
 }
 
@@ -67,9 +69,20 @@ export async function iphoneHeic(dir: string, pixels: Buffer, options: IphoneHei
     .toBuffer()
     .then((jpeg) => sharp(jpeg).metadata())).exif!;
 
-  await writeFile(file, heifContainer({ width, height, columns, rows, orientation, parameterSets, pictures, exif }));
+  await writeFile(file, heifContainer({ width, height, columns, rows, orientation, parameterSets, pictures, exif, icc: options.icc }));
   await Promise.all([padded, stream].map((f) => rm(f, { force: true })));
   return file;
+}
+
+/** 512x512 of pure sRGB red stored as Display P3 numbers (about 234, 51, 35) with a Display P3 ICC profile. */
+export async function displayP3Heic(dir: string): Promise<string> {
+  const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#ff0000' } }).withIccProfile('p3').jpeg().toBuffer();
+  const icc = (await sharp(jpeg).metadata()).icc!;
+  const pixels = await sharp({ create: { width: 512, height: 512, channels: 3, background: '#ff0000' } })
+    .withIccProfile('p3')
+    .raw()
+    .toBuffer();
+  return iphoneHeic(dir, pixels, { width: 512, height: 512, orientation: 1, icc, name: 'display-p3.heic' });
 }
 
 /**
@@ -138,6 +151,7 @@ interface Container {
   parameterSets: Buffer[];
   pictures: Buffer[][];
   exif: Buffer;
+  icc: Buffer | undefined;
 }
 
 function heifContainer(c: Container): Buffer {
@@ -182,7 +196,8 @@ function heifContainer(c: Container): Buffer {
           fullBox('ispe', 0, 0, u32(TILE), u32(TILE)), // 2
           fullBox('ispe', 0, 0, u32(c.width), u32(c.height)), // 3
           box('irot', Buffer.from([3])), // 4: 270° anticlockwise = 90° clockwise
-          box('colr', Buffer.from('nclx'), u16(1), u16(13), u16(6), Buffer.from([0x80])), // 5: BT.709 primaries, sRGB curve, BT.601 matrix, full range
+          // 5: BT.709 primaries, sRGB curve, BT.601 matrix, full range; or the ICC profile.
+          c.icc ? box('colr', Buffer.from('prof'), c.icc) : box('colr', Buffer.from('nclx'), u16(1), u16(13), u16(6), Buffer.from([0x80])),
           fullBox('pixi', 0, 0, Buffer.from([3, 8, 8, 8])), // 6
         ),
         fullBox('ipma', 0, 0, u32(tiles.length + 1), ...tiles.map((_, i) => ipmaEntry(i + 1, [ESSENTIAL | 1, 2])), ipmaEntry(gridId, gridProps)),
