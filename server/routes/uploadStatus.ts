@@ -7,8 +7,8 @@ import { tusPath } from '../tusServer.ts';
 /** The download URL of an upload's original or output (a signed link when tokens are on). */
 export type LinkTo = (id: string, name: string) => string;
 
-/** The JSON a client polls to learn where its upload stands (GET /api/uploads/:id). */
-export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, linkTo: LinkTo) {
+/** The JSON a client reads to learn where its upload stands (GET /api/uploads/:id, and each event of its stream). */
+export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, linkTo: LinkTo, eventsLink: (id: string) => string) {
   const id = upload.id;
   const [jobs, outputs] = await Promise.all([listJobs(db, id), listOutputs(db, id)]);
   const self = `${baseUrl}/api/uploads/${id}`;
@@ -52,6 +52,8 @@ export async function uploadStatus(db: Db, upload: Upload, baseUrl: string, link
       self,
       upload: upload.status === 'uploading' ? `${baseUrl}${tusPath}/${id}` : null,
       original: ready ? linkTo(id, 'original') : null,
+      // Signed like the downloads, since a browser's EventSource cannot send Authorization.
+      events: eventsLink(id),
     },
   };
 }
