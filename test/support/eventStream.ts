@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { waitOnNotify } from './waitOnNotify.ts';
 
 /** One dispatched Server-Sent Event, as an EventSource would hand it over (plus the comments seen before it). */
 export interface ServerSentEvent {
@@ -17,7 +18,7 @@ export interface EventStreamClient {
   /** Resolves when the server has ended the stream. */
   ended: Promise<void>;
   isEnded(): boolean;
-  /** Waits until `count` events matching `test` have arrived (or the stream ends first: then it fails). */
+  /** Waits until `test` holds for the events so far (fails if the stream ends first). */
   waitFor(what: string, test: (events: ServerSentEvent[]) => boolean, timeoutMs?: number): Promise<ServerSentEvent[]>;
   close(): void;
 }
@@ -79,20 +80,16 @@ export function openEventStream(url: string, headers: Record<string, string> = {
         ended: endedPromise,
         isEnded: () => ended,
         waitFor: (what, test, timeoutMs = 60_000) =>
-          new Promise((done, fail) => {
-            const check = () => {
-              if (test(events)) return finish(() => done(events));
-              if (ended) return finish(() => fail(new Error(`the stream ended before ${what}; events: ${JSON.stringify(events.map((e) => [e.event, e.id, e.data.slice(0, 80)]))}`)));
-            };
-            const timer = setTimeout(() => finish(() => fail(new Error(`no ${what} within ${timeoutMs} ms; events: ${JSON.stringify(events.map((e) => [e.event, e.id]))}`))), timeoutMs);
-            const finish = (settle: () => void) => {
-              clearTimeout(timer);
-              waiters.delete(check);
-              settle();
-            };
-            waiters.add(check);
-            check();
-          }),
+          waitOnNotify(
+            waiters,
+            () => {
+              if (test(events)) return events;
+              if (ended) throw new Error(`the stream ended before ${what}; events: ${JSON.stringify(events.map((e) => [e.event, e.id, e.data.slice(0, 80)]))}`);
+              return undefined;
+            },
+            () => `no ${what} within ${timeoutMs} ms; events: ${JSON.stringify(events.map((e) => [e.event, e.id]))}`,
+            timeoutMs,
+          ),
         close: () => req.destroy(),
       });
     });
