@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../server/config.ts';
 import type { RunningServer } from '../server/start.ts';
 import type { UploadStatusBody } from '../server/routes/uploadStatus.ts';
 import { openEventStream, type EventStreamClient, type ServerSentEvent } from './support/eventStream.ts';
@@ -27,6 +28,15 @@ async function createUpload(baseUrl: string, size: number, filename: string, tok
   if (res.status !== 201 || !res.headers.location) throw new Error(`creating the upload: ${res.status} ${res.text}`);
   return res.headers.location;
 }
+
+describe('EVENTS_HEARTBEAT', () => {
+  it('takes a duration with a unit, at least 100ms, and names itself when it is wrong', () => {
+    expect(loadConfig({ EVENTS_HEARTBEAT: '2s' }).eventsHeartbeatMs).toBe(2000);
+    expect(loadConfig({}).eventsHeartbeatMs).toBe(15_000);
+    expect(() => loadConfig({ EVENTS_HEARTBEAT: '50ms' })).toThrow(/EVENTS_HEARTBEAT: must be at least 100ms/);
+    expect(() => loadConfig({ EVENTS_HEARTBEAT: '15' })).toThrow(/EVENTS_HEARTBEAT: "15" has no unit/);
+  });
+});
 
 /**
  * GET /api/uploads/:id/events across instances: two servers share Postgres and S3 (scale-out);
