@@ -10,6 +10,7 @@ import { killAll, startServerProcess, type ServerProcess } from './support/proce
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
 import { request } from './support/tusRequests.ts';
+import { h264Clip, makeSampleDir as makeVideoSampleDir, removeSampleDir as removeVideoSampleDir } from './support/videoSamples.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 
 type StatusEvent = UploadStatusBody & { transition?: { seq: number; from: string | null; to: string; reason: string | null } };
@@ -19,10 +20,10 @@ const progressEvents = (events: ServerSentEvent[]) =>
   events.filter((e) => e.event === 'progress').map((e) => ({ eventId: e.id, ...(JSON.parse(e.data) as { offset?: number; size?: number; percent?: number }) }));
 
 /** Creates an upload of `size` bytes on `baseUrl` with a plain tus POST; returns its URL. */
-async function createUpload(baseUrl: string, size: number, filename: string, token: string): Promise<string> {
+async function createUpload(baseUrl: string, size: number, filename: string, token: string, type = 'image/jpeg'): Promise<string> {
   const res = await request(`${baseUrl}/files/`, 'POST', {
     'Upload-Length': size,
-    'Upload-Metadata': `filename ${Buffer.from(filename).toString('base64')},filetype ${Buffer.from('image/jpeg').toString('base64')}`,
+    'Upload-Metadata': `filename ${Buffer.from(filename).toString('base64')},filetype ${Buffer.from(type).toString('base64')}`,
     ...bearer(token),
   });
   if (res.status !== 201 || !res.headers.location) throw new Error(`creating the upload: ${res.status} ${res.text}`);
@@ -137,6 +138,30 @@ describe('upload event stream (SSE)', () => {
     await fresh.ended;
     expect(statusEvents(fresh.events).map((s) => [s.eventId, s.status])).toEqual([['5', 'ready']]);
     expect(firstStream.isEnded()).toBe(true);
+  });
+
+  it("tells a video job's progress in percent while it runs, then its poster once ready", { timeout: 180_000 }, async () => {
+    const dir = await makeVideoSampleDir();
+    try {
+      const clip = await readFile(await h264Clip(dir, { seconds: 10, width: 1280, height: 720 }));
+      const uploadUrl = await createUpload(uploader.url, clip.length, 'clip.mp4', alice, 'video/mp4');
+      const stream = await openEventStream(`${watcher.url}/api/uploads/${uploadIdOf(uploadUrl)}/events`, bearer(alice));
+      await tusUpload(uploader.url, clip, { uploadUrl, headers: bearer(alice) });
+      await stream.ended;
+      const statuses = statusEvents(stream.events);
+      expect(statuses.at(-1)).toMatchObject({ status: 'ready', detectedType: 'video/mp4' });
+      expect(statuses.at(-1)!.outputs.map((o) => o.name).sort()).toEqual(['mp4', 'poster', 'thumbnail']);
+      // Percent events come between `processing` and `ready`, growing, without an id.
+      const processingAt = stream.events.findIndex((e) => e.event === 'status' && JSON.parse(e.data).transition?.to === 'processing');
+      const readyAt = stream.events.findIndex((e) => e.event === 'status' && JSON.parse(e.data).transition?.to === 'ready');
+      const percents = progressEvents(stream.events.slice(processingAt, readyAt)).map((p) => p.percent);
+      expect(percents.length).toBeGreaterThanOrEqual(1);
+      expect(percents.every((p) => typeof p === 'number' && p >= 0 && p <= 100)).toBe(true);
+      expect([...percents].sort((a, b) => a! - b!)).toEqual(percents);
+      expect(progressEvents(stream.events).filter((p) => p.percent !== undefined)).toHaveLength(percents.length);
+    } finally {
+      await removeVideoSampleDir(dir);
+    }
   });
 
   it("answers another owner's upload exactly as an unknown one, and asks for a token", async () => {
