@@ -84,16 +84,6 @@ export interface OutputsTable {
   created_at: Generated<Date>;
 }
 
-/** One transition of an upload: `seq` counts from 1 per upload (creation: null → uploading). */
-export interface UploadEventsTable {
-  upload_id: string;
-  seq: number;
-  from_status: UploadStatus | null;
-  to_status: UploadStatus;
-  reason: string | null;
-  at: Generated<Date>;
-}
-
 /** One client address's token bucket for creating uploads (see uploadRates.ts). */
 export interface UploadRatesTable {
   address: string;
@@ -107,7 +97,6 @@ export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
   outputs: OutputsTable;
-  upload_events: UploadEventsTable;
   upload_rates: UploadRatesTable;
 }
 
@@ -115,4 +104,3 @@ export type Upload = Selectable<UploadsTable>;
 export type NewUpload = Insertable<UploadsTable>;
 export type Job = Selectable<JobsTable>;
 export type Output = Selectable<OutputsTable>;
-export type UploadEvent = Selectable<UploadEventsTable>;
