@@ -16,8 +16,8 @@ import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 import type { UploadEventHub } from './uploadEventHub.ts';
-import { tusPath } from './tusServer.ts';
 import { tusProtocol } from './tusProtocol.ts';
 import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
@@ -83,7 +83,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined;
   app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedLink(ctx) ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, hub, baseUrl, log }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
+  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl, hub, log }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
     app.use(router.routes()).use(allowedMethods(router));
   }
   return app;

@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Db } from './db/database.ts';
 import { findUpload } from './db/records.ts';
-import type { Upload, UploadEvent, UploadStatus } from './db/schema.ts';
-import { lastEventSeq, listEventsAfter, type UploadProgress } from './db/uploadEventLog.ts';
+import type { Upload, UploadEventRow, UploadStatus } from './db/schema.ts';
+import { listEventsAfter, type UploadProgress } from './db/uploadEventLog.ts';
 import type { UploadEventHub } from './uploadEventHub.ts';
 import type { Logger } from './log.ts';
 
@@ -20,7 +20,7 @@ export interface EventStreamOptions {
   /** Resume after this event (`Last-Event-ID`); undefined: start with the status now. */
   lastEventId: number | undefined;
   /** The status JSON of GET /api/uploads/:id for the upload as it is now. */
-  statusJson(upload: Upload): Promise<Record<string, unknown>>;
+  statusJson(upload: Upload): Promise<object>;
   heartbeatMs: number;
   progressIntervalMs: number;
   log: Logger;
@@ -88,7 +88,7 @@ export async function streamUploadEvents(res: ServerResponse, options: EventStre
       res.on('drain', done).on('close', done);
     });
   };
-  const statusFrame = (seq: number, data: Record<string, unknown>) => `event: status\n${seq > 0 ? `id: ${seq}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
+  const statusFrame = (seq: number, data: object) => `event: status\n${seq > 0 ? `id: ${seq}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
 
   res.writeHead(200, {
     'Content-Type': 'text/event-stream; charset=utf-8',
@@ -106,7 +106,7 @@ export async function streamUploadEvents(res: ServerResponse, options: EventStre
   /** Writes the events after `lastSeq` (one batch); false when there were none. */
   const tellEvents = async (): Promise<boolean> => {
     changed = false;
-    const events: UploadEvent[] = await listEventsAfter(db, uploadId, lastSeq, eventBatch);
+    const events: UploadEventRow[] = await listEventsAfter(db, uploadId, lastSeq, eventBatch);
     if (events.length === 0) return false;
     if (events.length === eventBatch) changed = true;
     // The status JSON is built once per batch; each event says which transition it tells.
@@ -125,10 +125,10 @@ export async function streamUploadEvents(res: ServerResponse, options: EventStre
 
   try {
     if (options.lastEventId === undefined) {
-      // The sequence number before the status: a transition in between is told again, never missed.
-      lastSeq = await lastEventSeq(db, uploadId);
+      // The row's status and the seq of its latest event change together, in one statement.
       const upload = await findUpload(db, uploadId);
       if (!upload) return;
+      lastSeq = upload.event_seq;
       status = upload.status;
       await write(statusFrame(lastSeq, await options.statusJson(upload)));
     } else {

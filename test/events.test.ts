@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../server/config.ts';
 import type { RunningServer } from '../server/start.ts';
-import type { UploadStatusBody } from '../server/routes/uploadStatus.ts';
+import type { UploadStatusJson as UploadStatusBody } from '../hooks/uploadStatusJson.ts';
 import { openEventStream, type EventStreamClient, type ServerSentEvent } from './support/eventStream.ts';
 import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
 import { killAll, startServerProcess, type ServerProcess } from './support/processes.ts';

@@ -1,9 +1,9 @@
 import type { Db } from './database.ts';
-import type { UploadEvent } from './schema.ts';
+import type { UploadEventRow } from './schema.ts';
 
 /**
- * Reading the upload event log (`upload_events`, written by the upload lifecycle with each
- * transition) and the two NOTIFY channels an event stream follows. Payloads carry ids and
+ * Reading the upload event log (`upload_events`, written with each transition by uploadStates.ts
+ * for the upload lifecycle) and the two NOTIFY channels an event stream follows. Payloads carry ids and
  * numbers only: NOTIFY payloads must stay under 8000 bytes.
  */
 
@@ -16,16 +16,6 @@ export const uploadProgressChannel = 'upload_progress';
 export type UploadProgress = { offset: number; size: number | null } | { percent: number };
 
 /** The events of an upload after `seq`, oldest first, at most `limit`. */
-export async function listEventsAfter(db: Db, uploadId: string, seq: number, limit: number): Promise<UploadEvent[]> {
+export async function listEventsAfter(db: Db, uploadId: string, seq: number, limit: number): Promise<UploadEventRow[]> {
   return db.selectFrom('upload_events').selectAll().where('upload_id', '=', uploadId).where('seq', '>', seq).orderBy('seq').limit(limit).execute();
-}
-
-/** The sequence number of an upload's latest event; 0 when it has none. */
-export async function lastEventSeq(db: Db, uploadId: string): Promise<number> {
-  const row = await db
-    .selectFrom('upload_events')
-    .select((eb) => eb.fn.max('seq').as('seq'))
-    .where('upload_id', '=', uploadId)
-    .executeTakeFirst();
-  return row?.seq ?? 0;
 }

@@ -1,26 +1,22 @@
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
+import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
+import { eventsLinkName, uploadStatusJson, type StatusLinks } from '../../hooks/uploadStatusJson.ts';
 import { uploadIdPattern, type UploadState } from '../auth/tusUploadAccess.ts';
 import { createLinkSigner } from '../auth/signedLinks.ts';
 import type { Config } from '../config.ts';
 import { contentDisposition, outputKey, type Storage } from '../storage.ts';
-import { changeStatus, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../db/records.ts';
+import { deleteOutputs, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
 import { uploadStatuses, type Upload, type UploadStatus } from '../db/schema.ts';
-import { lastEventSeq } from '../db/uploadEventLog.ts';
 import { httpError } from '../httpError.ts';
 import type { Logger } from '../log.ts';
 import type { UploadEventHub } from '../uploadEventHub.ts';
 import { streamUploadEvents, terminalStatuses } from '../uploadEventStream.ts';
 import { sendFile } from '../sendFile.ts';
-import { uploadStatus, type LinkTo } from './uploadStatus.ts';
 
 /** States whose bytes are gone for good: downloads answer 410 Gone. */
 const gone: UploadStatus[] = ['rejected', 'infected', 'failed', 'expired', 'deleted'];
-const removable: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'rejected', 'infected', 'failed', 'expired'];
-
-/** What an event-stream link is signed for; no download carries this name. */
-const eventsLinkName = 'events';
 
 /** An event stream tells progress at most this often (uploads record it about once a second). */
 const progressIntervalMs = 1000;
@@ -33,15 +29,13 @@ const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security
  * another owner's upload answers exactly as an unknown id does. With tokens, the download URLs in
  * the status JSON are signed links, which are their own credential (so `<img src>` works).
  */
-export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; hub: UploadEventHub; baseUrl: (origin: string) => string; log: Logger }): Router<UploadState> {
-  const { config, db, storage, hub } = deps;
+export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; lifecycle: UploadLifecycle; hub: UploadEventHub; baseUrl: (origin: string) => string; log: Logger }): Router<UploadState> {
+  const { config, db, storage, lifecycle, hub } = deps;
   const router = new Router<UploadState>({ prefix: '/api/uploads' });
   const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
   const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
-  const linkTo = (base: string): LinkTo => (id, name) => `${base}/api/uploads/${id}/files/${name}${signer ? signer.query(id, name) : ''}`;
-  const eventsLink = (base: string) => (id: string) => `${base}/api/uploads/${id}/events${signer ? signer.query(id, eventsLinkName) : ''}`;
-  const base = (ctx: { protocol: string; host: string }) => deps.baseUrl(`${ctx.protocol}://${ctx.host}`);
-  const statusOf = (upload: Upload, ctx: { protocol: string; host: string }) => uploadStatus(db, upload, base(ctx), linkTo(base(ctx)), eventsLink(base(ctx)));
+  const links = (ctx: { protocol: string; host: string }): StatusLinks => ({ base: deps.baseUrl(`${ctx.protocol}://${ctx.host}`), signQuery: signer?.query });
+  const statusOf = (upload: Upload, ctx: { protocol: string; host: string }) => uploadStatusJson(db, upload, links(ctx));
 
   /**
    * The upload a request may see: with a signed link (`name` is what the link was signed for),
@@ -90,7 +84,7 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; h
     const lastEventId = resumeFrom === '' ? undefined : Number(resumeFrom);
     // "A client can be told to stop reconnecting using the HTTP 204 No Content response code":
     // a stream that ended after a terminal state is not opened again by EventSource's reconnect.
-    if (lastEventId !== undefined && terminalStatuses.includes(upload.status) && (await lastEventSeq(db, id)) <= lastEventId) {
+    if (lastEventId !== undefined && terminalStatuses.includes(upload.status) && upload.event_seq <= lastEventId) {
       ctx.status = 204;
       return;
     }
@@ -141,7 +135,9 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; h
   router.delete('/:id', async (ctx) => {
     const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     // The state changes first: from here nothing serves the upload, even if removal fails midway.
-    await changeStatus(db, upload.id, removable, { status: 'deleted', reason: 'deleted on request' });
+    const deleted = await lifecycle.move(db, upload.id, 'deleted', { reason: 'deleted on request', with: (trx) => deleteOutputs(trx, upload.id) });
+    // Refused: it was deleted already (a repeated DELETE), and answers as the first did.
+    if (!deleted.ok && deleted.current?.status !== 'deleted') return notFound(upload.id);
     await storage.removeUpload(upload.id);
     ctx.status = 204;
   });

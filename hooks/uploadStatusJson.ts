@@ -1,0 +1,103 @@
+import { attemptsUsed } from '../server/db/jobQueue.ts';
+import { listJobs, listOutputs } from '../server/db/records.ts';
+import type { Db } from '../server/db/database.ts';
+import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/db/schema.ts';
+
+/** Where the tus endpoint is served: the status JSON links an unfinished upload there. */
+export const tusPath = '/files';
+
+/**
+ * How the status JSON's links are made: absolute from `base` (the request's origin, or PUBLIC_URL
+ * where there is no request), download links signed with `signQuery` (its `?expires=…&sig=…`)
+ * when tokens are on.
+ */
+export interface StatusLinks {
+  base: string;
+  signQuery?: (id: string, name: string) => string;
+}
+
+/** What an event-stream link (links.events) is signed for: a name no download has, so it opens only the stream. */
+export const eventsLinkName = 'events';
+
+/** The status JSON of GET /api/uploads/:id: where an upload stands, what was found and made. */
+export interface UploadStatusJson {
+  id: string;
+  owner: string | null;
+  status: UploadStatus;
+  reason: string | null;
+  filename: string;
+  claimedType: string | null;
+  detectedType: string | null;
+  size: number | null;
+  offset: number;
+  sha256: string | null;
+  scan: string | null;
+  media: MediaMetadata | null;
+  createdAt: Date;
+  finishedAt: Date | null;
+  readyAt: Date | null;
+  expiresAt: Date | null;
+  jobs: { kind: JobKind; status: JobStatus; attempts: number; waitingSince: Date | null; progress: number | null; error: string | null }[];
+  outputs: { name: string; contentType: string; size: number; width: number | null; height: number | null; url: string | null }[];
+  /** `events`: GET /api/uploads/:id/events, signed like the downloads (a browser's EventSource cannot send Authorization). */
+  links: { self: string; upload: string | null; original: string | null; events: string };
+}
+
+/** Builds it from the records alone, so a worker with no request can too (db may be a transaction, to see it as it is there). */
+export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLinks): Promise<UploadStatusJson> {
+  const id = upload.id;
+  const [jobs, outputs] = await Promise.all([listJobs(db, id), listOutputs(db, id)]);
+  const { base } = links;
+  const linkTo = (name: string) => `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+  const ready = upload.status === 'ready';
+  const inspect = jobs.find((j) => j.kind === 'inspect');
+  return {
+    id: upload.id,
+    owner: upload.owner,
+    status: upload.status,
+    reason: upload.reason,
+    filename: upload.safe_filename,
+    claimedType: upload.claimed_type,
+    detectedType: upload.detected_type,
+    size: upload.size,
+    offset: upload.offset,
+    sha256: upload.sha256,
+    scan: scanOf(inspect),
+    media: upload.media,
+    createdAt: upload.created_at,
+    finishedAt: upload.finished_at,
+    readyAt: upload.ready_at,
+    expiresAt: upload.status === 'uploading' ? upload.expires_at : null,
+    jobs: jobs.map((j) => ({
+      kind: j.kind,
+      status: j.status,
+      attempts: attemptsUsed(j),
+      // Set only while the job waits for an unreachable service (settling or a counted retry clears it).
+      waitingSince: j.waiting_since,
+      progress: j.progress,
+      // Written by the job runner as a short reason fit to show; the details are in its logs.
+      error: j.last_error,
+    })),
+    outputs: outputs.map((o) => ({
+      name: o.name,
+      contentType: o.content_type,
+      size: o.size,
+      width: o.width,
+      height: o.height,
+      url: ready ? linkTo(o.name) : null,
+    })),
+    links: {
+      self: `${base}/api/uploads/${id}`,
+      upload: upload.status === 'uploading' ? `${base}${tusPath}/${id}` : null,
+      original: ready ? linkTo('original') : null,
+      events: `${base}/api/uploads/${id}/events${links.signQuery?.(id, eventsLinkName) ?? ''}`,
+    },
+  };
+}
+
+/** The verdict once inspected; `waiting` while the inspection waits for an unreachable clamd. */
+function scanOf(inspect: Awaited<ReturnType<typeof listJobs>>[number] | undefined): string | null {
+  if (!inspect) return null;
+  if (inspect.status === 'done') return (inspect.result?.scan as { status?: string } | undefined)?.status ?? null;
+  return inspect.waiting_since ? 'waiting' : null;
+}
