@@ -174,6 +174,11 @@ describe('upload event stream (SSE)', () => {
     expect((await unknown.json()).error).toBe(`no upload ${unknownId}`);
     const anonymous = await fetch(`${watcher.url}/api/uploads/${uploadId}/events`);
     expect(anonymous.status).toBe(401);
+    // HEAD answers at once, without a stream behind it.
+    const head = await fetch(`${watcher.url}/api/uploads/${uploadId}/events`, { method: 'HEAD', headers: bearer(alice) });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    expect((await fetch(`${watcher.url}/api/uploads/${uploadId}/events`, { method: 'HEAD', headers: bearer(bob) })).status).toBe(404);
   });
 
   it('opens the stream from links.events without a header; the link opens nothing else', async () => {

@@ -88,6 +88,13 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
       ctx.status = 204;
       return;
     }
+    // HEAD (which the router answers with this GET route) says what a GET would be, without holding a stream open.
+    if (ctx.method === 'HEAD') {
+      ctx.type = 'text/event-stream; charset=utf-8';
+      ctx.set('Cache-Control', 'no-store');
+      ctx.status = 200;
+      return;
+    }
     ctx.respond = false;
     await streamUploadEvents(ctx.res, {
       db,
