@@ -17,6 +17,9 @@ export interface StatusLinks {
   signQuery?: (id: string, name: string) => string;
 }
 
+/** What an event-stream link (links.events) is signed for: a name no download has, so it opens only the stream. */
+export const eventsLinkName = 'events';
+
 /** The status JSON of GET /api/uploads/:id: where an upload stands, what was found and made. */
 export interface UploadStatusJson {
   id: string;
@@ -39,7 +42,8 @@ export interface UploadStatusJson {
   expiresAt: Date | null;
   jobs: { kind: JobKind; status: JobStatus; attempts: number; waitingSince: Date | null; progress: number | null; error: string | null }[];
   outputs: { name: string; contentType: string; size: number; width: number | null; height: number | null; url: string | null }[];
-  links: { self: string; upload: string | null; original: string | null };
+  /** `events`: GET /api/uploads/:id/events, signed like the downloads (a browser's EventSource cannot send Authorization). */
+  links: { self: string; upload: string | null; original: string | null; events: string };
 }
 
 /** Builds it from the records alone, so a worker with no request can too (db may be a transaction, to see it as it is there). */
@@ -90,6 +94,7 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
       self: `${base}/api/uploads/${id}`,
       upload: upload.status === 'uploading' ? `${base}${tusPath}/${id}` : null,
       original: ready ? linkTo('original') : null,
+      events: `${base}/api/uploads/${id}/events${links.signQuery?.(id, eventsLinkName) ?? ''}`,
     },
   };
 }

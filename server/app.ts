@@ -18,15 +18,17 @@ import { uploadRoutes } from './routes/uploads.ts';
 import { ietfDraftAppends, ietfDraftRequests, type DraftState } from './ietfDraft/ietfDraft.ts';
 import { handleTus } from './tusHandle.ts';
 import { tusPath } from '../hooks/uploadStatusJson.ts';
+import type { UploadEventHub } from './uploadEventHub.ts';
 import { tusProtocol } from './tusProtocol.ts';
 import { tusChecksum } from './tusChecksum.ts';
 import { tusConcatenation } from './tusConcatenation.ts';
 import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
-const downloadPath = /^\/api\/uploads\/[^/]+\/files\/[^/]+$/;
+/** Routes a signed link opens without a header: downloads (`<img src>`) and the event stream (`EventSource`). */
+const signedLinkPath = /^\/api\/uploads\/[^/]+\/(files\/[^/]+|events)$/;
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
-export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics): Koa<UploadState> {
+export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics, hub: UploadEventHub): Koa<UploadState> {
   const { config, db, storage, log } = context;
   const app = new Koa<UploadState>({ proxy: Boolean(config.publicUrl) });
   // Koa 3's ctx.origin is the request's Origin header; links are built from protocol and host.
@@ -86,12 +88,12 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));
 
   const apiAuthentication = authenticate(config.auth, () => false);
-  // A signed download link is its own credential (for <img src>); the download route checks it.
-  const signedDownload = (ctx: ParameterizedContext) =>
-    config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && downloadPath.test(ctx.path) && ctx.query.sig !== undefined;
-  app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedDownload(ctx) ? apiAuthentication(ctx, next) : next()));
+  // A signed link is its own credential (for <img src> and EventSource); its route checks it.
+  const signedLink = (ctx: ParameterizedContext) =>
+    config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined;
+  app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedLink(ctx) ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
+  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl, hub, log }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
     app.use(router.routes()).use(allowedMethods(router));
   }
   return app;

@@ -36,8 +36,10 @@ export interface Config {
   imageTimeoutMs: number;
   typePolicy: TypePolicy;
   auth: AuthConfig;
-  /** Lifetime of download links (signed links and S3 presigned redirects). */
+  /** Lifetime of download links (signed links and S3 presigned redirects) and of event-stream links. */
   downloadLinkTtlMs: number;
+  /** Silence after which an event stream sends a comment line, so proxies and clients keep it open. */
+  eventsHeartbeatMs: number;
   quotas: QuotaConfig;
   authorize: AuthorizeConfig | undefined;
   /** When set, /metrics answers only to `Authorization: Bearer <metricsToken>`. */
@@ -225,6 +227,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     typePolicy,
     auth,
     downloadLinkTtlMs,
+    eventsHeartbeatMs: read.duration('EVENTS_HEARTBEAT', 15_000),
     quotas: {
       uploadsInFlight: read.integer('QUOTA_UPLOADS_IN_FLIGHT', 20, 0, 1_000_000),
       bytes: read.string('QUOTA_BYTES') === undefined ? undefined : read.size('QUOTA_BYTES', 0, 1),
@@ -241,6 +244,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
       maxHeaderSize: read.size('MAX_HEADER_SIZE', 16 * 1024, 1024),
     },
   };
+  if (config.eventsHeartbeatMs < 100) problems.push('EVENTS_HEARTBEAT: must be at least 100ms');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
     for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {

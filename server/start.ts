@@ -18,6 +18,7 @@ import { PostgresLocker } from './postgresLocker.ts';
 import { openWarning } from './routes/health.ts';
 import { createStorage } from './storage.ts';
 import { createTusServer } from './tusServer.ts';
+import { openUploadEventHub } from './uploadEventHub.ts';
 
 export interface Services {
   context: HookContext;
@@ -85,7 +86,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's
   // restarts, or a load balancer would take every upload server out at once.
-  const app = createApp(context, createTusServer(context, locker, metrics.observeConcatenation), config.runJobs ? scanner : undefined, metrics);
+  // One LISTEN for every event stream this instance serves.
+  const hub = await openUploadEventHub(database, log.child({ part: 'events' }));
+  const app = createApp(context, createTusServer(context, locker, metrics.observeConcatenation), config.runJobs ? scanner : undefined, metrics, hub);
   const runner = config.runJobs ? createJobRunner(services, metrics.observeJob) : undefined;
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;
@@ -108,7 +111,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     runner,
     close: async () => {
       // Not http.close() alone: it waits for every busy connection, and a trickling PATCH may never end.
-      await handler.stop(http, config.http.shutdownGraceMs, log);
+      // Event streams end at once (their clients reconnect elsewhere by Last-Event-ID), not after SHUTDOWN_GRACE.
+      await Promise.all([handler.stop(http, config.http.shutdownGraceMs, log), hub.close()]);
       stopCleanup?.();
       await runner?.stop();
       await services.pool.close();

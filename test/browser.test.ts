@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import puppeteer, { type Browser, type BrowserContext, type HTTPRequest, type Page } from 'puppeteer-core';
@@ -10,6 +10,7 @@ import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
+import { repoRoot } from './services/env.ts';
 import { fetchStatus } from './support/uploads.ts';
 
 /** What the demo page puts on `window` (see server/routes/demo.html), as far as these tests use it. */
@@ -29,6 +30,8 @@ interface DemoWindow {
 }
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Screenshots of the page, kept for a person to look at (gitignored). */
+const artifactsDir = path.join(repoRoot, 'test-artifacts');
 const settledSelector = ['ready', 'rejected', 'infected', 'failed', 'expired', 'deleted'].map((s) => `#uploads li[data-status="${s}"]`).join(', ');
 
 /** The Uppy demo page at GET /, driven by a real (headless) Chromium. */
@@ -75,7 +78,7 @@ describe('Uppy demo page in Chromium', () => {
   /** Whether the token field shows, and the thumbnail of an upload once it has loaded (its src and pixel width). */
   const tokenFieldShown = (page: Page) => page.$eval('#auth', (form) => !(form as HTMLFormElement).hidden);
   async function loadedThumbnail(page: Page, id: string): Promise<{ src: string; width: number }> {
-    const img = await page.waitForSelector(`li[data-upload-id="${id}"] img.thumbnail`);
+    const img = await page.waitForSelector(`li[data-upload-id="${id}"] img.preview`);
     await page.waitForFunction((el) => (el as HTMLImageElement).complete, {}, img);
     return img!.evaluate((el) => ({ src: (el as HTMLImageElement).src, width: (el as HTMLImageElement).naturalWidth }));
   }
@@ -138,27 +141,81 @@ describe('Uppy demo page in Chromium', () => {
     await page.close();
   });
 
-  it('shows a PDF disguised as photo.jpg rejected', { timeout: 120_000 }, async () => {
-    const file = path.join(samples.dir, 'photo.jpg');
-    await writeFile(file, pdf(20_000));
+  it("shows each file's state on its own tile: a disguised PDF's reason, a ready image's thumbnail (screenshot kept)", { timeout: 120_000 }, async () => {
+    const disguised = path.join(samples.dir, 'photo.jpg');
+    await writeFile(disguised, pdf(20_000));
+    const photo = await cameraJpeg(samples.dir, 1000, 750, 'holiday.jpg');
     const page = await openDemo();
-    await addFile(page, file);
+    // The intro says what is on: this server scans (clamd is configured in the tests).
+    expect(await page.$eval('body', (body) => body.dataset.scan)).toBe('on');
+    expect(await page.$eval('#scanning', (el) => el.textContent)).toBe('scanned for viruses by ClamAV');
+    // The stream, not polling: no GET of the status API once a stream is open.
+    const statusPolls: string[] = [];
+    page.on('request', (request: HTTPRequest) => {
+      if (/^\/api\/uploads\/[^/]+$/.test(new URL(request.url()).pathname)) statusPolls.push(request.url());
+    });
+    const input = await page.waitForSelector('.uppy-Dashboard input[type=file]:not([webkitdirectory])');
+    await input!.uploadFile(disguised, photo);
 
-    const shown = await settledOnPage(page);
-    expect(shown).toMatchObject({ status: 'rejected', links: [] });
-    const status = await fetchStatus(server.url, shown.id);
+    const rejected = await page.waitForSelector('#uploads li[data-status="rejected"]', { timeout: 90_000 });
+    const ready = await page.waitForSelector('#uploads li[data-status="ready"]', { timeout: 90_000 });
+    const [rejectedFile, readyFile] = await Promise.all([rejected!.evaluate((li) => li.getAttribute('data-file-id')), ready!.evaluate((li) => li.getAttribute('data-file-id'))]);
+    const rejectedId = await rejected!.evaluate((li) => li.getAttribute('data-upload-id'));
+    const status = await fetchStatus(server.url, rejectedId!);
     expect(status).toMatchObject({ status: 'rejected', claimedType: 'image/jpeg', detectedType: 'application/pdf' });
-    expect(await page.$eval(`li[data-upload-id="${shown.id}"] .reason`, (el) => el.textContent)).toBe(status.reason);
+    expect(await rejected!.$eval('.reason', (el) => el.textContent)).toBe(status.reason);
+
+    // The rejected file's tile: red with the reason on it, not a green "Upload complete", and no Retry.
+    const rejectedTile = `[id="uppy_${rejectedFile!}"]`;
+    await page.waitForFunction((selector) => document.querySelector(`${selector} .upload-state`)?.textContent?.startsWith('rejected: '), {}, rejectedTile);
+    const tile = await page.$eval(rejectedTile, (el) => ({
+      classes: el.className,
+      state: el.querySelector('.upload-state')?.textContent,
+      retryShown: Array.from(el.querySelectorAll('.uppy-Dashboard-Item-progressIndicator')).some((b) => (b as HTMLElement).offsetParent !== null),
+    }));
+    expect(tile.state).toBe(`rejected: ${status.reason}`);
+    expect(tile.classes).toContain('is-error');
+    expect(tile.classes).not.toContain('is-complete');
+    expect(tile.retryShown).toBe(false);
+    expect(await page.$$('.uppy-StatusBar-actionBtn--retry')).toHaveLength(0);
+
+    // The ready image: its tile says so and shows the server's thumbnail (a signed or plain output link).
+    const readyTile = `[id="uppy_${readyFile!}"]`;
+    await page.waitForFunction((selector) => document.querySelector(`${selector} .upload-state`)?.textContent === 'ready', {}, readyTile);
+    const readyId = await ready!.evaluate((li) => li.getAttribute('data-upload-id'));
+    const thumbnailUrl = (await fetchStatus(server.url, readyId!)).outputs.find((o) => o.name === 'thumbnail')!.url;
+    await page.waitForFunction((selector, src) => (document.querySelector(`${selector} .uppy-Dashboard-Item-previewImg`) as HTMLImageElement | null)?.src === src, {}, readyTile, thumbnailUrl);
+    expect(await page.$eval(readyTile, (el) => el.className)).toContain('is-complete');
+    expect((await loadedThumbnail(page, readyId!)).width).toBeGreaterThan(0);
+    // One status read per upload (for its stream's link), then events only.
+    expect(statusPolls.length).toBeLessThanOrEqual(2);
+
+    await mkdir(artifactsDir, { recursive: true });
+    await page.screenshot({ path: path.join(artifactsDir, 'demo-rejected-and-ready.png'), fullPage: true });
     await page.close();
   });
 
-  it("shows a file refused at creation with the server's reason, not as a success", { timeout: 120_000 }, async () => {
+  it("shows a file refused at creation with the server's reason on its tile, not as a success, with no Retry", { timeout: 120_000 }, async () => {
     const file = path.join(samples.dir, 'setup.exe');
     await writeFile(file, Buffer.from('MZ not a photo'));
     const page = await openDemo();
     await addFile(page, file);
     const item = await page.waitForSelector('#uploads li[data-status="refused"]', { timeout: 90_000 });
-    expect(await item!.$eval('.reason', (el) => el.textContent)).toMatch(/^Upload refused: .* is not allowed/);
+    const reason = await item!.$eval('.reason', (el) => el.textContent);
+    expect(reason).toMatch(/^Upload refused: .* is not allowed/);
+    const fileId = await item!.evaluate((li) => li.getAttribute('data-file-id'));
+    const tileSelector = `[id="uppy_${fileId!}"]`;
+    await page.waitForFunction((selector) => document.querySelector(`${selector} .upload-state`) !== null, {}, tileSelector);
+    const tile = await page.$eval(tileSelector, (el) => ({
+      classes: el.className,
+      state: el.querySelector('.upload-state')?.textContent,
+      retryShown: Array.from(el.querySelectorAll('.uppy-Dashboard-Item-progressIndicator')).some((b) => (b as HTMLElement).offsetParent !== null),
+    }));
+    expect(tile.state).toBe(`refused: ${reason}`);
+    expect(tile.classes).toContain('is-error');
+    expect(tile.retryShown).toBe(false);
+    expect(await page.$$('.uppy-StatusBar-actionBtn--retry')).toHaveLength(0);
+    await page.screenshot({ path: path.join(artifactsDir, 'demo-refused.png'), fullPage: true });
     await page.close();
   });
 

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/db/database.ts';
-import { attemptsUsed, claimJob, enqueueJob, extendLease, retryJob, settleJob, waitJob } from '../server/db/jobQueue.ts';
+import { attemptsUsed, claimJob, enqueueJob, extendLease, jobsChannel, retryJob, settleJob, waitJob } from '../server/db/jobQueue.ts';
 import { findUpload } from '../server/db/records.ts';
 import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
 import { UploadLifecycle } from '../hooks/uploadLifecycle.ts';
@@ -412,7 +412,7 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
       // must claim again instead of sleeping through the 30 s poll interval.
       const [id] = await queueJobs(1, 5);
       await sql`update jobs set run_after = now() + interval '1 second'`.execute(database.db);
-      let onNotify: ((payload: string) => void) | undefined;
+      let onNotify: ((payload: string, channel: string) => void) | undefined;
       let held = false;
       const claims = new WeakSet<object>();
       const holdFirstEmptyClaim: KyselyPlugin = {
@@ -424,7 +424,7 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
           if (!held && claims.has(queryId) && result.rows.length === 0) {
             held = true;
             await sleep(1_300);
-            onNotify?.('inspect');
+            onNotify?.('inspect', jobsChannel);
           }
           return result;
         },

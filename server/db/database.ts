@@ -14,11 +14,11 @@ export interface OpenDatabase {
   url: string;
   describe: string;
   /**
-   * LISTEN on a channel; `onNotify` gets each notification's payload. A connection to a
+   * LISTEN on one or more channels over one connection; `onNotify` gets each notification's payload and channel. A connection to a
    * Postgres server that dies is reconnected; `onResubscribed` is told, as notifications may
    * have been missed meanwhile. Returns the function that stops listening.
    */
-  listen(channel: string, onNotify: (payload: string) => void, onResubscribed: () => void): Promise<() => Promise<void>>;
+  listen(channels: string | readonly string[], onNotify: (payload: string, channel: string) => void, onResubscribed: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -44,9 +44,9 @@ export async function openDatabase(options: DatabaseOptions, log: Logger): Promi
   // server stops, or ends it just as the pool closes) is replaced, never the end of the process.
   const pool = createPool({ connectionString, max: 9, types }, log, 'records');
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const listen = async (channel: string, onNotify: (payload: string) => void, onResubscribed: () => void) => {
+  const listen: OpenDatabase['listen'] = async (channels, onNotify, onResubscribed) => {
     // LISTEN needs a connection of its own that stays open, outside the pool.
-    const subscription = await listenWithReconnect(connectionString, channel, onNotify, onResubscribed, log);
+    const subscription = await listenWithReconnect(connectionString, channels, onNotify, onResubscribed, log);
     return () => subscription.stop();
   };
   const url = new URL(connectionString);

@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type QueryCreator } from 'kysely';
 import type { Db } from './database.ts';
-import type { Job, JobKind, JobStatus } from './schema.ts';
+import type { Database, Job, JobKind, JobStatus } from './schema.ts';
+import { uploadProgressChannel } from './uploadEventLog.ts';
 
 /**
  * The job table as a queue. A worker claims one job at a time with FOR UPDATE SKIP LOCKED,
@@ -57,7 +58,7 @@ export async function claimJob(db: Db, workerId: string, leaseMs: number, kinds:
  * An update of `job` that applies only while this run (worker and attempt) still holds it: a
  * run that lost its lease, even to its own worker's next attempt, can no longer change the job.
  */
-function updateHeldRun(db: Db, job: Job, workerId: string) {
+function updateHeldRun(db: QueryCreator<Database>, job: Job, workerId: string) {
   return db
     .updateTable('jobs')
     .where('id', '=', job.id)
@@ -74,9 +75,12 @@ export async function extendLease(db: Db, job: Job, workerId: string, leaseMs: n
   return result.numUpdatedRows > 0n;
 }
 
+/** The job's progress in percent, told on the progress channel by the same statement (for the event streams). */
 export async function recordProgress(db: Db, job: Job, workerId: string, percent: number): Promise<void> {
-  await updateHeldRun(db, job, workerId)
-    .set({ progress: percent, updated_at: sql`now()` })
+  await db
+    .with('recorded', (qb) => updateHeldRun(qb, job, workerId).set({ progress: percent, updated_at: sql`now()` }).returning(['upload_id', 'progress']))
+    .selectFrom('recorded')
+    .select(sql`pg_notify(${uploadProgressChannel}, json_build_object('id', upload_id, 'percent', progress)::text)`.as('notified'))
     .execute();
 }
 

@@ -25,18 +25,19 @@ export interface Subscription {
 }
 
 /**
- * LISTEN on `channel` on a connection of its own, reconnected with backoff (0.5 s doubling to
- * 10 s) whenever it dies. Notifications sent while it was down are lost, so `onResubscribed`
+ * LISTEN on `channels` (one or more) on one connection of its own, reconnected with backoff
+ * (0.5 s doubling to 10 s) whenever it dies. Notifications sent while it was down are lost, so `onResubscribed`
  * is called after every reconnection for the listener to catch up (e.g. look for work now).
  * The first connection must succeed: a start with no database fails.
  */
 export async function listenWithReconnect(
   connectionString: string,
-  channel: string,
-  onNotify: (payload: string) => void,
+  channels: string | readonly string[],
+  onNotify: (payload: string, channel: string) => void,
   onResubscribed: () => void,
   log: Logger,
 ): Promise<Subscription> {
+  const channel = typeof channels === 'string' ? channels : channels.join(',');
   let client: pg.Client | undefined;
   let stopped = false;
   // Ends a backoff sleep at once, so a stopped process is not kept alive by it.
@@ -47,8 +48,8 @@ export async function listenWithReconnect(
     next.on('error', (err) => log.warn({ err, channel }, 'the LISTEN connection died'));
     try {
       await next.connect();
-      next.on('notification', (message) => onNotify(message.payload ?? ''));
-      await next.query(`listen ${next.escapeIdentifier(channel)}`);
+      next.on('notification', (message) => onNotify(message.payload ?? '', message.channel));
+      for (const name of typeof channels === 'string' ? [channels] : channels) await next.query(`listen ${next.escapeIdentifier(name)}`);
     } catch (error) {
       await next.end().catch(() => undefined);
       throw error;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Output, Upload, UploadStatus } from './schema.ts';
+import { uploadProgressChannel } from './uploadEventLog.ts';
 
 /**
  * Every read of `uploads` and `outputs`, and the writes that change no upload's state (those
@@ -70,14 +71,23 @@ export async function listOwnUploads(
   return query.execute();
 }
 
-/** Progress only moves forward: a late write from a slow request never rewinds it. */
+/**
+ * Progress only moves forward: a late write from a slow request never rewinds it. A move is
+ * told on the progress channel by the same statement, for the event streams of every instance.
+ */
 export async function recordOffset(db: Db, id: string, offset: number): Promise<void> {
   await db
-    .updateTable('uploads')
-    .set({ offset, updated_at: sql`now()` })
-    .where('id', '=', id)
-    .where('status', '=', 'uploading')
-    .where('offset', '<', offset)
+    .with('moved', (qb) =>
+      qb
+        .updateTable('uploads')
+        .set({ offset, updated_at: sql`now()` })
+        .where('id', '=', id)
+        .where('status', '=', 'uploading')
+        .where('offset', '<', offset)
+        .returning(['id', 'offset', 'size']),
+    )
+    .selectFrom('moved')
+    .select(sql`pg_notify(${uploadProgressChannel}, json_build_object('id', id, 'offset', "offset", 'size', size)::text)`.as('notified'))
     .execute();
 }
 

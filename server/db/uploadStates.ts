@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import { counts, lockOwnerQuota, quotaUse, type Quota, type QuotaRefusal } from './quotas.ts';
+import { uploadEventsChannel } from './uploadEventLog.ts';
 import type { MediaMetadata, NewUpload, Upload, UploadEventRow, UploadStatus } from './schema.ts';
 
 /**
@@ -9,8 +10,9 @@ import type { MediaMetadata, NewUpload, Upload, UploadEventRow, UploadStatus } f
  * only the SQL.
  */
 
-/** Every process LISTENing here hears each transition once its transaction commits. */
-export const uploadEventsChannel = 'upload_events';
+// Every process LISTENing on it hears each transition once its transaction commits (the name
+// lives with the log's readers, since only the lifecycle may import this file).
+export { uploadEventsChannel };
 
 /** The columns a transition may set beside status and reason. */
 export interface TransitionColumns {

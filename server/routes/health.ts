@@ -9,6 +9,8 @@ import type { Storage } from '../storage.ts';
 export function healthRoutes(deps: { config: Config; db: Db; storage: Storage; scanner: Scanner | undefined }): Router {
   // Said on every readiness answer, so a server left open by mistake is seen where it is watched.
   const auth = deps.config.auth.mode === 'open' ? { auth: 'open', warning: openWarning } : { auth: 'token' };
+  // Whether uploads are scanned (by whichever process runs the jobs), so a page can say so.
+  const scan = deps.config.scan === 'required' ? 'on' : 'off';
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -32,7 +34,7 @@ export function healthRoutes(deps: { config: Config; db: Db; storage: Storage; s
     const ok = results.every(([, r]) => r === 'ok');
     ctx.status = ok ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { ok, checks: Object.fromEntries(results), ...auth };
+    ctx.body = { ok, checks: Object.fromEntries(results), ...auth, scan };
   });
   return router;
 }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../services/env.ts';
+import { waitOnNotify } from './waitOnNotify.ts';
 
 /**
  * The server and the worker as real child processes, run with the very node flags of `npm
@@ -139,24 +140,16 @@ export function spawnScript(script: Script, env: Record<string, string>): ChildU
       `${script} (pid ${child.pid}, ${exit ? `exited code=${exit.code} signal=${exit.signal}` : 'running'})\n` +
       `--- stderr ---\n${tail(err) || '(empty)'}\n--- stdout ---\n${tail(out) || '(empty)'}`,
     waitForLog: (test, what, timeoutMs = 60_000) =>
-      new Promise<LogLine>((resolve, reject) => {
-        const check = () => {
+      waitOnNotify(
+        waiters,
+        () => {
           const found = logs.find(test);
-          if (found) return finish(() => resolve(found));
-          if (exit) return finish(() => reject(new Error(`${script} exited before logging ${what}\n${handle.describe()}`)));
-        };
-        const timer = setTimeout(
-          () => finish(() => reject(new Error(`${script} did not log ${what} within ${timeoutMs} ms\n${handle.describe()}`))),
-          timeoutMs,
-        );
-        const finish = (settle: () => void) => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          settle();
-        };
-        waiters.add(check);
-        check();
-      }),
+          if (!found && exit) throw new Error(`${script} exited before logging ${what}\n${handle.describe()}`);
+          return found;
+        },
+        () => `${script} did not log ${what} within ${timeoutMs} ms\n${handle.describe()}`,
+        timeoutMs,
+      ),
     kill: async (signal, timeoutMs = 30_000) => {
       if (!exit) child.kill(signal);
       let timer: NodeJS.Timeout | undefined;
