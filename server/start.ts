@@ -10,6 +10,7 @@ import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.
 import { createHttpServer } from './httpServer.ts';
 import { stoppableHandler } from './httpShutdown.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
+import { deliverWebhook, webhookPolicy } from './jobs/deliverWebhook.ts';
 import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -37,19 +38,27 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   return { context: { db: database.db, config, storage, log }, database, scanner, pool };
 }
 
+/** Deliveries in flight per process: each is one request waiting on the app (up to WEBHOOK_TIMEOUT). */
+const webhookConcurrency = 8;
+
 export function createJobRunner({ context, database, scanner, pool }: Services, onJobEnd?: JobRunnerOptions['onJobEnd']): JobRunner {
   const { config, log } = context;
   const media = processMedia(context, pool);
+  const webhooks = config.webhooks;
   return new JobRunner({
     database,
     log: log.child({ part: 'jobs' }),
-    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media },
+    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
+    policies: webhooks && { webhook: webhookPolicy(webhooks) },
     lanes: [
       { kinds: ['inspect'], concurrency: config.workerThreads },
       // One media job more than there are threads: its task waits in the pool's queue, so a thread
       // that finishes starts the next image at once instead of idling while a job is claimed and
       // its input made ready. At most one job per process waits like this (other workers may be idle).
       { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
+      // Deliveries wait on the app, not on this machine: a lane of their own, so a slow or absent
+      // app never holds up an inspection or a media job. Without WEBHOOK_URL they stay queued.
+      ...(webhooks ? [{ kinds: ['webhook' as const], concurrency: webhookConcurrency }] : []),
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,

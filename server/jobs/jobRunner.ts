@@ -53,12 +53,24 @@ export interface JobLane {
   concurrency: number;
 }
 
+/** How one kind of job is retried, and what giving up on it means. */
+export interface JobPolicy {
+  /** The wait before the next run after `attempt` counted runs failed. */
+  retryDelayMs(attempt: number): number;
+  /** Whether the upload fails with the job: true for the pipeline (the upload can go no further), not for a delivery that only tells of it. */
+  failsUpload: boolean;
+}
+
+const pipelinePolicy: JobPolicy = { retryDelayMs: (attempt) => backoffMs(attempt), failsUpload: true };
+
 /** How a run of a job ended: finished, put back in the queue, or failed for good. */
 export type JobEnd = 'done' | 'retry' | 'failed';
 
 export interface JobRunnerOptions {
   database: OpenDatabase;
   handlers: Partial<Record<JobKind, JobHandler>>;
+  /** Per kind; a kind not named here is retried from 1 s up and fails its upload when it gives up. */
+  policies?: Partial<Record<JobKind, JobPolicy>>;
   log: Logger;
   lanes: JobLane[];
   leaseMs: number;
@@ -236,7 +248,7 @@ export class JobRunner {
     } else if (error instanceof PermanentJobError || attemptsUsed(job) >= job.max_attempts) {
       return giveUp(message);
     } else {
-      again = { requeue: retryJob, delayMs: backoffMs(attemptsUsed(job)), note: 'job failed; will retry' };
+      again = { requeue: retryJob, delayMs: this.policyOf(job).retryDelayMs(attemptsUsed(job)), note: 'job failed; will retry' };
     }
     const requeued = await again.requeue(this.options.database.db, job, this.workerId, message, again.delayMs).catch((err: unknown) => {
       log.error({ err }, 'requeueing failed');
@@ -248,9 +260,13 @@ export class JobRunner {
     return 'retry';
   }
 
+  private policyOf(job: Job): JobPolicy {
+    return this.options.policies?.[job.kind] ?? pipelinePolicy;
+  }
+
   /**
-   * The job is over for good: it and its upload become `failed`, with the reason kept.
-   * Returns whether this run recorded it.
+   * The job is over for good: it becomes `failed`, with the reason kept, and so does its upload
+   * when the job's policy says the upload cannot go on without it. Returns whether this run recorded it.
    */
   private async giveUp(job: Job, reason: string, log: Logger): Promise<boolean> {
     return this.options.database.db
@@ -260,7 +276,9 @@ export class JobRunner {
           log.warn({ reason }, 'job failed after its lease passed to another worker');
           return false;
         }
-        await changeStatus(trx, job.upload_id, [...failableStates], { status: 'failed', reason: `${job.kind}: ${reason}` });
+        if (this.policyOf(job).failsUpload) {
+          await changeStatus(trx, job.upload_id, [...failableStates], { status: 'failed', reason: `${job.kind}: ${reason}` });
+        }
         log.error({ reason }, 'job failed for good');
         return true;
       })
@@ -271,9 +289,9 @@ export class JobRunner {
   }
 }
 
-/** 1 s, 2 s, 4 s … capped (at 5 minutes unless told), with jitter so retries from many jobs spread out. */
-export function backoffMs(attempt: number, capMs = 300_000): number {
-  const base = Math.min(1000 * 2 ** (attempt - 1), capMs);
+/** 1 s, 2 s, 4 s … (from `firstMs`) capped (at 5 minutes unless told), with jitter so retries from many jobs spread out. */
+export function backoffMs(attempt: number, capMs = 300_000, firstMs = 1000): number {
+  const base = Math.min(firstMs * 2 ** (attempt - 1), capMs);
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
