@@ -2,7 +2,7 @@ import { open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Metadata, Sharp } from 'sharp';
-import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from './mediaTypes.ts';
+import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from './mediaTasks.ts';
 
 /**
  * Still-image processing, run on a worker thread (piscina) by the job runner.

@@ -1,6 +1,6 @@
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { MediaOutcome, MediaTask } from './mediaTypes.ts';
+import type { MediaOutcome, MediaTask } from './mediaTasks.ts';
 
 export interface MediaPool {
   /** Runs an image or video task on a worker thread; `onProgress` hears video progress in percent. */

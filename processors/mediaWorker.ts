@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { imageJob } from './imageJob.ts';
-import type { MediaOutcome, MediaTask } from './mediaTypes.ts';
+import type { MediaOutcome, MediaTask } from './mediaTasks.ts';
 import { videoJob } from './videoJob.ts';
 
 // Every job reads a new file once: libvips' operation cache could only ever hit on a stale

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { Children } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
-import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './mediaTypes.ts';
+import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './mediaTasks.ts';
 
 /**
  * Video processing, run on a worker thread (piscina) by the job runner; ffmpeg and ffprobe run

@@ -65,7 +65,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     limitUploadMetadata(),
     authenticate(config.auth, mayResume),
     tusUploadAccess(db, tusPath),
-    rateLimitUploads(context),
+    rateLimitUploads({ db, perMinute: config.rateLimitPerMinute, log }),
     firstBytesCheck(context),
     async (ctx) => {
       // @tus/server writes the response itself, streaming the body straight to the store.

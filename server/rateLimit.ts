@@ -1,7 +1,8 @@
 import type { Middleware } from 'koa';
-import type { HookContext } from '../hooks/hookContext.ts';
 import type { CallerState } from './auth/authenticate.ts';
+import type { Db } from './db/database.ts';
 import { takeUploadToken, type RateDecision } from './db/uploadRates.ts';
+import type { Logger } from './log.ts';
 import { refuseTusRequest } from './tusProtocol.ts';
 
 /**
@@ -9,8 +10,7 @@ import { refuseTusRequest } from './tusProtocol.ts';
  * per minute (POST on the tus endpoint); resuming an upload (PATCH, HEAD) is never limited. The
  * count is kept in the database, so every instance sharing it enforces one limit together.
  */
-export function rateLimitUploads({ db, config, log }: HookContext): Middleware<CallerState> {
-  const perMinute = config.rateLimitPerMinute;
+export function rateLimitUploads({ db, perMinute, log }: { db: Db; perMinute: number; log: Logger }): Middleware<CallerState> {
   return async (ctx, next) => {
     if (perMinute === 0 || ctx.method !== 'POST') return next();
     const owner = ctx.state.caller.owner;

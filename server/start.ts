@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { createScanner, type Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
-import { inspectUpload } from '../hooks/inspectUpload.ts';
-import { processMedia } from '../hooks/processMedia.ts';
+import { inspectUpload } from './jobs/inspectUpload.ts';
+import { processMedia } from './jobs/processMedia.ts';
 import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
 import { createApp } from './app.ts';
 import type { Config } from './config.ts';

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectedOutputs } from '../hooks/processMedia.ts';
+import { expectedOutputs } from '../server/jobs/processMedia.ts';
 import { testS3Client } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
 import { freePort } from './support/freePort.ts';

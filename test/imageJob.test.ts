@@ -8,7 +8,7 @@ import type { Metadata } from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { canDecodeHevc, imageJob, readExif } from '../processors/imageJob.ts';
 import { createMediaPool } from '../processors/mediaPool.ts';
-import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../processors/mediaTypes.ts';
+import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from '../processors/mediaTasks.ts';
 import * as samples from './support/imageSamples.ts';
 
 const MAX_PIXELS = 50_000_000;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegWords } from '../processors/ffmpeg.ts';
 import { createMediaPool } from '../processors/mediaPool.ts';
 import { rotationOf } from '../processors/ffprobe.ts';
-import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTypes.ts';
+import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTasks.ts';
 import { videoJob } from '../processors/videoJob.ts';
 import {
   anamorphicClip,

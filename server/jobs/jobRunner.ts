@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Db, OpenDatabase } from '../db/database.ts';
 import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../db/jobQueue.ts';
-import { changeStatus } from '../db/records.ts';
 import type { Job, JobKind } from '../db/schema.ts';
 import type { Logger } from '../log.ts';
+import { failUploadOfJob } from '../../hooks/uploadLifecycle.ts';
 
 /** What a job hands back: its DB writes, committed together with the job's completion. */
 export interface JobOutcome {
@@ -78,8 +78,6 @@ export interface JobRunnerOptions {
   /** Told of every run this runner settled (e.g. for metrics); a run whose lease passed on is not its to tell. */
   onJobEnd?(kind: JobKind, end: JobEnd, seconds: number): void;
 }
-
-const failableStates = ['received', 'inspecting', 'processing'] as const;
 
 /** One lane's claim loop state: the jobs it runs and how it is woken. */
 class LaneState {
@@ -276,9 +274,7 @@ export class JobRunner {
           log.warn({ reason }, 'job failed after its lease passed to another worker');
           return false;
         }
-        if (this.policyOf(job).failsUpload) {
-          await changeStatus(trx, job.upload_id, [...failableStates], { status: 'failed', reason: `${job.kind}: ${reason}` });
-        }
+        if (this.policyOf(job).failsUpload) await failUploadOfJob(trx, job.upload_id, job.kind, reason);
         log.error({ reason }, 'job failed for good');
         return true;
       })

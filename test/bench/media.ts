@@ -60,7 +60,7 @@ import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { createMediaPool, type MediaPool } from '../../processors/mediaPool.ts';
-import type { MediaOutcome, MediaTask } from '../../processors/mediaTypes.ts';
+import type { MediaOutcome, MediaTask } from '../../processors/mediaTasks.ts';
 import type { Config } from '../../server/config.ts';
 import type { JobRunner } from '../../server/jobs/jobRunner.ts';
 import type { UploadStatusBody } from '../../server/routes/uploadStatus.ts';

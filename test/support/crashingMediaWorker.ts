@@ -3,7 +3,7 @@
  * with an uncaught error, as a bug in a processor would; any other task runs the real worker.
  */
 import runMediaTask from '../../processors/mediaWorker.ts';
-import type { MediaOutcome, MediaTask } from '../../processors/mediaTypes.ts';
+import type { MediaOutcome, MediaTask } from '../../processors/mediaTasks.ts';
 
 export default function crashOrRun(task: MediaTask): Promise<MediaOutcome> {
   if (!task.input.endsWith('crash-the-thread')) return runMediaTask(task);

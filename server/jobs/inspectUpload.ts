@@ -1,12 +1,12 @@
 import { addAbortSignal } from 'node:stream';
-import { ClamdUnreachableError, StreamTooLargeError, type Scanner } from '../processors/clamd.ts';
-import { inspectStream } from '../processors/inspect.ts';
-import { enqueueJob } from '../server/db/jobQueue.ts';
-import { changeStatus, findUpload, takeUpload } from '../server/db/records.ts';
-import type { UploadStatus } from '../server/db/schema.ts';
-import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
-import type { HookContext } from './hookContext.ts';
-import { narrowPolicy, refuseDetected } from './typePolicy.ts';
+import { ClamdUnreachableError, StreamTooLargeError, type Scanner } from '../../processors/clamd.ts';
+import { inspectStream } from '../../processors/inspect.ts';
+import { enqueueJob } from '../db/jobQueue.ts';
+import { changeStatus, findUpload, takeUpload } from '../db/records.ts';
+import type { UploadStatus } from '../db/schema.ts';
+import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from './jobRunner.ts';
+import type { HookContext } from '../../hooks/hookContext.ts';
+import { narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';
 
 const inspectable: UploadStatus[] = ['received', 'inspecting'];
 

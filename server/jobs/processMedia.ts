@@ -1,12 +1,12 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { MediaPool } from '../processors/mediaPool.ts';
-import type { MediaTask, OutputName } from '../processors/mediaTypes.ts';
-import { changeStatus, findUpload, saveOutputs } from '../server/db/records.ts';
-import { PermanentJobError, type JobHandler, type JobOutcome } from '../server/jobs/jobRunner.ts';
-import { outputKey } from '../server/storage.ts';
-import type { HookContext } from './hookContext.ts';
+import type { MediaPool } from '../../processors/mediaPool.ts';
+import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
+import { changeStatus, findUpload, saveOutputs } from '../db/records.ts';
+import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
+import { outputKey } from '../storage.ts';
+import type { HookContext } from '../../hooks/hookContext.ts';
 
 /** Every output each kind of media must have before its upload may become `ready`. */
 export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
