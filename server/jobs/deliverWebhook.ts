@@ -2,7 +2,7 @@ import { postStandardWebhook, whyNoAnswer, withoutSecrets } from '../../hooks/st
 import type { WebhookConfig } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import { findWebhookMessage } from '../db/jobQueue.ts';
-import { backoffMs, PermanentJobError, type JobHandler, type JobPolicy } from './jobRunner.ts';
+import { backoffMs, PermanentJobError, RetryableJobError, type JobHandler, type JobPolicy } from './jobRunner.ts';
 
 /** Longest wait between two attempts at a delivery, however many attempts WEBHOOK_MAX_ATTEMPTS allows. */
 const maxRetryDelayMs = 6 * 3600_000;
@@ -32,11 +32,11 @@ export function deliverWebhook(db: Db, settings: WebhookConfig): JobHandler {
     } catch (error) {
       const reason = whyNoAnswer(error, 'WEBHOOK_TIMEOUT', settings.timeoutMs);
       log.warn({ ...to, err: error, reason }, 'webhook not delivered');
-      throw new Error(reason);
+      throw new RetryableJobError(reason);
     }
     if (status < 200 || status >= 300) {
       log.warn({ ...to, status }, 'webhook not delivered');
-      throw new Error(`answered HTTP ${status}`);
+      throw new RetryableJobError(`answered HTTP ${status}`);
     }
     log.info({ ...to, status }, 'webhook delivered');
     return { result: { status }, commit: async () => undefined };

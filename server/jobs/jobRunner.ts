@@ -25,6 +25,9 @@ export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
 /** Thrown by a handler when retrying cannot help (the input itself is bad). */
 export class PermanentJobError extends Error {}
 
+/** Thrown by a handler for a failure worth retrying whose message is fit to show the owner as it is (a short reason, no internals). */
+export class RetryableJobError extends Error {}
+
 /**
  * Thrown by a handler when a service the job needs cannot be reached (clamd down or
  * restarting): nothing is wrong with the job, so it waits, re-queued with backoff without
