@@ -1,6 +1,5 @@
 import { fileTypeFromBuffer } from 'file-type';
 import type { TypePolicy } from '../server/config.ts';
-import { changeStatus } from '../server/db/records.ts';
 import type { HookContext } from './hookContext.ts';
 import { refuseDetected } from './typePolicy.ts';
 
@@ -48,8 +47,12 @@ export async function refuseFirstBytes(policy: TypePolicy, declared: DeclaredFil
 
 /** An upload whose first bytes were refused: `rejected` with the reason, and none of its bytes kept. */
 export async function rejectFromFirstBytes(context: HookContext, uploadId: string, refusal: FirstBytesRefusal): Promise<void> {
-  const change = { status: 'rejected' as const, reason: refusal.reason, detected_type: refusal.detectedType };
+  const rejected = await context.lifecycle.move(context.db, uploadId, 'rejected', {
+    from: ['uploading'],
+    reason: refusal.reason,
+    facts: { detected_type: refusal.detectedType },
+  });
   // An upload that moved on meanwhile (deleted, expired) is no longer this request's to remove.
-  if (!(await changeStatus(context.db, uploadId, ['uploading'], change))) return;
+  if (!rejected.ok) return;
   await context.storage.removeUpload(uploadId);
 }

@@ -2,6 +2,7 @@ import type { Config } from '../server/config.ts';
 import type { Db } from '../server/db/database.ts';
 import type { Logger } from '../server/log.ts';
 import type { Storage } from '../server/storage.ts';
+import type { UploadLifecycle } from './uploadLifecycle.ts';
 
 /** What every hook and job handler is given by the server that runs it. */
 export interface HookContext {
@@ -9,4 +10,6 @@ export interface HookContext {
   config: Config;
   storage: Storage;
   log: Logger;
+  /** The only writer of upload states. */
+  lifecycle: UploadLifecycle;
 }

@@ -1,5 +1,4 @@
 import type { Upload } from '@tus/utils';
-import { createUpload } from '../server/db/records.ts';
 import type { UploadLimits } from '../server/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
@@ -62,7 +61,7 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
   const safeFilename = sanitizeFilename(filename);
   const refusal = refuseDeclared(narrowPolicy(config.typePolicy, limits), { filename: safeFilename, type: type ?? undefined, size: upload.size });
   if (refusal) refuse(refusal.status, refusal.reason);
-  const overQuota = await createUpload(
+  const created = await context.lifecycle.create(
     context.db,
     {
       id: upload.id,
@@ -72,13 +71,13 @@ export async function uploadCreate(context: HookContext, upload: Upload, creator
       claimed_type: type,
       size: upload.size ?? null,
       storage_key: upload.id,
-      status: 'uploading',
       tus_metadata: JSON.stringify(metadata ?? {}),
       limits: JSON.stringify(limits),
       expires_at: new Date(Date.now() + config.uploadExpiresAfterMs),
     },
     config.quotas,
   );
+  const overQuota = created.ok ? undefined : created.overQuota;
   if (overQuota?.quota === 'uploads in flight') {
     refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${overQuota.limit} unfinished uploads at once; finish or delete one first`);
   }

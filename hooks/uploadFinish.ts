@@ -1,13 +1,22 @@
 import type { Upload } from '@tus/utils';
-import { receiveUpload } from '../server/db/records.ts';
+import { enqueueJob } from '../server/db/jobQueue.ts';
 import type { HookContext } from './hookContext.ts';
+import { keepsNoBytes, type Transition } from './uploadLifecycle.ts';
 
 /**
- * The last byte is stored: mark the upload `received` and queue its inspection, atomically. A
- * repeated finish (a HEAD of a complete upload, the cleanup) changes nothing and is not logged.
+ * The last byte is stored: the upload becomes `received` with its inspection queued, atomically.
+ * A repeated finish (a HEAD of a complete upload, the cleanup) is refused: it changes nothing
+ * and is not logged.
  */
-export async function uploadFinish(context: HookContext, upload: Upload): Promise<void> {
+export async function uploadFinish(context: HookContext, upload: Upload): Promise<Transition> {
   const size = upload.size ?? upload.offset;
-  const received = await receiveUpload(context.db, upload.id, size, context.config.jobMaxAttempts);
-  if (received) context.log.info({ upload: upload.id, size }, 'upload finished');
+  const received = await context.lifecycle.move(context.db, upload.id, 'received', {
+    from: ['uploading'],
+    facts: { size, offset: size },
+    with: (trx) => enqueueJob(trx, upload.id, 'inspect', context.config.jobMaxAttempts),
+  });
+  if (received.ok) context.log.info({ upload: upload.id, size }, 'upload finished');
+  // Its last bytes arrived after it was rejected, expired or deleted: they are not kept either.
+  else if (received.current && keepsNoBytes.includes(received.current.status)) await context.storage.removeUpload(upload.id);
+  return received;
 }

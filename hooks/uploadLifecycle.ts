@@ -1,11 +1,137 @@
 import type { Db } from '../server/db/database.ts';
-import { changeStatus } from '../server/db/records.ts';
-import type { JobKind } from '../server/db/schema.ts';
+import { findUpload } from '../server/db/records.ts';
+import type { NewUpload, Upload, UploadEventRow, UploadStatus } from '../server/db/schema.ts';
+import { insertUpload, moveUpload, recordCreation, type Quota, type QuotaRefusal, type TransitionColumns } from '../server/db/uploadStates.ts';
 
-/** The states a job on the upload runs in: giving up on the job fails the upload from any of them. */
-const failableStates = ['received', 'inspecting', 'processing'] as const;
+/**
+ * What may happen to an upload, and the only code that changes `uploads.status`. Each edge says
+ * whether the new state needs a reason (every state off the main line has one; a state on it has
+ * none) and which times it stamps.
+ */
+interface Edge {
+  reason: boolean;
+  stamps?: TransitionColumns;
+}
 
-/** A job on the upload is over for good: the upload becomes `failed`, with the job's reason kept. */
-export async function failUploadOfJob(db: Db, uploadId: string, kind: JobKind, reason: string): Promise<void> {
-  await changeStatus(db, uploadId, [...failableStates], { status: 'failed', reason: `${kind}: ${reason}` });
+const withReason: Edge = { reason: true };
+const onMainLine: Edge = { reason: false };
+/** The last byte is stored: the upload has its final size and no longer expires. */
+const finished: Edge = { reason: false, stamps: { finished_at: 'now', expires_at: null } };
+const madeReady: Edge = { reason: false, stamps: { ready_at: 'now' } };
+
+export const transitions = {
+  uploading: { received: finished, rejected: withReason, expired: withReason, deleted: withReason },
+  received: { inspecting: onMainLine, failed: withReason, deleted: withReason },
+  inspecting: { processing: onMainLine, ready: madeReady, rejected: withReason, infected: withReason, failed: withReason, deleted: withReason },
+  processing: { ready: madeReady, failed: withReason, deleted: withReason },
+  ready: { deleted: withReason },
+  rejected: { deleted: withReason },
+  infected: { deleted: withReason },
+  // A requeued job's upload goes back to where that job runs from.
+  failed: { received: onMainLine, processing: onMainLine, deleted: withReason },
+  expired: { deleted: withReason },
+  deleted: {},
+} as const satisfies Record<UploadStatus, Partial<Record<UploadStatus, Edge>>>;
+
+/** States whose bytes (and outputs) are removed: nothing is kept, nothing served. */
+export const keepsNoBytes: readonly UploadStatus[] = ['rejected', 'infected', 'expired', 'deleted'];
+
+/** The states an upload can move to `to` from, by the table. */
+export function statesInto(to: UploadStatus): UploadStatus[] {
+  return (Object.keys(transitions) as UploadStatus[]).filter((from) => to in transitions[from]);
+}
+
+function edgeOf(from: UploadStatus, to: UploadStatus): Edge | undefined {
+  return (transitions[from] as Partial<Record<UploadStatus, Edge>>)[to];
+}
+
+/** One recorded transition (or creation, `from` null), as upload_events holds it. */
+export interface UploadEvent {
+  uploadId: string;
+  seq: number;
+  from: UploadStatus | null;
+  to: UploadStatus;
+  reason: string | null;
+  at: Date;
+}
+
+/**
+ * A transition: made (the upload as it is now, and its event), or refused because the upload was
+ * not in a state it may move from (it moved on, e.g. was deleted; `current` is how it was found,
+ * undefined when there is no such upload). A refusal is the caller's to handle.
+ */
+export type Transition = { ok: true; upload: Upload; event: UploadEvent } | { ok: false; current: Upload | undefined };
+
+/** The facts a transition records with the new state. */
+export type UploadFacts = Pick<TransitionColumns, 'size' | 'offset' | 'detected_type' | 'sha256' | 'media'>;
+
+export interface Move {
+  /** The states the caller moves the upload from; by default every state the table allows. */
+  from?: readonly UploadStatus[];
+  reason?: string;
+  facts?: UploadFacts;
+  /**
+   * The caller's own statements that belong to this transition (queueing the next job, recording
+   * outputs): run in its transaction once the upload moved, before the extensions, so they see them.
+   */
+  with?: (trx: Db, upload: Upload) => Promise<void>;
+}
+
+/**
+ * Statements run in every transition's transaction (and a creation's), after it is written: the
+ * webhooks enqueue their deliveries here, with the status JSON as it is at that moment.
+ */
+export type InTransition = (trx: Db, event: UploadEvent, upload: Upload) => Promise<void>;
+
+/** A new upload's record: always created `uploading`. */
+export type NewUploadRecord = Omit<NewUpload, 'status' | 'event_seq' | 'reclaimed_at'>;
+
+export class UploadLifecycle {
+  constructor(private readonly extensions: readonly InTransition[] = []) {}
+
+  /** Records a new upload (`uploading`, event 1) within its owner's quota, or the quota's refusal. */
+  async create(db: Db, record: NewUploadRecord, quota?: Quota): Promise<{ ok: true; upload: Upload; event: UploadEvent } | { ok: false; overQuota: QuotaRefusal }> {
+    return inTransaction(db, async (trx) => {
+      const overQuota = await insertUpload(trx, { ...record, status: 'uploading', event_seq: 1 }, quota);
+      if (overQuota) return { ok: false, overQuota };
+      const event = eventOf(await recordCreation(trx, { id: record.id, status: 'uploading' }));
+      const upload = (await findUpload(trx, record.id))!;
+      for (const extension of this.extensions) await extension(trx, event, upload);
+      return { ok: true, upload, event };
+    });
+  }
+
+  /**
+   * Moves an upload to `to`, from one of `move.from`, in one guarded statement with its event
+   * and NOTIFY, all in one transaction (the caller's, when `db` is one). A move the table does
+   * not allow, or one without the reason it needs, is a programming error and throws.
+   */
+  async move(db: Db, id: string, to: UploadStatus, move: Move = {}): Promise<Transition> {
+    const from = move.from ?? statesInto(to);
+    if (from.length === 0) throw new Error(`no move leads into ${to}`);
+    for (const state of from) {
+      const edge = edgeOf(state, to);
+      if (!edge) throw new Error(`an upload cannot go from ${state} to ${to}`);
+      if (edge.reason !== (move.reason !== undefined)) throw new Error(`${state} → ${to} ${edge.reason ? 'needs' : 'takes no'} reason`);
+    }
+    // One statement sets the same columns whichever state it moves from.
+    const stamps = new Set(from.map((state) => JSON.stringify(edgeOf(state, to)!.stamps ?? {})));
+    if (stamps.size > 1) throw new Error(`the moves into ${to} from ${from.join(', ')} stamp different times: move from one at a time`);
+    return inTransaction(db, async (trx) => {
+      const moved = await moveUpload(trx, id, from, to, move.reason ?? null, { ...move.facts, ...edgeOf(from[0]!, to)!.stamps });
+      if (!moved) return { ok: false, current: await findUpload(trx, id) };
+      const event = eventOf(moved.event);
+      await move.with?.(trx, moved.upload);
+      for (const extension of this.extensions) await extension(trx, event, moved.upload);
+      return { ok: true, upload: moved.upload, event };
+    });
+  }
+}
+
+function inTransaction<T>(db: Db, run: (trx: Db) => Promise<T>): Promise<T> {
+  return db.isTransaction ? run(db) : db.transaction().execute(run);
+}
+
+function eventOf(row: UploadEventRow): UploadEvent {
+  return { uploadId: row.upload_id, seq: row.seq, from: row.from_status, to: row.to_status, reason: row.reason, at: row.at };
 }

@@ -16,7 +16,7 @@ import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { handleTus } from './tusHandle.ts';
-import { tusPath } from './tusServer.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 import { tusProtocol } from './tusProtocol.ts';
 import { limitUploadMetadata } from './uploadMetadataLimits.ts';
 
@@ -81,7 +81,7 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
     config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && downloadPath.test(ctx.path) && ctx.query.sig !== undefined;
   app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedDownload(ctx) ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
+  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
     app.use(router.routes()).use(allowedMethods(router));
   }
   return app;

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { HttpLimits } from './config.ts';
 import { watchRequestDeadlines } from './requestDeadlines.ts';
-import { tusPath } from './tusServer.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 
 /**
  * The http.Server, made here because Koa's `listen` cannot pass `maxHeaderSize`:

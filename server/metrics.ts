@@ -5,7 +5,7 @@ import { countUploadsByStatus } from './db/records.ts';
 import { jobKinds, jobStatuses, uploadStatuses, type JobKind } from './db/schema.ts';
 import type { JobEnd } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
-import { tusPath } from './tusServer.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 
 /** What GET /metrics shows: this process's runtime, requests and jobs, and the database's uploads and queue. */
 export interface Metrics {

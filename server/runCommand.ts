@@ -2,6 +2,7 @@ import type { HookContext } from '../hooks/hookContext.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { openDatabase } from './db/database.ts';
 import { createLogger } from './log.ts';
+import { createLifecycle } from './start.ts';
 import { createStorage } from './storage.ts';
 
 /** A mistake in a command's arguments: said on stderr with its usage, exit 2. */
@@ -29,7 +30,7 @@ export async function runCommand<Args>(
     const log = createLogger(config.logLevel, 'stderr').child({ command: name });
     const database = await openDatabase(config, log);
     try {
-      code = await run({ db: database.db, config, storage: await createStorage(config), log }, args);
+      code = await run({ db: database.db, config, storage: await createStorage(config), log, lifecycle: createLifecycle(config) }, args);
     } finally {
       await database.close();
     }

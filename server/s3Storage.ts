@@ -79,14 +79,21 @@ export class S3Storage implements Storage {
   async removeUpload(id: string): Promise<void> {
     // remove() aborts the multipart upload and deletes <id> and <id>.info, but not <id>.part.
     await this.datastore.remove(id).catch(() => undefined);
+    await this.deleteObjects([id, `${id}.info`, `${id}.part`, ...(await this.outputKeys(id))]);
+  }
+
+  async removeOutputs(id: string): Promise<void> {
+    await this.deleteObjects(await this.outputKeys(id));
+  }
+
+  private async outputKeys(id: string): Promise<string[]> {
     const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, '') }));
-    const outputs = (listed.Contents ?? []).map((o) => ({ Key: o.Key }));
-    await this.client.send(
-      new DeleteObjectsCommand({
-        Bucket: this.s3.bucket,
-        Delete: { Objects: [{ Key: id }, { Key: `${id}.info` }, { Key: `${id}.part` }, ...outputs], Quiet: true },
-      }),
-    );
+    return (listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
+  }
+
+  private async deleteObjects(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
   }
 
   /** Lists open multipart uploads: finished objects are never among them. */

@@ -1,6 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { createScanner, type Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
+import { UploadLifecycle } from '../hooks/uploadLifecycle.ts';
+import { enqueueWebhooks } from '../hooks/uploadWebhooks.ts';
+import { createLinkSigner } from './auth/signedLinks.ts';
 import { inspectUpload } from './jobs/inspectUpload.ts';
 import { processMedia } from './jobs/processMedia.ts';
 import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
@@ -26,6 +29,17 @@ export interface Services {
   pool: MediaPool;
 }
 
+/**
+ * The upload lifecycle every process (server, worker, command) uses: one place to add what must
+ * happen in each transition's transaction.
+ */
+export function createLifecycle(config: Config): UploadLifecycle {
+  const webhooks = config.webhooks;
+  // A worker's webhook bodies carry the links a request to PUBLIC_URL would: signed the same way.
+  const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
+  return new UploadLifecycle(webhooks ? [enqueueWebhooks(webhooks, { base: webhooks.publicUrl, signQuery: signer?.query })] : []);
+}
+
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
@@ -35,7 +49,7 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
   const pool = createMediaPool(config.workerThreads);
-  return { context: { db: database.db, config, storage, log }, database, scanner, pool };
+  return { context: { db: database.db, config, storage, log, lifecycle: createLifecycle(config) }, database, scanner, pool };
 }
 
 /** Deliveries in flight per process: each is one request waiting on the app (up to WEBHOOK_TIMEOUT). */
@@ -47,6 +61,7 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
   const webhooks = config.webhooks;
   return new JobRunner({
     database,
+    lifecycle: context.lifecycle,
     log: log.child({ part: 'jobs' }),
     handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
     policies: webhooks && { webhook: webhookPolicy(webhooks) },

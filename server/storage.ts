@@ -32,6 +32,8 @@ export interface Storage {
   originalFile(id: string, workDir: string, signal: AbortSignal): Promise<string>;
   /** Removes an upload's bytes, unfinished parts, tus info and outputs; missing pieces are fine. */
   removeUpload(id: string): Promise<void>;
+  /** Removes an upload's outputs only (a job whose upload moved on while it made them); missing ones are fine. */
+  removeOutputs(id: string): Promise<void>;
   /**
    * Removes unfinished uploads past their expiry that the store still holds, including those
    * no record points to (the process died before recording them); returns how many.
@@ -113,8 +115,12 @@ class FolderStorage implements Storage {
     await Promise.all([
       fs.rm(this.pathOf(id), { force: true }),
       fs.rm(`${this.pathOf(id)}.json`, { force: true }),
-      fs.rm(this.pathOf(outputKey(id, '')), { recursive: true, force: true }),
+      this.removeOutputs(id),
     ]);
+  }
+
+  async removeOutputs(id: string): Promise<void> {
+    await fs.rm(this.pathOf(outputKey(id, '')), { recursive: true, force: true });
   }
 
   /**

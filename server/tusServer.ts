@@ -3,14 +3,14 @@ import { ERRORS, EVENTS, Upload, type Locker } from '@tus/utils';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { uploadCreate } from '../hooks/uploadCreate.ts';
 import { uploadFinish } from '../hooks/uploadFinish.ts';
+import { tusPath } from '../hooks/uploadStatusJson.ts';
 import { limitFor, narrowPolicy } from '../hooks/typePolicy.ts';
 import { tusCorsOptions } from './cors.ts';
 import { isDatabaseUnavailable } from './db/databaseUnavailable.ts';
-import { bytesHeldByOthers, changeStatus, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
+import { bytesHeldByOthers, findUpload, recordDeclaredSize, recordOffset } from './db/records.ts';
 import { senderOf } from './tusHandle.ts';
 import { fixHeadResponses } from './tusProtocol.ts';
 
-export const tusPath = '/files';
 
 /** @tus/server over the chosen store, with our hooks and a size limit per declared type. */
 export function createTusServer(context: HookContext, locker: Locker): Server {
@@ -113,9 +113,10 @@ export function createTusServer(context: HookContext, locker: Locker): Server {
     return res;
   };
   server.on(EVENTS.POST_TERMINATE, (_req: unknown, _res: unknown, id: string) => {
-    changeStatus(db, id, ['uploading'], { status: 'deleted', reason: 'terminated by the client' }).catch((err: unknown) =>
-      log.warn({ err, upload: id }, 'recording termination failed'),
-    );
+    context.lifecycle
+      .move(db, id, 'deleted', { from: ['uploading'], reason: 'terminated by the client' })
+      .then((deleted) => deleted.ok || log.info({ upload: id, status: deleted.current?.status }, 'terminated upload had moved on; its state is kept'))
+      .catch((err: unknown) => log.warn({ err, upload: id }, 'recording termination failed'));
   });
   return server;
 }

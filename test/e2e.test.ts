@@ -136,6 +136,10 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
     expect((await fetchStatus(server.url, id)).status).toBe('deleted');
     expect((await download(id)).status).toBe(410);
     await expect(server.services.context.storage.readOriginal(id).then((s) => s.toArray())).rejects.toThrow();
+    // Again: the same answer, and the event log holds one deletion.
+    expect((await fetch(`${server.url}/api/uploads/${id}`, { method: 'DELETE' })).status).toBe(204);
+    const events = await server.services.context.db.selectFrom('upload_events').select(['seq', 'to_status']).where('upload_id', '=', id).orderBy('seq').execute();
+    expect(events.map((e) => e.to_status)).toEqual(['uploading', 'received', 'inspecting', 'ready', 'deleted']);
   });
 
   it('reports ready only when the database, the store and clamd answer', async () => {

@@ -79,6 +79,18 @@ describe('one-way layers', () => {
     expect(breaches(edges)).toEqual([]);
   });
 
+  it('leaves upload states one writer: only the lifecycle imports the statements that change them', () => {
+    const writers = edges.filter(({ to }) => to === 'server/db/uploadStates.ts').map(({ from }) => from);
+    expect(writers).toEqual(['hooks/uploadLifecycle.ts']);
+    // Nothing else inserts uploads (a row has a status) or sets their status.
+    const statusWrites = scanned.filter((file) => {
+      const source = fs.readFileSync(path.join(root, file), 'utf8');
+      const writes = /insertInto\('uploads'\)|insert into uploads|updateTable\('uploads'\)\s*\.set\(\{[^}]*\bstatus\b|update uploads\s+set[^;`]*\bstatus\s*=/;
+      return file !== 'server/db/uploadStates.ts' && writes.test(source);
+    });
+    expect(statusWrites).toEqual([]);
+  });
+
   it('catches an import against the direction', () => {
     expect(breaches([{ from: 'hooks/uploadCreate.ts', to: 'server/jobs/jobRunner.ts' }])).toHaveLength(1);
     expect(breaches([{ from: 'server/db/records.ts', to: 'hooks/typePolicy.ts' }])).toHaveLength(1);

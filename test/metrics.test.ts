@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUpload } from '../server/db/records.ts';
 import type { Database } from '../server/db/schema.ts';
 import { createLogger } from '../server/log.ts';
 import { createMetrics } from '../server/metrics.ts';
@@ -82,7 +81,7 @@ describe('GET /metrics', () => {
   async function queueImageJob(runAfterSeconds: number): Promise<void> {
     const db = server.services.database.db;
     const id = randomUUID().replaceAll('-', '');
-    await createUpload(db, { id, safe_filename: 'photo.png', storage_key: id, status: 'processing', tus_metadata: '{}', size: 10 });
+    await db.insertInto('uploads').values({ id, safe_filename: 'photo.png', storage_key: id, status: 'processing', tus_metadata: '{}', size: 10 }).execute();
     await db
       .insertInto('jobs')
       .values({ upload_id: id, kind: 'image', max_attempts: 3, run_after: sql<Date>`now() + ${runAfterSeconds} * interval '1 second'` })

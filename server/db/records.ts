@@ -1,51 +1,15 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import { enqueueJob } from './jobQueue.ts';
-import type { MediaMetadata, NewUpload, Output, Upload, UploadStatus } from './schema.ts';
+import type { Output, Upload, UploadStatus } from './schema.ts';
 
 /**
- * Every read and write of `uploads` and `outputs`. Each function takes the database or
- * a transaction, so a caller can group writes (finishing an upload and queueing its job).
+ * Every read of `uploads` and `outputs`, and the writes that change no upload's state (those
+ * are in uploadStates.ts). Each function takes the database or a transaction, so a caller can
+ * group writes.
  */
-
-/** What one owner may hold at once; 0 / undefined: no limit. */
-export interface Quota {
-  uploadsInFlight: number;
-  bytes: number | undefined;
-}
-
-export type QuotaRefusal = { quota: 'uploads in flight'; limit: number; used: number } | { quota: 'bytes'; limit: number; used: number };
 
 /** States whose bytes are kept in the store, and so count toward an owner's bytes. */
-const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
-
-/**
- * Records a new upload, within its owner's quota when it has one. The count and the insert run
- * in one transaction under a lock per owner, so concurrent creations on any instance see each
- * other and the quota holds exactly. Returns the refusal instead of inserting when it would not.
- */
-export async function createUpload(db: Db, upload: NewUpload, quota?: Quota): Promise<QuotaRefusal | undefined> {
-  const owner = upload.owner;
-  if (!owner || !quota || (quota.uploadsInFlight === 0 && quota.bytes === undefined)) {
-    await db.insertInto('uploads').values(upload).execute();
-    return undefined;
-  }
-  return db.transaction().execute(async (trx) => {
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`quota:${owner}`}, 0))`.execute(trx);
-    const { inFlight, bytes } = await trx
-      .selectFrom('uploads')
-      .select([
-        sql<number>`count(*) filter (where status = 'uploading' and expires_at > now())::int`.as('inFlight'),
-        sql<number>`coalesce(sum(coalesce(size, "offset")) filter (where status in (${sql.join(holdingBytes)})), 0)::bigint`.as('bytes'),
-      ])
-      .where('owner', '=', owner)
-      .executeTakeFirstOrThrow();
-    if (quota.uploadsInFlight > 0 && inFlight >= quota.uploadsInFlight) return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: inFlight };
-    if (quota.bytes !== undefined && bytes + Number(upload.size ?? 0) > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: bytes };
-    await trx.insertInto('uploads').values(upload).execute();
-    return undefined;
-  });
-}
+export const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
 
 /** The bytes an owner's other uploads hold: what a deferred-length upload may still grow into. */
 export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string): Promise<number> {
@@ -114,62 +78,9 @@ export async function recordDeclaredSize(db: Db, id: string, size: number): Prom
   await db.updateTable('uploads').set({ size, updated_at: sql`now()` }).where('id', '=', id).where('size', 'is', null).execute();
 }
 
-/**
- * The last byte arrived: the upload becomes `received` and its inspect job is queued in the
- * same transaction, so a crash between the two cannot leave a received upload nobody inspects.
- * Returns false when the upload was already past `uploading` (a repeated finish).
- */
-export async function receiveUpload(db: Db, id: string, size: number, maxAttempts: number): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const updated = await trx
-      .updateTable('uploads')
-      .set({ status: 'received', size, offset: size, finished_at: sql`now()`, updated_at: sql`now()`, expires_at: null })
-      .where('id', '=', id)
-      .where('status', '=', 'uploading')
-      .executeTakeFirst();
-    if (updated.numUpdatedRows === 0n) return false;
-    await enqueueJob(trx, id, 'inspect', maxAttempts);
-    return true;
-  });
-}
-
-export interface StatusChange {
-  status: UploadStatus;
-  reason?: string | null;
-  detected_type?: string | null;
-  sha256?: string | null;
-  media?: MediaMetadata | null;
-}
-
-/** Moves an upload to a new state, only from one of `from`; returns whether it moved. */
-export async function changeStatus(db: Db, id: string, from: UploadStatus[], change: StatusChange): Promise<boolean> {
-  const { media, ...rest } = change;
-  const result = await db
-    .updateTable('uploads')
-    .set({
-      ...rest,
-      ...(media === undefined ? {} : { media: JSON.stringify(media) }),
-      ...(change.status === 'ready' ? { ready_at: sql`now()` } : {}),
-      updated_at: sql`now()`,
-    })
-    .where('id', '=', id)
-    .where('status', 'in', from)
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
-}
-
-/**
- * Moves an upload to `status` from one of `from` and returns its row in one statement;
- * undefined when it was in another state (or is gone).
- */
-export async function takeUpload(db: Db, id: string, from: UploadStatus[], status: UploadStatus): Promise<Upload | undefined> {
-  return db
-    .updateTable('uploads')
-    .set({ status, updated_at: sql`now()` })
-    .where('id', '=', id)
-    .where('status', 'in', from)
-    .returningAll()
-    .executeTakeFirst();
+/** Forgets an upload's outputs (it was deleted, or keeps none). */
+export async function deleteOutputs(db: Db, uploadId: string): Promise<void> {
+  await db.deleteFrom('outputs').where('upload_id', '=', uploadId).execute();
 }
 
 export async function listOutputs(db: Db, uploadId: string): Promise<Output[]> {

@@ -51,6 +51,21 @@ export interface UploadsTable {
   expires_at: Maybe<Date>;
   finished_at: Maybe<Date>;
   ready_at: Maybe<Date>;
+  /** The seq of the upload's latest event in upload_events. */
+  event_seq: Generated<number>;
+  /** When cleanup made sure what the upload no longer keeps (bytes, outputs) is gone. */
+  reclaimed_at: Maybe<Date>;
+}
+
+export interface UploadEventsTable {
+  upload_id: string;
+  /** 1 for the creation, then one more per transition. */
+  seq: number;
+  /** Null for the creation. */
+  from_status: UploadStatus | null;
+  to_status: UploadStatus;
+  reason: string | null;
+  at: Generated<Date>;
 }
 
 export interface JobsTable {
@@ -114,6 +129,7 @@ export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
   outputs: OutputsTable;
+  upload_events: UploadEventsTable;
   upload_rates: UploadRatesTable;
   webhook_messages: WebhookMessagesTable;
 }
@@ -122,3 +138,4 @@ export type Upload = Selectable<UploadsTable>;
 export type NewUpload = Insertable<UploadsTable>;
 export type Job = Selectable<JobsTable>;
 export type Output = Selectable<OutputsTable>;
+export type UploadEventRow = Selectable<UploadEventsTable>;

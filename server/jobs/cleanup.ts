@@ -1,6 +1,6 @@
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { changeStatus, findExpiredUploads } from '../db/records.ts';
+import { findExpiredUploads } from '../db/records.ts';
 import type { Upload } from '../db/schema.ts';
 import { pruneUploadRates } from '../db/uploadRates.ts';
 
@@ -23,7 +23,7 @@ export interface CleanupOptions {
  * the rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
  */
 export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<{ expired: number; received: number; swept: number }> {
-  const { db, storage, log } = context;
+  const { db, storage, log, lifecycle } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
   let expired = 0;
   let received = 0;
@@ -35,14 +35,17 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
     for (const upload of batch) {
       const stored = await storage.datastore.getUpload(upload.id).catch(() => undefined);
       if (stored && stored.size !== undefined && stored.offset === stored.size) {
-        if (!dryRun) await uploadFinish(context, stored);
+        // Refused: its own request recorded the finish meanwhile.
+        if (!dryRun && !(await uploadFinish(context, stored)).ok) continue;
         onUpload?.({ action: 'received', upload });
         received++;
         continue;
       }
       if (!dryRun) {
+        // The state first: a PATCH finishing meanwhile is refused its finish, and its bytes go too.
+        const moved = await lifecycle.move(db, upload.id, 'expired', { from: ['uploading'], reason: `not finished before ${upload.expires_at?.toISOString()}` });
+        if (!moved.ok) continue;
         await storage.removeUpload(upload.id);
-        await changeStatus(db, upload.id, ['uploading'], { status: 'expired', reason: `not finished before ${upload.expires_at?.toISOString()}` });
       }
       onUpload?.({ action: 'expired', upload });
       expired++;

@@ -7,9 +7,9 @@ import { backoffMs, PermanentJobError, RetryableJobError, type JobHandler, type 
 /** Longest wait between two attempts at a delivery, however many attempts WEBHOOK_MAX_ATTEMPTS allows. */
 const maxRetryDelayMs = 6 * 3600_000;
 
-/** Webhook retries double from WEBHOOK_RETRY_DELAY; a delivery that gives up never fails its upload. */
+/** Webhook retries double from WEBHOOK_RETRY_DELAY (a delivery that gives up never fails its upload: the runner fails uploads only for pipeline jobs). */
 export function webhookPolicy(settings: WebhookConfig): JobPolicy {
-  return { retryDelayMs: (attempt) => backoffMs(attempt, maxRetryDelayMs, settings.retryDelayMs), failsUpload: false };
+  return { retryDelayMs: (attempt) => backoffMs(attempt, maxRetryDelayMs, settings.retryDelayMs) };
 }
 
 /**

@@ -2,13 +2,9 @@ import { addAbortSignal } from 'node:stream';
 import { ClamdUnreachableError, StreamTooLargeError, type Scanner } from '../../processors/clamd.ts';
 import { inspectStream } from '../../processors/inspect.ts';
 import { enqueueJob } from '../db/jobQueue.ts';
-import { changeStatus, findUpload, takeUpload } from '../db/records.ts';
-import type { UploadStatus } from '../db/schema.ts';
 import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';
-
-const inspectable: UploadStatus[] = ['received', 'inspecting'];
 
 /**
  * The `inspect` job: one streaming read of the stored bytes gives the detected type, the
@@ -19,19 +15,23 @@ const inspectable: UploadStatus[] = ['received', 'inspecting'];
  * its attempts. A stream over clamd's StreamMaxLength is refused again on every try: it fails at once.
  */
 export function inspectUpload(context: HookContext, scanner: Scanner | undefined): JobHandler {
-  const { db, storage, config } = context;
+  const { db, storage, config, lifecycle } = context;
   return async (job, { log, signal }): Promise<JobOutcome> => {
-    const upload = await takeUpload(db, job.upload_id, inspectable, 'inspecting');
-    if (!upload) {
-      const current = await findUpload(db, job.upload_id);
-      if (!current) throw new PermanentJobError('the upload record is gone');
-      return { result: { skipped: `upload is ${current.status}` }, commit: async () => undefined };
-    }
+    const taken = await lifecycle.move(db, job.upload_id, 'inspecting', { from: ['received'] });
+    const upload = taken.ok ? taken.upload : taken.current;
+    if (!upload) throw new PermanentJobError('the upload record is gone');
+    // A retried inspection finds its upload `inspecting` already; any other state moved on.
+    if (upload.status !== 'inspecting') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
     // A run that lost its lease stops reading: its result would be dropped anyway.
     const source = addAbortSignal(signal, await storage.readOriginal(upload.storage_key));
     const found = await inspectStream(source, scanner).catch((error: unknown) => {
-      if (error instanceof ClamdUnreachableError) throw new ServiceUnreachableError(error.message, config.scanWaitMaxMs, 'SCAN_WAIT_MAX');
-      if (error instanceof StreamTooLargeError) throw new PermanentJobError(error.message);
+      if (error instanceof ClamdUnreachableError) {
+        throw new ServiceUnreachableError(error.message, 'the virus scanner (clamd) is unreachable', config.scanWaitMaxMs, 'SCAN_WAIT_MAX');
+      }
+      if (error instanceof StreamTooLargeError) {
+        log.warn({ err: error }, 'clamd refused the stream as too large');
+        throw new PermanentJobError("the file is larger than the virus scanner accepts (clamd's StreamMaxLength)");
+      }
       throw error;
     });
     if (upload.size !== null && found.size !== upload.size) {
@@ -39,36 +39,40 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
     }
     const facts = { sha256: found.sha256, detected_type: found.detected?.mime ?? null };
     const result = { ...facts, size: found.size, scan: found.scan };
-    const removeBytes = () => storage.removeUpload(upload.id);
+    // Refused (deleted meanwhile): the DELETE removes the bytes itself.
+    let removeBytes = false;
+    const refuse = (status: 'infected' | 'rejected', reason: string): JobOutcome => ({
+      result,
+      commit: async (trx) => {
+        removeBytes = (await lifecycle.move(trx, upload.id, status, { from: ['inspecting'], reason, facts })).ok;
+      },
+      afterCommit: async () => {
+        if (removeBytes) await storage.removeUpload(upload.id);
+      },
+    });
 
     if (found.scan.status === 'infected') {
       const reason = `ClamAV found ${found.scan.viruses.join(', ')}`;
       log.warn({ reason }, 'upload infected');
-      return {
-        result,
-        commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'infected', reason }).then(() => undefined),
-        afterCommit: removeBytes,
-      };
+      return refuse('infected', reason);
     }
     const refusal = refuseDetected(
       narrowPolicy(config.typePolicy, upload.limits),
       { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size },
       found.detected,
     );
-    if (refusal) {
-      return {
-        result,
-        commit: (trx) => changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: 'rejected', reason: refusal }).then(() => undefined),
-        afterCommit: removeBytes,
-      };
-    }
+    if (refusal) return refuse('rejected', refusal);
     // Images and videos go on to their processing job; other allowed types (PDF) are done.
     const media = mediaKindOf(facts.detected_type);
     return {
       result,
       commit: async (trx) => {
-        await changeStatus(trx, upload.id, ['inspecting'], { ...facts, status: media ? 'processing' : 'ready', reason: null });
-        if (media) await enqueueJob(trx, upload.id, media, config.jobMaxAttempts);
+        const moved = await lifecycle.move(trx, upload.id, media ? 'processing' : 'ready', {
+          from: ['inspecting'],
+          facts,
+          with: media ? (trx) => enqueueJob(trx, upload.id, media, config.jobMaxAttempts) : undefined,
+        });
+        if (!moved.ok) log.info({ status: moved.current?.status }, 'inspected upload had moved on; its state is kept');
       },
     };
   };

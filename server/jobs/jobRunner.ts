@@ -4,7 +4,7 @@ import type { Db, OpenDatabase } from '../db/database.ts';
 import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../db/jobQueue.ts';
 import type { Job, JobKind } from '../db/schema.ts';
 import type { Logger } from '../log.ts';
-import { failUploadOfJob } from '../../hooks/uploadLifecycle.ts';
+import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
 
 /** What a job hands back: its DB writes, committed together with the job's completion. */
 export interface JobOutcome {
@@ -22,7 +22,10 @@ export interface JobContext {
 
 export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
 
-/** Thrown by a handler when retrying cannot help (the input itself is bad). */
+/**
+ * Thrown by a handler when retrying cannot help (the input itself is bad). Its message is shown
+ * to the upload's owner (the job's error, the upload's reason): a short reason, no internals.
+ */
 export class PermanentJobError extends Error {}
 
 /** Thrown by a handler for a failure worth retrying whose message is fit to show the owner as it is (a short reason, no internals). */
@@ -32,10 +35,12 @@ export class RetryableJobError extends Error {}
  * Thrown by a handler when a service the job needs cannot be reached (clamd down or
  * restarting): nothing is wrong with the job, so it waits, re-queued with backoff without
  * using an attempt, until the service answers or it has waited `waitMaxMs` in all.
+ * The message (with addresses) goes to the logs; `shown` is what the owner is told.
  */
 export class ServiceUnreachableError extends Error {
   constructor(
     message: string,
+    readonly shown: string,
     readonly waitMaxMs: number,
     /** The setting that bounds the wait, named in the reason when the job gives up. */
     readonly waitMaxSetting: string,
@@ -43,6 +48,9 @@ export class ServiceUnreachableError extends Error {
     super(message);
   }
 }
+
+/** What the owner is told of any other error: its message may hold hosts, paths or stack details, which stay in the logs. */
+export const internalErrorReason = 'an internal error (details in the server logs)';
 
 /** Waiting jobs look again at least this often, so a service that is back is used soon. */
 const maxWaitBackoffMs = 30_000;
@@ -56,23 +64,23 @@ export interface JobLane {
   concurrency: number;
 }
 
-/** How one kind of job is retried, and what giving up on it means. */
+/** How one kind of job is retried. */
 export interface JobPolicy {
   /** The wait before the next run after `attempt` counted runs failed. */
   retryDelayMs(attempt: number): number;
-  /** Whether the upload fails with the job: true for the pipeline (the upload can go no further), not for a delivery that only tells of it. */
-  failsUpload: boolean;
 }
 
-const pipelinePolicy: JobPolicy = { retryDelayMs: (attempt) => backoffMs(attempt), failsUpload: true };
+const pipelinePolicy: JobPolicy = { retryDelayMs: (attempt) => backoffMs(attempt) };
 
 /** How a run of a job ended: finished, put back in the queue, or failed for good. */
 export type JobEnd = 'done' | 'retry' | 'failed';
 
 export interface JobRunnerOptions {
   database: OpenDatabase;
+  /** Giving up on a job fails its upload: through the lifecycle, the only writer of upload states. */
+  lifecycle: UploadLifecycle;
   handlers: Partial<Record<JobKind, JobHandler>>;
-  /** Per kind; a kind not named here is retried from 1 s up and fails its upload when it gives up. */
+  /** Per kind; a kind not named here is retried from 1 s up. */
   policies?: Partial<Record<JobKind, JobPolicy>>;
   log: Logger;
   lanes: JobLane[];
@@ -81,6 +89,11 @@ export interface JobRunnerOptions {
   /** Told of every run this runner settled (e.g. for metrics); a run whose lease passed on is not its to tell. */
   onJobEnd?(kind: JobKind, end: JobEnd, seconds: number): void;
 }
+
+/** The states a job on an upload runs in: giving up on the job fails the upload from any of them (a deleted one stays deleted). */
+const failableStates = ['received', 'inspecting', 'processing'] as const;
+/** The jobs an upload needs to become ready; giving up on any other (a webhook delivery) never fails the upload. */
+const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video']);
 
 /** One lane's claim loop state: the jobs it runs and how it is woken. */
 class LaneState {
@@ -236,22 +249,24 @@ export class JobRunner {
 
   /** Retries, waits or gives up after a run that threw; returns how the run ended, if this run recorded it. */
   private async afterFailure(job: Job, error: unknown, started: number, log: Logger): Promise<JobEnd | undefined> {
-    const message = error instanceof Error ? error.message : String(error);
-    const giveUp = async (reason: string) => ((await this.giveUp(job, reason, log)) ? 'failed' : undefined);
+    // Stored and shown to the owner; the error itself is logged below.
+    const shown =
+      error instanceof PermanentJobError || error instanceof RetryableJobError ? error.message : error instanceof ServiceUnreachableError ? error.shown : internalErrorReason;
+    const giveUp = async (reason: string) => ((await this.giveUp(job, reason, log, error)) ? 'failed' : undefined);
     let again: { requeue: typeof retryJob; delayMs: number; note: string };
     if (error instanceof ServiceUnreachableError) {
       // Both ends of the wait so far are database times (the claim set updated_at); this run's own length is local.
       const waitedMs = (job.waiting_since ? job.updated_at.getTime() - job.waiting_since.getTime() : 0) + (Date.now() - started);
       if (waitedMs >= error.waitMaxMs) {
-        return giveUp(`${message}; still unreachable after ${seconds(waitedMs)} (${error.waitMaxSetting} is ${seconds(error.waitMaxMs)})`);
+        return giveUp(`${shown}; still unreachable after ${seconds(waitedMs)} (${error.waitMaxSetting} is ${seconds(error.waitMaxMs)})`);
       }
       again = { requeue: waitJob, delayMs: backoffMs(job.waits + 1, maxWaitBackoffMs), note: 'a service the job needs is unreachable; waiting (no attempt used)' };
     } else if (error instanceof PermanentJobError || attemptsUsed(job) >= job.max_attempts) {
-      return giveUp(message);
+      return giveUp(shown);
     } else {
       again = { requeue: retryJob, delayMs: this.policyOf(job).retryDelayMs(attemptsUsed(job)), note: 'job failed; will retry' };
     }
-    const requeued = await again.requeue(this.options.database.db, job, this.workerId, message, again.delayMs).catch((err: unknown) => {
+    const requeued = await again.requeue(this.options.database.db, job, this.workerId, shown, again.delayMs).catch((err: unknown) => {
       log.error({ err }, 'requeueing failed');
       return undefined;
     });
@@ -267,9 +282,9 @@ export class JobRunner {
 
   /**
    * The job is over for good: it becomes `failed`, with the reason kept, and so does its upload
-   * when the job's policy says the upload cannot go on without it. Returns whether this run recorded it.
+   * when the upload cannot go on without it (a pipeline job). Returns whether this run recorded it.
    */
-  private async giveUp(job: Job, reason: string, log: Logger): Promise<boolean> {
+  private async giveUp(job: Job, reason: string, log: Logger, error?: unknown): Promise<boolean> {
     return this.options.database.db
       .transaction()
       .execute(async (trx) => {
@@ -277,8 +292,11 @@ export class JobRunner {
           log.warn({ reason }, 'job failed after its lease passed to another worker');
           return false;
         }
-        if (this.policyOf(job).failsUpload) await failUploadOfJob(trx, job.upload_id, job.kind, reason);
-        log.error({ reason }, 'job failed for good');
+        if (failsItsUpload.has(job.kind)) {
+          const failed = await this.options.lifecycle.move(trx, job.upload_id, 'failed', { from: failableStates, reason: `${job.kind}: ${reason}` });
+          if (!failed.ok) log.info({ status: failed.current?.status }, 'the upload had moved on; its state is kept');
+        }
+        log.error({ reason, err: error }, 'job failed for good');
         return true;
       })
       .catch((err: unknown) => {

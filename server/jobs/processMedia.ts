@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
-import { changeStatus, findUpload, saveOutputs } from '../db/records.ts';
+import { findUpload, saveOutputs } from '../db/records.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import { outputKey } from '../storage.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
@@ -21,7 +21,7 @@ export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
  * processor's reason; an unexpected error is retried. Temp files are always removed.
  */
 export function processMedia(context: HookContext, pool: MediaPool): JobHandler {
-  const { db, storage, config } = context;
+  const { db, storage, config, lifecycle } = context;
   return async (job, { signal, reportProgress, log }): Promise<JobOutcome> => {
     const kind = job.kind === 'video' ? 'video' : 'image';
     const upload = await findUpload(db, job.upload_id);
@@ -50,7 +50,10 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
         log.info({ reason: outcome.reason }, `${kind} refused by its processor`);
         return {
           result: { reason: outcome.reason },
-          commit: (trx) => changeStatus(trx, upload.id, ['processing'], { status: 'failed', reason: outcome.reason }).then(() => undefined),
+          commit: async (trx) => {
+            const failed = await lifecycle.move(trx, upload.id, 'failed', { from: ['processing'], reason: outcome.reason });
+            if (!failed.ok) log.info({ status: failed.current?.status }, 'processed upload had moved on; its state is kept');
+          },
         };
       }
       const missing = expectedOutputs[kind].filter((name) => !outcome.outputs.some((o) => o.name === name));
@@ -59,11 +62,21 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       const outputs = outcome.outputs.map((o) => ({
         name: o.name, contentType: o.contentType, size: o.size, width: o.width, height: o.height, storageKey: outputKey(upload.id, o.name),
       }));
+      // Deleted (or failed) while this job ran: its outputs are nobody's, so they go (the original stays for a failed one).
+      let orphaned = false;
       return {
         result: { outputs: outputs.map((o) => o.name) },
         commit: async (trx) => {
-          await saveOutputs(trx, upload.id, outputs);
-          await changeStatus(trx, upload.id, ['processing'], { status: 'ready', reason: null, media: outcome.media });
+          const ready = await lifecycle.move(trx, upload.id, 'ready', {
+            from: ['processing'],
+            facts: { media: outcome.media },
+            with: (trx) => saveOutputs(trx, upload.id, outputs),
+          });
+          orphaned = !ready.ok;
+          if (!ready.ok) log.info({ status: ready.current?.status }, 'processed upload had moved on; its outputs are removed');
+        },
+        afterCommit: async () => {
+          if (orphaned) await storage.removeOutputs(upload.id);
         },
       };
     } finally {

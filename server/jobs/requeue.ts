@@ -1,6 +1,6 @@
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { findFailedJob, requeueFailedJob } from '../db/jobQueue.ts';
-import { changeStatus, findUpload } from '../db/records.ts';
+import { findUpload } from '../db/records.ts';
 import type { PipelineJobKind, UploadStatus } from '../db/schema.ts';
 
 export type RequeueOutcome =
@@ -19,7 +19,7 @@ class MovedOn extends Error {}
  * own contents (no failed job), or its bytes are no longer in the store.
  */
 export async function requeueUpload(context: HookContext, id: string): Promise<RequeueOutcome> {
-  const { db, storage, config } = context;
+  const { db, storage, config, lifecycle } = context;
   const refused = (reason: string): RequeueOutcome => ({ id, requeued: false, reason });
   const upload = await findUpload(db, id);
   if (!upload) return refused('no such upload');
@@ -31,8 +31,13 @@ export async function requeueUpload(context: HookContext, id: string): Promise<R
   try {
     // Both or neither: an upload back in `received` without its job queued would wait forever.
     await db.transaction().execute(async (trx) => {
-      if (!(await changeStatus(trx, id, ['failed'], { status, reason: null }))) throw new MovedOn();
-      if (!(await requeueFailedJob(trx, job, config.jobMaxAttempts))) throw new MovedOn();
+      const moved = await lifecycle.move(trx, id, status, {
+        from: ['failed'],
+        with: async (trx) => {
+          if (!(await requeueFailedJob(trx, job, config.jobMaxAttempts))) throw new MovedOn();
+        },
+      });
+      if (!moved.ok) throw new MovedOn();
     });
   } catch (error) {
     if (error instanceof MovedOn) return refused('the upload or its job changed meanwhile; look again');

@@ -1,18 +1,18 @@
 import Router from '@koa/router';
+import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
+import { uploadStatusJson, type StatusLinks } from '../../hooks/uploadStatusJson.ts';
 import { uploadIdPattern, type UploadState } from '../auth/tusUploadAccess.ts';
 import { createLinkSigner } from '../auth/signedLinks.ts';
 import type { Config } from '../config.ts';
 import { contentDisposition, outputKey, type Storage } from '../storage.ts';
-import { changeStatus, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../db/records.ts';
+import { deleteOutputs, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../db/records.ts';
 import type { Db } from '../db/database.ts';
 import { uploadStatuses, type Upload, type UploadStatus } from '../db/schema.ts';
 import { httpError } from '../httpError.ts';
 import { sendFile } from '../sendFile.ts';
-import { uploadStatus, type LinkTo } from './uploadStatus.ts';
 
 /** States whose bytes are gone for good: downloads answer 410 Gone. */
 const gone: UploadStatus[] = ['rejected', 'infected', 'failed', 'expired', 'deleted'];
-const removable: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'rejected', 'infected', 'failed', 'expired'];
 
 /** What a downloaded file may do in a browser: nothing (no scripts, no plugins, no sniffing). */
 const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': "default-src 'none'; sandbox" };
@@ -22,13 +22,12 @@ const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security
  * another owner's upload answers exactly as an unknown id does. With tokens, the download URLs in
  * the status JSON are signed links, which are their own credential (so `<img src>` works).
  */
-export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; baseUrl: (origin: string) => string }): Router<UploadState> {
-  const { config, db, storage } = deps;
+export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; lifecycle: UploadLifecycle; baseUrl: (origin: string) => string }): Router<UploadState> {
+  const { config, db, storage, lifecycle } = deps;
   const router = new Router<UploadState>({ prefix: '/api/uploads' });
   const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
   const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
-  const linkTo = (base: string): LinkTo => (id, name) => `${base}/api/uploads/${id}/files/${name}${signer ? signer.query(id, name) : ''}`;
-  const base = (ctx: { protocol: string; host: string }) => deps.baseUrl(`${ctx.protocol}://${ctx.host}`);
+  const links = (ctx: { protocol: string; host: string }): StatusLinks => ({ base: deps.baseUrl(`${ctx.protocol}://${ctx.host}`), signQuery: signer?.query });
 
   // An id not in the server's own format names no upload: the same 404, before any query.
   router.param('id', (id, _ctx, next) => (uploadIdPattern.test(id) ? next() : notFound(id)));
@@ -44,7 +43,7 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; b
     // One more than the page: whether it exists says whether there is a next page.
     const rows = await listOwnUploads(db, ctx.state.caller.owner, { limit: limit + 1, after, status: status as UploadStatus | undefined });
     const page = rows.slice(0, limit);
-    const items = await Promise.all(page.map((upload) => uploadStatus(db, upload, base(ctx), linkTo(base(ctx)))));
+    const items = await Promise.all(page.map((upload) => uploadStatusJson(db, upload, links(ctx))));
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { items, nextCursor: rows.length > limit ? Buffer.from(page.at(-1)!.id).toString('base64url') : null };
   });
@@ -52,7 +51,7 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; b
   router.get('/:id', async (ctx) => {
     const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = await uploadStatus(db, upload, base(ctx), linkTo(base(ctx)));
+    ctx.body = await uploadStatusJson(db, upload, links(ctx));
   });
 
   // Only a `ready` upload is ever served: never one unscanned, infected or rejected.
@@ -97,7 +96,9 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; b
   router.delete('/:id', async (ctx) => {
     const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     // The state changes first: from here nothing serves the upload, even if removal fails midway.
-    await changeStatus(db, upload.id, removable, { status: 'deleted', reason: 'deleted on request' });
+    const deleted = await lifecycle.move(db, upload.id, 'deleted', { reason: 'deleted on request', with: (trx) => deleteOutputs(trx, upload.id) });
+    // Refused: it was deleted already (a repeated DELETE), and answers as the first did.
+    if (!deleted.ok && deleted.current?.status !== 'deleted') return notFound(upload.id);
     await storage.removeUpload(upload.id);
     ctx.status = 204;
   });

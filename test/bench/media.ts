@@ -63,7 +63,7 @@ import { createMediaPool, type MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaOutcome, MediaTask } from '../../processors/mediaTasks.ts';
 import type { Config } from '../../server/config.ts';
 import type { JobRunner } from '../../server/jobs/jobRunner.ts';
-import type { UploadStatusBody } from '../../server/routes/uploadStatus.ts';
+import type { UploadStatusJson as UploadStatusBody } from '../../hooks/uploadStatusJson.ts';
 import { createJobRunner, startServer, type RunningServer } from '../../server/start.ts';
 import { cameraJpeg } from '../support/imageSamples.ts';
 import { createTestDatabase, createTestEnvironment, type TestEnvironment } from '../support/testServer.ts';

@@ -1,5 +1,5 @@
 import * as tus from 'tus-js-client';
-import type { UploadStatusBody } from '../../server/routes/uploadStatus.ts';
+import type { UploadStatusJson as UploadStatusBody } from '../../hooks/uploadStatusJson.ts';
 
 export interface UploadOptions {
   filename?: string;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import type { UploadStatusJson } from '../../hooks/uploadStatusJson.ts';
 
 /** A `whsec_` secret as an app would be given one. */
 export function webhookSecret(): string {
@@ -15,7 +16,8 @@ export interface Delivery {
   timestamp: string;
   /** The body exactly as received. */
   body: string;
-  payload: { type: string; timestamp: string; data: Record<string, unknown> & { id: string; status: string } };
+  /** As parsed from JSON: the times in `data` are strings. */
+  payload: { type: string; timestamp: string; data: UploadStatusJson & { seq: number } };
 }
 
 /** What the receiver answers a delivery: an HTTP status, or `hang` (never answer, as a stuck app would). */
@@ -36,7 +38,7 @@ export interface WebhookReceiver {
   waitFor(what: string, test: (delivery: Delivery) => boolean, timeoutMs?: number): Promise<Delivery>;
   /** Stops listening and drops every open connection: the app is down, connections are refused. */
   stop(): Promise<void>;
-  /** Listens again on the same port. */
+  /** Listens again on the same port (if it is not listening already). */
   start(): Promise<void>;
 }
 
@@ -80,6 +82,7 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
 
   const listen = () =>
     new Promise<void>((resolve, reject) => {
+      if (server.listening) return resolve();
       server.once('error', reject).listen(port, '127.0.0.1', () => {
         server.off('error', reject);
         port = (server.address() as AddressInfo).port;
@@ -116,6 +119,7 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       }),
     stop: () =>
       new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
         for (const res of hanging) res.destroy();
         server.close(() => resolve());
         server.closeAllConnections();

@@ -1,0 +1,110 @@
+import { attemptsUsed } from '../server/db/jobQueue.ts';
+import { listJobs, listOutputs, listWebhookDeliveries } from '../server/db/records.ts';
+import type { Db } from '../server/db/database.ts';
+import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/db/schema.ts';
+import { withoutSecrets } from './standardWebhookPost.ts';
+
+/** Where the tus endpoint is served: the status JSON links an unfinished upload there. */
+export const tusPath = '/files';
+
+/**
+ * How the status JSON's links are made: absolute from `base` (the request's origin, or PUBLIC_URL
+ * where there is no request), download links signed with `signQuery` (its `?expires=…&sig=…`)
+ * when tokens are on.
+ */
+export interface StatusLinks {
+  base: string;
+  signQuery?: (id: string, name: string) => string;
+}
+
+/** The status JSON of GET /api/uploads/:id: where an upload stands, what was found and made. */
+export interface UploadStatusJson {
+  id: string;
+  owner: string | null;
+  status: UploadStatus;
+  reason: string | null;
+  filename: string;
+  claimedType: string | null;
+  detectedType: string | null;
+  size: number | null;
+  offset: number;
+  sha256: string | null;
+  scan: string | null;
+  media: MediaMetadata | null;
+  createdAt: Date;
+  finishedAt: Date | null;
+  readyAt: Date | null;
+  expiresAt: Date | null;
+  jobs: { kind: JobKind; status: JobStatus; attempts: number; waitingSince: Date | null; progress: number | null; error: string | null }[];
+  /** Each webhook delivery of the upload's events: `error` is the last failed attempt's short reason, until one succeeds. */
+  webhooks: { url: string; type: string; seq: number; status: JobStatus; attempts: number; error: string | null }[];
+  outputs: { name: string; contentType: string; size: number; width: number | null; height: number | null; url: string | null }[];
+  links: { self: string; upload: string | null; original: string | null };
+}
+
+/** Builds it from the records alone, so a worker with no request can too (db may be a transaction, to see it as it is there). */
+export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLinks): Promise<UploadStatusJson> {
+  const id = upload.id;
+  const [jobs, webhooks, outputs] = await Promise.all([listJobs(db, id), listWebhookDeliveries(db, id), listOutputs(db, id)]);
+  const { base } = links;
+  const linkTo = (name: string) => `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+  const ready = upload.status === 'ready';
+  const inspect = jobs.find((j) => j.kind === 'inspect');
+  return {
+    id: upload.id,
+    owner: upload.owner,
+    status: upload.status,
+    reason: upload.reason,
+    filename: upload.safe_filename,
+    claimedType: upload.claimed_type,
+    detectedType: upload.detected_type,
+    size: upload.size,
+    offset: upload.offset,
+    sha256: upload.sha256,
+    scan: scanOf(inspect),
+    media: upload.media,
+    createdAt: upload.created_at,
+    finishedAt: upload.finished_at,
+    readyAt: upload.ready_at,
+    expiresAt: upload.status === 'uploading' ? upload.expires_at : null,
+    jobs: jobs.map((j) => ({
+      kind: j.kind,
+      status: j.status,
+      attempts: attemptsUsed(j),
+      // Set only while the job waits for an unreachable service (settling or a counted retry clears it).
+      waitingSince: j.waiting_since,
+      progress: j.progress,
+      // Written by the job runner as a short reason fit to show; the details are in its logs.
+      error: j.last_error,
+    })),
+    webhooks: webhooks.map((w) => ({
+      // The app's address without its query string or credentials: the uploader sees this too.
+      url: withoutSecrets(w.url!),
+      type: w.type,
+      seq: w.seq,
+      status: w.status,
+      attempts: attemptsUsed(w),
+      error: w.status === 'done' ? null : w.last_error,
+    })),
+    outputs: outputs.map((o) => ({
+      name: o.name,
+      contentType: o.content_type,
+      size: o.size,
+      width: o.width,
+      height: o.height,
+      url: ready ? linkTo(o.name) : null,
+    })),
+    links: {
+      self: `${base}/api/uploads/${id}`,
+      upload: upload.status === 'uploading' ? `${base}${tusPath}/${id}` : null,
+      original: ready ? linkTo('original') : null,
+    },
+  };
+}
+
+/** The verdict once inspected; `waiting` while the inspection waits for an unreachable clamd. */
+function scanOf(inspect: Awaited<ReturnType<typeof listJobs>>[number] | undefined): string | null {
+  if (!inspect) return null;
+  if (inspect.status === 'done') return (inspect.result?.scan as { status?: string } | undefined)?.status ?? null;
+  return inspect.waiting_since ? 'waiting' : null;
+}
