@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuthorizeConfig } from '../server/config.ts';
 import type { Logger } from '../server/log.ts';
 import { postStandardWebhook, whyNoAnswer, withoutSecrets } from './standardWebhookPost.ts';
-import { isMetadataKey } from './uploadMetadata.ts';
+import { isMetadataKey, metadataOverBounds } from './uploadMetadata.ts';
 
 /** What the app is told about an upload about to be created (the JSON body POSTed to AUTHORIZE_URL). */
 export interface AuthorizeQuestion {
@@ -58,6 +58,9 @@ function readAllowance(body: string): Extract<AuthorizeAnswer, { verdict: 'allow
   const metadata = answer.metadata ?? undefined;
   const maxSize = answer.max_size ?? undefined;
   if (metadata !== undefined && !isStringRecord(metadata)) return { problem: 'its metadata is not an object of strings under tus metadata keys' };
+  // Held to the bounds of what a client may send: it is stored, and given back in the status JSON and HEAD.
+  const over = metadata === undefined ? undefined : metadataOverBounds(metadata);
+  if (over) return { problem: `its metadata is over the bounds of Upload-Metadata: ${over}` };
   if (maxSize !== undefined && !(typeof maxSize === 'number' && Number.isSafeInteger(maxSize) && maxSize >= 1)) {
     return { problem: 'its max_size is not a positive whole number of bytes' };
   }

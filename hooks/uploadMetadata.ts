@@ -36,5 +36,18 @@ export function replaceOwnMetadata(sent: UploadMetadata, replacement: Record<str
   return { ...Object.fromEntries(kept), ...replacement };
 }
 
+/** Far above what tus-js-client and Uppy send (a name, a type, a few app fields); far below a header's limit. */
+export const maxMetadataBytes = 4096;
+export const maxMetadataKeys = 32;
+
+/** Why metadata is over those bounds, measured as the Upload-Metadata header that carries it; undefined when it is within. */
+export function metadataOverBounds(metadata: NonNullable<UploadMetadata>): string | undefined {
+  const keys = Object.keys(metadata).length;
+  if (keys > maxMetadataKeys) return `${keys} keys; at most ${maxMetadataKeys} are accepted`;
+  const bytes = Buffer.byteLength(Metadata.stringify(metadata));
+  if (bytes > maxMetadataBytes) return `${bytes} bytes as Upload-Metadata; at most ${maxMetadataBytes} are accepted`;
+  return undefined;
+}
+
 /** Non-empty ASCII without spaces or commas: what Upload-Metadata can carry back to a client. */
 export const isMetadataKey: (key: string) => boolean = Metadata.validateKey;

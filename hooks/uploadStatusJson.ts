@@ -3,6 +3,7 @@ import { listJobs, listOutputs, listWebhookDeliveries } from '../server/db/recor
 import type { Db } from '../server/db/database.ts';
 import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/db/schema.ts';
 import { withoutSecrets } from './standardWebhookPost.ts';
+import { ownMetadata } from './uploadMetadata.ts';
 
 /** Where the tus endpoint is served: the status JSON links an unfinished upload there. */
 export const tusPath = '/files';
@@ -31,6 +32,8 @@ export interface UploadStatusJson {
   sha256: string | null;
   scan: string | null;
   media: MediaMetadata | null;
+  /** The upload's own Upload-Metadata (as the app's AUTHORIZE_URL answer replaced it, if it did), without the file's name and type. */
+  metadata: Record<string, string | null>;
   createdAt: Date;
   finishedAt: Date | null;
   readyAt: Date | null;
@@ -63,6 +66,7 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
     sha256: upload.sha256,
     scan: scanOf(inspect),
     media: upload.media,
+    metadata: ownMetadata(upload.tus_metadata),
     createdAt: upload.created_at,
     finishedAt: upload.finished_at,
     readyAt: upload.ready_at,

@@ -27,6 +27,8 @@ export interface Config {
   jobMaxAttempts: number;
   runJobs: boolean;
   cleanupIntervalMs: number;
+  /** How long a failed upload's original is kept (for a requeue) before cleanup removes it. */
+  failedRetentionMs: number;
   rateLimitPerMinute: number;
   maxImagePixels: number;
   maxVideoPixels: number;
@@ -225,6 +227,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     jobMaxAttempts: read.integer('JOB_MAX_ATTEMPTS', 5, 1, 100),
     runJobs: read.boolean('RUN_JOBS', true),
     cleanupIntervalMs: read.duration('CLEANUP_INTERVAL', 15 * 60_000),
+    failedRetentionMs: read.duration('FAILED_RETENTION', 7 * 24 * 3600_000),
     rateLimitPerMinute: read.integer('RATE_LIMIT_UPLOADS', 60, 0, 1_000_000),
     // 100 megapixels: above any phone or DSLR photo, far below what fills memory when decoded.
     maxImagePixels: read.integer('MAX_IMAGE_PIXELS', 100_000_000, 1, 2 ** 31),

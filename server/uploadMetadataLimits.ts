@@ -1,9 +1,6 @@
 import type { Middleware } from 'koa';
+import { maxMetadataBytes, maxMetadataKeys } from '../hooks/uploadMetadata.ts';
 import { refuseTusRequest } from './tusProtocol.ts';
-
-/** Far above what tus-js-client and Uppy send (a name, a type, a few app fields); far below a header's limit. */
-export const maxMetadataBytes = 4096;
-export const maxMetadataKeys = 32;
 
 /**
  * Bounds `Upload-Metadata` on creation, where it is stored with the upload: at most 4 KiB and 32

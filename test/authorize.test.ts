@@ -163,7 +163,8 @@ describe('AUTHORIZE_URL', () => {
     const id = uploadIdOf(url);
     const record = await server.services.context.db.selectFrom('uploads').select(['tus_metadata', 'filename']).where('id', '=', id).executeTakeFirstOrThrow();
     expect(record).toEqual({ filename: 'renamed.png', tus_metadata: { filename: 'renamed.png', filetype: 'image/png', albumId: 'a2' } });
-    expect((await fetchStatus(server.url, id, bearer(token))).filename).toBe('renamed.png');
+    // The status JSON's metadata is the app's version: the client's own keys it dropped are gone.
+    expect(await fetchStatus(server.url, id, bearer(token))).toMatchObject({ filename: 'renamed.png', metadata: { albumId: 'a2' } });
     const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0', ...bearer(token) } });
     expect(head.headers.get('upload-metadata')?.split(',').sort()).toEqual(uploadMetadata({ filename: 'renamed.png', filetype: 'image/png', albumId: 'a2' }).split(',').sort());
   });
@@ -222,6 +223,9 @@ describe('AUTHORIZE_URL', () => {
     ['a 5xx', (res: http.ServerResponse) => void res.writeHead(500).end('boom')],
     ['a 2xx that is not JSON', (res: http.ServerResponse) => void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>ok</html>')],
     ['a 2xx with metadata that is not strings', json(200, { metadata: { albumId: 7 } })],
+    // What a client may not send in Upload-Metadata, an app may not give back either.
+    ['a 2xx with metadata of more than 32 keys', json(200, { metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) })],
+    ['a 2xx with metadata over 4 KiB', json(200, { metadata: { note: 'x'.repeat(4000) } })],
     ['a redirect', (res: http.ServerResponse) => void res.writeHead(307, { location: 'http://127.0.0.1:1/' }).end()],
   ])('answers 503 when the app answers %s', async (_name, answer) => {
     const token = await mintToken('grace');

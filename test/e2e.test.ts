@@ -55,6 +55,15 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
     expect(status).toMatchObject({ status: 'ready', detectedType: 'application/pdf', sha256: sha256(data) });
   });
 
+  it("gives the client's own metadata back in the status JSON, without the file's name and type", async () => {
+    const { url } = await tusUpload(server.url, pdf(), { filename: 'album.pdf', filetype: 'application/pdf', metadata: { albumId: 'a-7', userId: 'u 42 ✓' } });
+    const status = await waitUntilSettled(server.url, uploadIdOf(url));
+    expect(status.metadata).toEqual({ albumId: 'a-7', userId: 'u 42 ✓' });
+    expect(status.filename).toBe('album.pdf');
+    const listed = (await (await fetch(`${server.url}/api/uploads`)).json()) as { items: { id: string; metadata: unknown }[] };
+    expect(listed.items.find((item) => item.id === status.id)?.metadata).toEqual({ albumId: 'a-7', userId: 'u 42 ✓' });
+  });
+
   it('marks the EICAR test file infected and never serves it', async () => {
     const { url } = await tusUpload(server.url, eicar(), { filename: 'notes.pdf', filetype: 'application/pdf' });
     const status = await waitUntilSettled(server.url, uploadIdOf(url));

@@ -36,8 +36,8 @@ async function webhookSettings(receiver: WebhookReceiver, more: Record<string, s
 }
 
 /** Uploads a small clean PNG with tus-js-client and waits for it to settle; returns its id. */
-async function uploadClean(server: RunningServer | { url: string }): Promise<string> {
-  const { url } = await tusUpload(server.url, png(64, 48), { filename: 'clean.png', filetype: 'image/png' });
+async function uploadClean(server: RunningServer | { url: string }, metadata: Record<string, string> = {}): Promise<string> {
+  const { url } = await tusUpload(server.url, png(64, 48), { filename: 'clean.png', filetype: 'image/png', metadata });
   const id = uploadIdOf(url);
   expect((await waitUntilSettled(server.url, id, 60_000)).status).toBe('ready');
   return id;
@@ -117,13 +117,13 @@ describe('webhooks from a server', () => {
   });
 
   it('tells of a clean file from creation to ready, and of its deletion, every request verified', async () => {
-    const id = await uploadClean(server);
+    const id = await uploadClean(server, { albumId: 'a1' });
     const ready = await receiver.waitFor('upload.ready', (d) => d.payload.type === 'upload.ready' && d.payload.data.id === id);
     expect(types(receiver.of(id))).toEqual(['upload.created', 'upload.ready']);
     const [created] = receiver.of(id);
-    expect(created!.payload.data).toMatchObject({ id, status: 'uploading', seq: 1, filename: 'clean.png' });
+    expect(created!.payload.data).toMatchObject({ id, status: 'uploading', seq: 1, filename: 'clean.png', metadata: { albumId: 'a1' } });
     // The status JSON at the transition, with absolute links from PUBLIC_URL (no request builds them).
-    expect(ready.payload.data).toMatchObject({ id, status: 'ready', scan: 'clean', detectedType: 'image/png' });
+    expect(ready.payload.data).toMatchObject({ id, status: 'ready', scan: 'clean', detectedType: 'image/png', metadata: { albumId: 'a1' } });
     expect(ready.payload.data.seq).toBeGreaterThan(1);
     const publicUrl = environment.env.PUBLIC_URL!;
     expect(ready.payload.data.links.self).toBe(`${publicUrl}/api/uploads/${id}`);

@@ -8,7 +8,7 @@ import type { Output, Upload, UploadStatus } from './schema.ts';
  * group writes.
  */
 
-/** States whose bytes are kept in the store, and so count toward an owner's bytes. */
+/** States whose bytes are kept in the store, and so count toward an owner's bytes (a failed upload's until its retention ends). */
 export const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
 
 /** The bytes an owner's other uploads hold: what a deferred-length upload may still grow into. */
@@ -19,6 +19,7 @@ export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string)
     .where('owner', '=', owner)
     .where('id', '!=', exceptId)
     .where('status', 'in', holdingBytes)
+    .where('reclaimed_at', 'is', null)
     .executeTakeFirstOrThrow();
   return row.bytes;
 }
@@ -96,21 +97,41 @@ export async function countUploadsByStatus(db: Db): Promise<{ status: UploadStat
     .execute();
 }
 
+/** One page of the uploads still `uploading`, by id, after the id `after` (the last of the page before). */
+export async function findUnfinishedUploads(db: Db, limit: number, after?: string): Promise<Upload[]> {
+  let query = db.selectFrom('uploads').selectAll().where('status', '=', 'uploading').orderBy('id').limit(limit);
+  if (after) query = query.where('id', '>', after);
+  return query.execute();
+}
+
 /**
- * Unfinished uploads whose time ran out, oldest first, after the upload `after` (the last of the
- * page before): a page that was only listed (a dry run), or whose uploads could not move, is not read again.
+ * One page (by id, after `after`) of the uploads whose stored bytes and outputs cleanup has yet to
+ * make sure of: those in a state that keeps nothing, settled before `settledBefore`, and the failed
+ * ones past their retention (failed before `failedBefore`).
  */
-export async function findExpiredUploads(db: Db, now: Date, limit: number, after?: Pick<Upload, 'id' | 'expires_at'>): Promise<Upload[]> {
+export async function findUploadsToReclaim(
+  db: Db,
+  page: { keepingNothing: readonly UploadStatus[]; settledBefore: Date; failedBefore: Date; limit: number; after?: string },
+): Promise<Upload[]> {
   let query = db
     .selectFrom('uploads')
     .selectAll()
-    .where('status', '=', 'uploading')
-    .where('expires_at', '<', now)
-    .orderBy('expires_at')
+    .where('reclaimed_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('status', 'in', page.keepingNothing), eb('updated_at', '<', page.settledBefore)]),
+        eb.and([eb('status', '=', 'failed'), eb('updated_at', '<', page.failedBefore)]),
+      ]),
+    )
     .orderBy('id')
-    .limit(limit);
-  if (after) query = query.where((eb) => sql<boolean>`(${eb.ref('expires_at')}, ${eb.ref('id')}) > (${after.expires_at}, ${after.id})`);
+    .limit(page.limit);
+  if (page.after) query = query.where('id', '>', page.after);
   return query.execute();
+}
+
+/** Notes that cleanup removed what the upload no longer keeps, so it is not looked at again. */
+export async function markReclaimed(db: Db, id: string): Promise<void> {
+  await db.updateTable('uploads').set({ reclaimed_at: sql`now()` }).where('id', '=', id).execute();
 }
 
 /** The ids of every upload in `status`, oldest first. */

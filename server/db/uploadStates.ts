@@ -53,7 +53,7 @@ export async function insertUpload(trx: Db, upload: NewUpload, quota?: Quota): P
       .selectFrom('uploads')
       .select([
         sql<number>`count(*) filter (where status = 'uploading' and expires_at > now())::int`.as('inFlight'),
-        sql<number>`coalesce(sum(coalesce(size, "offset")) filter (where status in (${sql.join(holdingBytes)}), 0)::bigint`.as('bytes'),
+        sql<number>`coalesce(sum(coalesce(size, "offset")) filter (where status in (${sql.join(holdingBytes)}) and reclaimed_at is null), 0)::bigint`.as('bytes'),
       ])
       .where('owner', '=', owner)
       .executeTakeFirstOrThrow();

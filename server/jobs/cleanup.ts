@@ -1,6 +1,7 @@
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { findExpiredUploads } from '../db/records.ts';
+import { keepsNoBytes } from '../../hooks/uploadLifecycle.ts';
+import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../db/records.ts';
 import type { Upload } from '../db/schema.ts';
 import { pruneUploadRates } from '../db/uploadRates.ts';
 
@@ -11,51 +12,87 @@ export interface CleanupOptions {
    * skipped: the stores can remove those but not list them.
    */
   dryRun?: boolean;
-  /** Told of each expired upload: removed and `expired`, or found complete and `received`. */
-  onUpload?: (step: { action: 'expired' | 'received'; upload: Upload }) => void;
+  /**
+   * Told of each upload it acts on: an unfinished one removed and `expired`, or found complete and
+   * `received`; one whose bytes (a failed upload past FAILED_RETENTION) or leftovers were `reclaimed`.
+   */
+  onUpload?: (step: { action: CleanupAction; upload: Upload }) => void;
+}
+
+export type CleanupAction = 'expired' | 'received' | 'reclaimed';
+
+export interface CleanupTotals {
+  expired: number;
+  received: number;
+  reclaimed: number;
+  swept: number;
 }
 
 /**
- * Removes what unfinished uploads leave behind. An `uploading` record past its expiry loses
- * its bytes and multipart parts and becomes `expired`; one whose bytes turn out to be complete
- * (the process died between storing the last byte and recording it) is received instead.
- * Then the store sweeps its own expired leftovers, including those no record points to, and
- * the rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
+ * Removes what uploads leave behind, each run:
+ * - An `uploading` upload whose bytes are complete in the store (the process died between the
+ *   last byte and recording it) is received: within one CLEANUP_INTERVAL, not at its expiry. One
+ *   past its expiry otherwise becomes `expired` and loses its bytes and multipart parts.
+ * - A `failed` upload's original is kept FAILED_RETENTION (for a requeue), then removed.
+ * - A rejected, infected, expired or deleted upload settled for an interval (any request still
+ *   writing to it is over) has its bytes and outputs removed again, store objects and `outputs`
+ *   rows: what a crash between its transition and that removal left. Each upload once.
+ * Then the store sweeps its own expired leftovers, including those no record points to, and the
+ * rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
  */
-export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<{ expired: number; received: number; swept: number }> {
-  const { db, storage, log, lifecycle } = context;
+export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<CleanupTotals> {
+  const { db, storage, log, lifecycle, config } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
-  let expired = 0;
-  let received = 0;
-  let after: Upload | undefined;
-  for (;;) {
-    const batch = await findExpiredUploads(db, now, 100, after);
+  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, swept: 0 };
+  const done = (action: CleanupAction, upload: Upload) => {
+    onUpload?.({ action, upload });
+    totals[action]++;
+  };
+  for (let after: string | undefined; ; ) {
+    const batch = await findUnfinishedUploads(db, 100, after);
     if (batch.length === 0) break;
-    after = batch.at(-1);
+    after = batch.at(-1)!.id;
     for (const upload of batch) {
       const stored = await storage.datastore.getUpload(upload.id).catch(() => undefined);
       if (stored && stored.size !== undefined && stored.offset === stored.size) {
         // Refused: its own request recorded the finish meanwhile.
-        if (!dryRun && !(await uploadFinish(context, stored)).ok) continue;
-        onUpload?.({ action: 'received', upload });
-        received++;
+        if (dryRun || (await uploadFinish(context, stored)).ok) done('received', upload);
         continue;
       }
+      if (!upload.expires_at || upload.expires_at >= now) continue;
       if (!dryRun) {
         // The state first: a PATCH finishing meanwhile is refused its finish, and its bytes go too.
-        const moved = await lifecycle.move(db, upload.id, 'expired', { from: ['uploading'], reason: `not finished before ${upload.expires_at?.toISOString()}` });
+        const moved = await lifecycle.move(db, upload.id, 'expired', { from: ['uploading'], reason: `not finished before ${upload.expires_at.toISOString()}` });
         if (!moved.ok) continue;
         await storage.removeUpload(upload.id);
       }
-      onUpload?.({ action: 'expired', upload });
-      expired++;
+      done('expired', upload);
     }
   }
-  if (dryRun) return { expired, received, swept: 0 };
-  const swept = await storage.sweepExpired();
+  for (let after: string | undefined; ; ) {
+    const batch = await findUploadsToReclaim(db, {
+      keepingNothing: keepsNoBytes,
+      settledBefore: new Date(now.getTime() - config.cleanupIntervalMs),
+      failedBefore: new Date(now.getTime() - config.failedRetentionMs),
+      limit: 100,
+      after,
+    });
+    if (batch.length === 0) break;
+    after = batch.at(-1)!.id;
+    for (const upload of batch) {
+      if (!dryRun) {
+        await storage.removeUpload(upload.id);
+        await deleteOutputs(db, upload.id);
+        await markReclaimed(db, upload.id);
+      }
+      done('reclaimed', upload);
+    }
+  }
+  if (dryRun) return totals;
+  totals.swept = await storage.sweepExpired();
   await pruneUploadRates(db);
-  if (expired + received + swept > 0) log.info({ expired, received, swept }, 'cleanup');
-  return { expired, received, swept };
+  if (Object.values(totals).some((n) => n > 0)) log.info(totals, 'cleanup');
+  return totals;
 }
 
 /** Runs the cleanup now and then every `intervalMs`; returns the function that stops it. */
