@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuthorizeConfig } from '../server/config.ts';
 import type { Logger } from '../server/log.ts';
-import { postStandardWebhook } from './standardWebhookPost.ts';
+import { postStandardWebhook, whyNoAnswer, withoutSecrets } from './standardWebhookPost.ts';
 import { isMetadataKey, metadataOverBounds } from './uploadMetadata.ts';
 
 /** What the app is told about an upload about to be created (the JSON body POSTed to AUTHORIZE_URL). */
@@ -42,8 +42,7 @@ export async function authorizeUpload(settings: AuthorizeConfig, log: Logger, qu
     status = response.status;
     body = await response.text();
   } catch (error) {
-    const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
-    return failed(timedOut ? `no answer within AUTHORIZE_TIMEOUT (${settings.timeoutMs} ms)` : `no answer: ${causeOf(error)}`);
+    return failed(whyNoAnswer(error, 'AUTHORIZE_TIMEOUT', settings.timeoutMs));
   }
   if (status >= 400 && status < 500) return { verdict: 'refused', status, message: messageOf(body) ?? 'the app refused this upload' };
   if (status < 200 || status >= 300) return failed(`answered HTTP ${status}`);
@@ -85,16 +84,4 @@ function parseObject(body: string): Record<string, unknown> | undefined {
 
 function isStringRecord(value: unknown): value is Record<string, string> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.entries(value).every(([key, v]) => isMetadataKey(key) && typeof v === 'string');
-}
-
-/** fetch reports a refused connection as `fetch failed` with the reason in its cause. */
-function causeOf(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
-}
-
-/** The app's address for the logs: no credentials or query string, where a URL may carry a key. */
-function withoutSecrets(url: string): string {
-  const { origin, pathname } = new URL(url);
-  return origin + pathname;
 }

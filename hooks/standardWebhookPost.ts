@@ -33,3 +33,20 @@ export function postStandardWebhook(post: StandardWebhookPost): Promise<Response
     signal: AbortSignal.timeout(post.timeoutMs),
   });
 }
+
+/**
+ * Why a POST got no answer, short and safe to show anyone (no host, no stack): a timeout, a
+ * refused connection, or the network error's code. fetch reports the reason in its `cause`.
+ */
+export function whyNoAnswer(error: unknown, timeoutSetting: string, timeoutMs: number): string {
+  if (error instanceof DOMException && error.name === 'TimeoutError') return `no answer within ${timeoutSetting} (${timeoutMs} ms)`;
+  const code = (error as { cause?: { code?: unknown } }).cause?.code;
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  return typeof code === 'string' && /^[A-Z_]+$/.test(code) ? `no answer (${code})` : 'no answer (network error)';
+}
+
+/** An app's address for the logs and the status JSON: no credentials or query string, where a URL may carry a key. */
+export function withoutSecrets(url: string): string {
+  const { origin, pathname } = new URL(url);
+  return origin + pathname;
+}

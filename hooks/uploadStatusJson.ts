@@ -1,7 +1,8 @@
 import { attemptsUsed } from '../server/db/jobQueue.ts';
-import { listJobs, listOutputs } from '../server/db/records.ts';
+import { listJobs, listOutputs, listWebhookDeliveries } from '../server/db/records.ts';
 import type { Db } from '../server/db/database.ts';
 import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/db/schema.ts';
+import { withoutSecrets } from './standardWebhookPost.ts';
 import { ownMetadata } from './uploadMetadata.ts';
 
 /** Where the tus endpoint is served: the status JSON links an unfinished upload there. */
@@ -41,6 +42,8 @@ export interface UploadStatusJson {
   readyAt: Date | null;
   expiresAt: Date | null;
   jobs: { kind: JobKind; status: JobStatus; attempts: number; waitingSince: Date | null; progress: number | null; error: string | null }[];
+  /** Each webhook delivery of the upload's events: `error` is the last failed attempt's short reason, until one succeeds. */
+  webhooks: { url: string; type: string; seq: number; status: JobStatus; attempts: number; error: string | null }[];
   outputs: { name: string; contentType: string; size: number; width: number | null; height: number | null; url: string | null }[];
   /** `events`: GET /api/uploads/:id/events, signed like the downloads (a browser's EventSource cannot send Authorization). */
   links: { self: string; upload: string | null; original: string | null; events: string };
@@ -49,7 +52,7 @@ export interface UploadStatusJson {
 /** Builds it from the records alone, so a worker with no request can too (db may be a transaction, to see it as it is there). */
 export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLinks): Promise<UploadStatusJson> {
   const id = upload.id;
-  const [jobs, outputs] = await Promise.all([listJobs(db, id), listOutputs(db, id)]);
+  const [jobs, webhooks, outputs] = await Promise.all([listJobs(db, id), listWebhookDeliveries(db, id), listOutputs(db, id)]);
   const { base } = links;
   const linkTo = (name: string) => `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
   const ready = upload.status === 'ready';
@@ -81,6 +84,15 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
       progress: j.progress,
       // Written by the job runner as a short reason fit to show; the details are in its logs.
       error: j.last_error,
+    })),
+    webhooks: webhooks.map((w) => ({
+      // The app's address without its query string or credentials: the uploader sees this too.
+      url: withoutSecrets(w.url!),
+      type: w.type,
+      seq: w.seq,
+      status: w.status,
+      attempts: attemptsUsed(w),
+      error: w.status === 'done' ? null : w.last_error,
     })),
     outputs: outputs.map((o) => ({
       name: o.name,

@@ -4,6 +4,7 @@ import * as rateLimits from './002_rate_limits.ts';
 import * as owners from './003_owners.ts';
 import * as jobWaits from './004_job_waits.ts';
 import * as uploadEvents from './005_upload_events.ts';
+import * as webhooks from './006_webhooks.ts';
 import * as uploadConcat from './007_upload_concat.ts';
 
 /** Every migration, in order; listed here so they ship with the code instead of being found on disk. */
@@ -13,5 +14,6 @@ export const migrations: Record<string, Migration> = {
   '003_owners': owners,
   '004_job_waits': jobWaits,
   '005_upload_events': uploadEvents,
+  '006_webhooks': webhooks,
   '007_upload_concat': uploadConcat,
 };

@@ -42,6 +42,7 @@ export interface Config {
   eventsHeartbeatMs: number;
   quotas: QuotaConfig;
   authorize: AuthorizeConfig | undefined;
+  webhooks: WebhookConfig | undefined;
   /** When set, /metrics answers only to `Authorization: Bearer <metricsToken>`. */
   metricsToken: string | undefined;
   /** Origins a page may call from; `['*']` for any. */
@@ -81,6 +82,19 @@ export interface AuthorizeConfig {
   timeoutMs: number;
   /** `whsec_…`, as the standardwebhooks library takes it. */
   secret: string;
+}
+
+/** Where upload events are POSTed (Standard Webhooks), and how hard each delivery is tried. */
+export interface WebhookConfig {
+  urls: string[];
+  /** `whsec_…`, shared with AUTHORIZE_URL's signing. */
+  secret: string;
+  /** Absolute links in the event bodies: a worker has no request to take a host from. */
+  publicUrl: string;
+  timeoutMs: number;
+  maxAttempts: number;
+  /** The wait before the first retry; each later one waits twice as long as the one before. */
+  retryDelayMs: number;
 }
 
 export interface HttpLimits {
@@ -181,11 +195,13 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
   const authorizeUrl = read.url('AUTHORIZE_URL');
   if (authorizeUrl && !webhookSecret) problems.push('AUTHORIZE_URL: set WEBHOOK_SECRET too (its requests are signed with it)');
   const corsRaw = read.string('CORS_ORIGINS');
+  const publicUrl = read.url('PUBLIC_URL');
+  const webhooks = readWebhooks(read, problems, webhookSecret, publicUrl);
 
   const config: Config = {
     port: read.integer('PORT', 1080, 0, 65535),
     host: read.string('HOST') ?? '0.0.0.0',
-    publicUrl: read.url('PUBLIC_URL'),
+    publicUrl,
     dataDir,
     databaseUrl: read.string('DATABASE_URL'),
     embeddedPostgresUser: read.string('EMBEDDED_POSTGRES_USER') ?? 'nobody',
@@ -233,6 +249,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
       bytes: read.string('QUOTA_BYTES') === undefined ? undefined : read.size('QUOTA_BYTES', 0, 1),
     },
     authorize: authorizeUrl && webhookSecret ? { url: authorizeUrl, timeoutMs: read.duration('AUTHORIZE_TIMEOUT', 5_000), secret: webhookSecret } : undefined,
+    webhooks,
     metricsToken: read.string('METRICS_TOKEN'),
     // Open: any page may call. With tokens: only the origins named (a token in a page is a credential).
     corsOrigins: corsRaw ? corsRaw.split(',').map((o) => o.trim()).filter(Boolean) : auth.mode === 'open' ? ['*'] : [],
@@ -253,6 +270,30 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * WEBHOOK_URL (comma-separated http(s) URLs) with WEBHOOK_SECRET and PUBLIC_URL. The retries'
+ * defaults (10 attempts, 30 s doubling) span about four hours: an app down for a deploy or a
+ * night's outage still gets every event.
+ */
+function readWebhooks(read: SettingReader, problems: string[], secret: string | undefined, publicUrl: string | undefined): WebhookConfig | undefined {
+  const urls = read.urlList('WEBHOOK_URL');
+  const timeoutMs = read.duration('WEBHOOK_TIMEOUT', 10_000);
+  const maxAttempts = read.integer('WEBHOOK_MAX_ATTEMPTS', 10, 1, 100);
+  const retryDelayMs = read.duration('WEBHOOK_RETRY_DELAY', 30_000);
+  if (urls.length === 0) {
+    for (const name of ['WEBHOOK_TIMEOUT', 'WEBHOOK_MAX_ATTEMPTS', 'WEBHOOK_RETRY_DELAY']) {
+      if (read.string(name) !== undefined) problems.push(`${name}: set WEBHOOK_URL too (there are no webhooks without it)`);
+    }
+    return undefined;
+  }
+  if (!secret) problems.push('WEBHOOK_URL: set WEBHOOK_SECRET too (every webhook is signed with it)');
+  if (!publicUrl) problems.push('WEBHOOK_URL: set PUBLIC_URL too (webhook bodies carry absolute links, and a worker has no request to build them from)');
+  if (timeoutMs < 1) problems.push('WEBHOOK_TIMEOUT: must be more than 0');
+  if (retryDelayMs < 1) problems.push('WEBHOOK_RETRY_DELAY: must be more than 0');
+  if (!secret || !publicUrl) return undefined;
+  return { urls, secret, publicUrl, timeoutMs, maxAttempts, retryDelayMs };
 }
 
 const authSettings = ['AUTH_SECRET', 'AUTH_PUBLIC_KEY', 'AUTH_JWKS_URL'] as const;
@@ -378,6 +419,20 @@ class SettingReader {
       this.problems.push(`${name}: "${raw}" is not a URL`);
       return undefined;
     }
+  }
+
+  /** A comma-separated list of http(s) URLs; each bad one is named. */
+  urlList(name: string): string[] {
+    const raw = this.string(name);
+    if (raw === undefined) return [];
+    const urls: string[] = [];
+    for (const entry of raw.split(',').map((u) => u.trim()).filter(Boolean)) {
+      const url = URL.canParse(entry) ? new URL(entry) : undefined;
+      if (url?.protocol === 'http:' || url?.protocol === 'https:') urls.push(url.toString());
+      else this.problems.push(`${name}: "${entry}" is not an http(s) URL`);
+    }
+    if (urls.length !== new Set(urls).size) this.problems.push(`${name}: a URL is listed twice (each would get every event twice)`);
+    return urls;
   }
 
   /** Sizes accept plain bytes or a unit: `500MiB`, `20MB`, `1GiB`. */

@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { createScanner, type Scanner } from '../processors/clamd.ts';
 import type { HookContext } from '../hooks/hookContext.ts';
 import { UploadLifecycle } from '../hooks/uploadLifecycle.ts';
+import { enqueueWebhooks } from '../hooks/uploadWebhooks.ts';
+import { createLinkSigner } from './auth/signedLinks.ts';
 import { inspectUpload } from './jobs/inspectUpload.ts';
 import { processMedia } from './jobs/processMedia.ts';
 import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
@@ -11,6 +13,7 @@ import { migrateToLatest, openDatabase, type OpenDatabase } from './db/database.
 import { createHttpServer } from './httpServer.ts';
 import { stoppableHandler } from './httpShutdown.ts';
 import { scheduleCleanup } from './jobs/cleanup.ts';
+import { deliverWebhook, webhookPolicy } from './jobs/deliverWebhook.ts';
 import { JobRunner, type JobRunnerOptions } from './jobs/jobRunner.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -31,8 +34,11 @@ export interface Services {
  * The upload lifecycle every process (server, worker, command) uses: one place to add what must
  * happen in each transition's transaction.
  */
-export function createLifecycle(_config: Config): UploadLifecycle {
-  return new UploadLifecycle();
+export function createLifecycle(config: Config): UploadLifecycle {
+  const webhooks = config.webhooks;
+  // A worker's webhook bodies carry the links a request to PUBLIC_URL would: signed the same way.
+  const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
+  return new UploadLifecycle(webhooks ? [enqueueWebhooks(webhooks, { base: webhooks.publicUrl, signQuery: signer?.query })] : []);
 }
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */
@@ -47,20 +53,28 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   return { context: { db: database.db, config, storage, log, lifecycle: createLifecycle(config) }, database, scanner, pool };
 }
 
+/** Deliveries in flight per process: each is one request waiting on the app (up to WEBHOOK_TIMEOUT). */
+const webhookConcurrency = 8;
+
 export function createJobRunner({ context, database, scanner, pool }: Services, onJobEnd?: JobRunnerOptions['onJobEnd']): JobRunner {
   const { config, log } = context;
   const media = processMedia(context, pool);
+  const webhooks = config.webhooks;
   return new JobRunner({
     database,
     lifecycle: context.lifecycle,
     log: log.child({ part: 'jobs' }),
-    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media },
+    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
+    policies: webhooks && { webhook: webhookPolicy(webhooks) },
     lanes: [
       { kinds: ['inspect'], concurrency: config.workerThreads },
       // One media job more than there are threads: its task waits in the pool's queue, so a thread
       // that finishes starts the next image at once instead of idling while a job is claimed and
       // its input made ready. At most one job per process waits like this (other workers may be idle).
       { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
+      // Deliveries wait on the app, not on this machine: a lane of their own, so a slow or absent
+      // app never holds up an inspection or a media job. Without WEBHOOK_URL they stay queued.
+      ...(webhooks ? [{ kinds: ['webhook' as const], concurrency: webhookConcurrency }] : []),
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,

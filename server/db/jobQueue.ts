@@ -1,6 +1,6 @@
 import { sql, type QueryCreator } from 'kysely';
 import type { Db } from './database.ts';
-import type { Database, Job, JobKind, JobStatus } from './schema.ts';
+import type { Database, Job, JobKind, JobStatus, PipelineJobKind } from './schema.ts';
 import { uploadProgressChannel } from './uploadEventLog.ts';
 
 /**
@@ -27,13 +27,49 @@ export const jobsChannel = 'upload_jobs';
  * so a runner wakes only the lane that runs it. One statement: the embedded database runs
  * every statement on the event loop.
  */
-export async function enqueueJob(db: Db, uploadId: string, kind: JobKind, maxAttempts: number): Promise<void> {
+export async function enqueueJob(db: Db, uploadId: string, kind: PipelineJobKind, maxAttempts: number): Promise<void> {
   await sql`
     with queued as (
       insert into jobs (upload_id, kind, max_attempts) values (${uploadId}, ${kind}, ${maxAttempts})
-      on conflict (upload_id, kind) do nothing
+      on conflict (upload_id, kind) where kind <> 'webhook' do nothing
       returning kind)
     select pg_notify(${jobsChannel}, kind) from queued`.execute(db);
+}
+
+/** An upload event to send as a webhook: its body is final, built at the transition. */
+export interface NewWebhookMessage {
+  /** `webhook-id`. */
+  id: string;
+  uploadId: string;
+  seq: number;
+  type: string;
+  body: string;
+}
+
+/**
+ * Stores the message and queues one `webhook` job per URL, in one statement (run it in the
+ * transition's transaction: the event and its deliveries commit together or not at all). A
+ * message for an event already stored is a no-op.
+ */
+export async function enqueueWebhook(db: Db, message: NewWebhookMessage, urls: readonly string[], maxAttempts: number): Promise<void> {
+  await sql`
+    with message as (
+      insert into webhook_messages (id, upload_id, seq, type, body)
+      values (${message.id}, ${message.uploadId}, ${message.seq}, ${message.type}, ${message.body})
+      on conflict (upload_id, seq) do nothing
+      returning id, upload_id),
+    queued as (
+      insert into jobs (upload_id, kind, max_attempts, webhook_id, url)
+      select message.upload_id, 'webhook', ${maxAttempts}, message.id, target.url
+        from message cross join unnest(${urls}::text[]) as target(url)
+      returning kind)
+    select pg_notify(${jobsChannel}, kind) from queued`.execute(db);
+}
+
+/** What a webhook job sends: its message's id and bytes. */
+export async function findWebhookMessage(db: Db, job: Pick<Job, 'webhook_id'>) {
+  if (!job.webhook_id) return undefined;
+  return db.selectFrom('webhook_messages').select(['id', 'type', 'body']).where('id', '=', job.webhook_id).executeTakeFirst();
 }
 
 /** Claims the next runnable job of one of `kinds`, if any. */
@@ -161,9 +197,17 @@ export async function countJobs(db: Db): Promise<JobCount[]> {
   return rows;
 }
 
-/** An upload's job that ran out of attempts or failed for good, if it has one. */
-export async function findFailedJob(db: Db, uploadId: string): Promise<Job | undefined> {
-  return db.selectFrom('jobs').selectAll().where('upload_id', '=', uploadId).where('status', '=', 'failed').orderBy('id', 'desc').executeTakeFirst();
+/** An upload's pipeline job that ran out of attempts or failed for good, if it has one (a failed webhook fails no upload). */
+export async function findFailedJob(db: Db, uploadId: string): Promise<(Job & { kind: PipelineJobKind }) | undefined> {
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('upload_id', '=', uploadId)
+    .where('status', '=', 'failed')
+    .where('kind', '<>', 'webhook')
+    .orderBy('id', 'desc')
+    .$narrowType<{ kind: PipelineJobKind }>()
+    .executeTakeFirst();
 }
 
 /**

@@ -156,13 +156,26 @@ export async function listUploadIdsInStatus(db: Db, status: UploadStatus): Promi
   return rows.map((row) => row.id);
 }
 
-/** The job progress shown in the status API, per kind. */
+/** The job progress shown in the status API, per kind; webhook deliveries are listed on their own. */
 export async function listJobs(db: Db, uploadId: string) {
   return db
     .selectFrom('jobs')
     .select(['kind', 'status', 'attempts', 'waits', 'waiting_since', 'progress', 'last_error', 'result'])
     .where('upload_id', '=', uploadId)
+    .where('kind', '<>', 'webhook')
     .orderBy('id')
+    .execute();
+}
+
+/** The upload's webhook deliveries, oldest event first: where, which event, how far. */
+export async function listWebhookDeliveries(db: Db, uploadId: string) {
+  return db
+    .selectFrom('jobs')
+    .innerJoin('webhook_messages', 'webhook_messages.id', 'jobs.webhook_id')
+    .select(['jobs.url', 'webhook_messages.type', 'webhook_messages.seq', 'jobs.status', 'jobs.attempts', 'jobs.waits', 'jobs.last_error'])
+    .where('jobs.upload_id', '=', uploadId)
+    .orderBy('webhook_messages.seq')
+    .orderBy('jobs.id')
     .execute();
 }
 

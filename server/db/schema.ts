@@ -9,8 +9,10 @@ export type UploadStatus = (typeof uploadStatuses)[number];
 
 export const jobStatuses = ['queued', 'running', 'done', 'failed'] as const;
 export type JobStatus = (typeof jobStatuses)[number];
-export const jobKinds = ['inspect', 'image', 'video'] as const;
+export const jobKinds = ['inspect', 'image', 'video', 'webhook'] as const;
 export type JobKind = (typeof jobKinds)[number];
+/** The jobs an upload goes through on its way to `ready`; a webhook job only tells of it. */
+export type PipelineJobKind = Exclude<JobKind, 'webhook'>;
 
 /** A nullable column that inserts may leave out. */
 type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;
@@ -88,6 +90,21 @@ export interface JobsTable {
   result: MaybeJson<Record<string, unknown>>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  /** Webhook jobs only: the message they deliver, and where to. */
+  webhook_id: Maybe<string>;
+  url: Maybe<string>;
+}
+
+/** One upload event as a webhook: sent as it is, byte for byte, on every attempt at every URL. */
+export interface WebhookMessagesTable {
+  /** `webhook-id`. */
+  id: string;
+  upload_id: string;
+  /** The event's sequence number in upload_events. */
+  seq: number;
+  type: string;
+  body: string;
+  created_at: Generated<Date>;
 }
 
 export interface OutputsTable {
@@ -128,6 +145,7 @@ export interface Database {
   upload_events: UploadEventsTable;
   upload_rates: UploadRatesTable;
   upload_parts: UploadPartsTable;
+  webhook_messages: WebhookMessagesTable;
 }
 
 export type Upload = Selectable<UploadsTable>;

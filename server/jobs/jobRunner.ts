@@ -28,6 +28,9 @@ export type JobHandler = (job: Job, context: JobContext) => Promise<JobOutcome>;
  */
 export class PermanentJobError extends Error {}
 
+/** Thrown by a handler for a failure worth retrying whose message is fit to show the owner as it is (a short reason, no internals). */
+export class RetryableJobError extends Error {}
+
 /**
  * Thrown by a handler when a service the job needs cannot be reached (clamd down or
  * restarting): nothing is wrong with the job, so it waits, re-queued with backoff without
@@ -61,6 +64,14 @@ export interface JobLane {
   concurrency: number;
 }
 
+/** How one kind of job is retried. */
+export interface JobPolicy {
+  /** The wait before the next run after `attempt` counted runs failed. */
+  retryDelayMs(attempt: number): number;
+}
+
+const pipelinePolicy: JobPolicy = { retryDelayMs: (attempt) => backoffMs(attempt) };
+
 /** How a run of a job ended: finished, put back in the queue, or failed for good. */
 export type JobEnd = 'done' | 'retry' | 'failed';
 
@@ -69,6 +80,8 @@ export interface JobRunnerOptions {
   /** Giving up on a job fails its upload: through the lifecycle, the only writer of upload states. */
   lifecycle: UploadLifecycle;
   handlers: Partial<Record<JobKind, JobHandler>>;
+  /** Per kind; a kind not named here is retried from 1 s up. */
+  policies?: Partial<Record<JobKind, JobPolicy>>;
   log: Logger;
   lanes: JobLane[];
   leaseMs: number;
@@ -237,7 +250,8 @@ export class JobRunner {
   /** Retries, waits or gives up after a run that threw; returns how the run ended, if this run recorded it. */
   private async afterFailure(job: Job, error: unknown, started: number, log: Logger): Promise<JobEnd | undefined> {
     // Stored and shown to the owner; the error itself is logged below.
-    const shown = error instanceof PermanentJobError ? error.message : error instanceof ServiceUnreachableError ? error.shown : internalErrorReason;
+    const shown =
+      error instanceof PermanentJobError || error instanceof RetryableJobError ? error.message : error instanceof ServiceUnreachableError ? error.shown : internalErrorReason;
     const giveUp = async (reason: string) => ((await this.giveUp(job, reason, log, error)) ? 'failed' : undefined);
     let again: { requeue: typeof retryJob; delayMs: number; note: string };
     if (error instanceof ServiceUnreachableError) {
@@ -250,7 +264,7 @@ export class JobRunner {
     } else if (error instanceof PermanentJobError || attemptsUsed(job) >= job.max_attempts) {
       return giveUp(shown);
     } else {
-      again = { requeue: retryJob, delayMs: backoffMs(attemptsUsed(job)), note: 'job failed; will retry' };
+      again = { requeue: retryJob, delayMs: this.policyOf(job).retryDelayMs(attemptsUsed(job)), note: 'job failed; will retry' };
     }
     const requeued = await again.requeue(this.options.database.db, job, this.workerId, shown, again.delayMs).catch((err: unknown) => {
       log.error({ err }, 'requeueing failed');
@@ -262,9 +276,13 @@ export class JobRunner {
     return 'retry';
   }
 
+  private policyOf(job: Job): JobPolicy {
+    return this.options.policies?.[job.kind] ?? pipelinePolicy;
+  }
+
   /**
-   * The job is over for good: it and its upload become `failed`, with the reason kept.
-   * Returns whether this run recorded it.
+   * The job is over for good: it becomes `failed`, with the reason kept, and so does its upload
+   * when the upload cannot go on without it (a pipeline job). Returns whether this run recorded it.
    */
   private async giveUp(job: Job, reason: string, log: Logger, error?: unknown): Promise<boolean> {
     return this.options.database.db
@@ -288,9 +306,9 @@ export class JobRunner {
   }
 }
 
-/** 1 s, 2 s, 4 s … capped (at 5 minutes unless told), with jitter so retries from many jobs spread out. */
-export function backoffMs(attempt: number, capMs = 300_000): number {
-  const base = Math.min(1000 * 2 ** (attempt - 1), capMs);
+/** 1 s, 2 s, 4 s … (from `firstMs`) capped (at 5 minutes unless told), with jitter so retries from many jobs spread out. */
+export function backoffMs(attempt: number, capMs = 300_000, firstMs = 1000): number {
+  const base = Math.min(firstMs * 2 ** (attempt - 1), capMs);
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 

@@ -1,14 +1,14 @@
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { findFailedJob, requeueFailedJob } from '../db/jobQueue.ts';
 import { findUpload } from '../db/records.ts';
-import type { JobKind, UploadStatus } from '../db/schema.ts';
+import type { PipelineJobKind, UploadStatus } from '../db/schema.ts';
 
 export type RequeueOutcome =
-  | { id: string; requeued: true; job: JobKind; status: UploadStatus }
+  | { id: string; requeued: true; job: PipelineJobKind; status: UploadStatus }
   | { id: string; requeued: false; reason: string };
 
 /** Where each job starts: a requeued job's upload goes back to the state the job runs from. */
-const runsFrom: Record<JobKind, UploadStatus> = { inspect: 'received', image: 'processing', video: 'processing' };
+const runsFrom: Record<PipelineJobKind, UploadStatus> = { inspect: 'received', image: 'processing', video: 'processing' };
 
 /** Thrown inside the transaction to undo the status change when the job was no longer failed. */
 class MovedOn extends Error {}

@@ -1,0 +1,36 @@
+import { randomUUID } from 'node:crypto';
+import type { WebhookConfig } from '../server/config.ts';
+import { enqueueWebhook } from '../server/db/jobQueue.ts';
+import type { UploadStatus } from '../server/db/schema.ts';
+import type { InTransition, UploadEvent } from './uploadLifecycle.ts';
+import { uploadStatusJson, type StatusLinks } from './uploadStatusJson.ts';
+
+/** The states an app is told of, by webhook type; the ones in between go to the live stream only. */
+const typeOfState: Partial<Record<UploadStatus, string>> = {
+  ready: 'upload.ready',
+  rejected: 'upload.rejected',
+  infected: 'upload.infected',
+  failed: 'upload.failed',
+  expired: 'upload.expired',
+  deleted: 'upload.deleted',
+};
+
+/** The webhook type of an event, if it has one: `upload.created` for the creation (no `from`). */
+export function webhookTypeOf(event: Pick<UploadEvent, 'from' | 'to'>): string | undefined {
+  return event.from === null ? 'upload.created' : typeOfState[event.to];
+}
+
+/**
+ * The lifecycle's extension that queues the webhooks of a transition in its own transaction: the
+ * body is built here, once, from the status JSON as the transaction sees it, with the event's
+ * sequence number, and stored, so every attempt at every URL sends these bytes.
+ */
+export function enqueueWebhooks(settings: WebhookConfig, links: StatusLinks): InTransition {
+  return async (trx, event, upload) => {
+    const type = webhookTypeOf(event);
+    if (!type) return;
+    const data = { ...(await uploadStatusJson(trx, upload, links)), seq: event.seq };
+    const body = JSON.stringify({ type, timestamp: event.at.toISOString(), data });
+    await enqueueWebhook(trx, { id: `msg_${randomUUID()}`, uploadId: upload.id, seq: event.seq, type, body }, settings.urls, settings.maxAttempts);
+  };
+}
