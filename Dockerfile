@@ -5,7 +5,7 @@
 FROM node:22-bookworm-slim
 # tini as PID 1 passes SIGTERM on to node (which then finishes running requests and jobs) and
 # reaps orphaned children such as an ffmpeg whose parent died; node itself is not built to be PID 1.
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg tini && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libheif-examples tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev
