@@ -5,9 +5,9 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { S3Store } from '@tus/s3-store';
 import type { S3Config } from './config.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
+import { S3UploadStore } from './s3UploadStore.ts';
 import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
@@ -26,7 +26,7 @@ export function s3ClientConfig(s3: S3Config): S3ClientConfig {
 export class S3Storage implements Storage {
   readonly kind = 's3';
   readonly describe: string;
-  readonly datastore: S3Store;
+  readonly datastore: S3UploadStore;
   private readonly client: S3Client;
   /**
    * Signs download links for S3_PUBLIC_ENDPOINT when set: the host is part of the signature, so
@@ -38,7 +38,7 @@ export class S3Storage implements Storage {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
     this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
-    this.datastore = new S3Store({
+    this.datastore = new S3UploadStore({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
       s3ClientConfig: { ...clientConfig, bucket: s3.bucket },

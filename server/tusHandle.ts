@@ -6,6 +6,7 @@ import { openCaller, type Caller } from './auth/verifyToken.ts';
 import type { Upload, UploadLimits, UploadPart } from './db/schema.ts';
 import type { ConcatCreation } from './tusConcatenation.ts';
 import { databaseRetryAfterSeconds } from './db/databaseUnavailable.ts';
+import { declaredBodyLength, runStoreRequest } from './storeRequest.ts';
 
 /** What @tus/server's hooks need to know of the Koa request behind the web Request they see. */
 export interface TusSender {
@@ -61,7 +62,7 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }
-  const answer = await tusRequest(tus, request, sender);
+  const answer = await runStoreRequest(declaredBodyLength(req.headers), () => tusRequest(tus, request, sender));
   const response = sender.adapt ? await sender.adapt(answer, sender) : answer;
   // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
   if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));

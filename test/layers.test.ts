@@ -16,7 +16,7 @@ const layers = [
   { name: 'processors', rank: 0, owns: (file: string) => file.startsWith('processors/') },
   { name: 'settings and logs', rank: 1, owns: (file: string) => file === 'server/config.ts' || file === 'server/log.ts' },
   { name: 'database', rank: 2, owns: (file: string) => file.startsWith('server/db/') || file.startsWith('migrations/') },
-  { name: 'store', rank: 2, owns: (file: string) => ['server/storage.ts', 'server/s3Storage.ts', 'server/s3Concatenation.ts'].includes(file) },
+  { name: 'store', rank: 2, owns: (file: string) => ['server/storage.ts', 'server/s3Storage.ts', 'server/s3Concatenation.ts', 'server/s3UploadStore.ts', 'server/storeRequest.ts'].includes(file) },
   { name: 'upload domain', rank: 3, owns: (file: string) => file.startsWith('hooks/') },
   { name: 'jobs', rank: 4, owns: (file: string) => file.startsWith('server/jobs/') },
   { name: 'entry points and HTTP', rank: 5, owns: (file: string) => file.startsWith('server/') },

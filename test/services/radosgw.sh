@@ -126,6 +126,10 @@ mon_warn_on_pool_no_redundancy = false
 rgw_data = $DIR/rgw
 rgw_frontends = beast endpoint=127.0.0.1:$S3_PORT
 rgw_user_max_buckets = 100000
+# Deleted objects stay in the RAM store until garbage collection (by default ~2 h later):
+# repeated bench runs filled it (HEALTH_ERR, every write hung). Collect them within a minute.
+rgw_gc_obj_min_wait = 10
+rgw_gc_processor_period = 30
 EOF
   : > "$DIR/keyring"
 

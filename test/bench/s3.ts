@@ -1,0 +1,213 @@
+// `npm run bench:s3`, part of `npm run bench`: uploads into S3 (radosgw, started by
+// test/services/radosgw.sh) through the real server against @aws-sdk/lib-storage's `Upload` of the
+// same bytes into the same bucket, in the same run. The server side is what a client does: one
+// POST and one PATCH with node:http (clients.ts); the server runs the scale-out setup (S3 store,
+// a fresh Postgres database, SCAN=off, RUN_JOBS=false). The SDK side is the bench process itself
+// with the same client settings as the server's (server/s3Storage.ts) and lib-storage's defaults
+// (5 MiB parts, 4 at once). Every stored object is read back and hashed outside the timed window.
+// Prints MB/s, the ratio and CPU seconds per GiB of the bench process, the server and radosgw.
+// Exits non-zero on an error, never because a target was missed (it reports those).
+//
+// Settings (environment):
+//   BENCH_REPEAT=3       rounds; each workload runs once per round on each side (the order alternates)
+//   BENCH_SCALE=1        divide every size by this (e.g. 4 for a quick smoke run)
+//   BENCH_ONLY           run only the workloads whose label starts with this (e.g. "16")
+//   BENCH_SERVER_ENV     extra server settings, "NAME=value NAME=value" (e.g. S3_PART_SIZE=16MiB)
+//   BENCH_CPU_PROF=1     start the server with --cpu-prof; the profile is kept in a temp dir
+//   BENCH_LOG_LEVEL=warn LOG_LEVEL of the server
+//   BENCH_VERBOSE=1      echo the server's output
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { loadConfig } from '../../server/config.ts';
+import { s3ClientConfig } from '../../server/s3Storage.ts';
+import { createTestBucket, servicesDir, testS3 } from '../services/env.ts';
+import { reachableTempDir } from '../support/reachableTempDir.ts';
+import { createTestDatabase } from '../support/testServer.ts';
+import { plainUpload, type Slice } from './clients.ts';
+import { benchServerNodeArgs, fmt, GiB, median, MiB, positiveInt, serverEnv, writeSource } from './common.ts';
+import { runBench, startChild, watchProcess, type ChildServer } from './processes.ts';
+
+const TARGET_RATIO = 0.8;
+const repeat = positiveInt('BENCH_REPEAT', 3);
+const scale = positiveInt('BENCH_SCALE', 1);
+
+interface Workload {
+  label: string;
+  count: number;
+  size: number;
+}
+const workloads: Workload[] = [
+  { label: '1 × 256 MiB', count: 1, size: (256 * MiB) / scale },
+  { label: '16 × 16 MiB', count: 16, size: (16 * MiB) / scale },
+].filter((w) => !process.env.BENCH_ONLY || w.label.startsWith(process.env.BENCH_ONLY));
+
+type Side = 'sdk' | 'server';
+interface Run {
+  workload: Workload;
+  side: Side;
+  seconds: number;
+  mbps: number;
+  /** CPU seconds during the timed window: the bench process (the clients), the server, radosgw. */
+  cpu: { client: number; server: number; radosgw: number };
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  console.log(`S3 upload bench — node ${process.version}, ${os.availableParallelism()} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}, ${repeat} round(s)`);
+  const source = path.join(tempRoot, 'source.bin');
+  await writeSource(source, Math.max(...workloads.map((w) => w.count * w.size)));
+
+  const database = await createTestDatabase();
+  drops.push(database.drop);
+  const bucket = await createTestBucket();
+  const env: Record<string, string> = {
+    ...serverEnv(path.join(tempRoot, 'data')),
+    RUN_JOBS: 'false',
+    DATABASE_URL: database.url,
+    S3_BUCKET: bucket,
+    S3_ENDPOINT: testS3.endpoint,
+    S3_REGION: testS3.region,
+    S3_ACCESS_KEY_ID: testS3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: testS3.secretAccessKey,
+    S3_FORCE_PATH_STYLE: 'true',
+    ...extraServerEnv(),
+  };
+  // The SDK side uses the client settings the server derives from the same environment.
+  const s3 = loadConfig(env).s3!;
+  const client = new S3Client(s3ClientConfig(s3));
+  const nodeArgs = [
+    ...(await benchServerNodeArgs()),
+    ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+  ];
+  const server = await startChild('server', 'server/main.ts', env, nodeArgs);
+  children.push(server);
+  const radosgwPid = Number(readFileSync(path.join(servicesDir, 'ceph', 'run', 'client.rgw.tus.pid'), 'utf8'));
+  console.log(`server   pid ${server.pid} ${server.url} (S3 ${testS3.endpoint}/${bucket}, part size ${fmt(s3.partSize / MiB, 0)} MiB, Postgres, SCAN=off, RUN_JOBS=false)`);
+  console.log(`sdk      @aws-sdk/lib-storage Upload in the bench process (5 MiB parts, 4 at once), same client settings`);
+  console.log(`radosgw  pid ${radosgwPid}`);
+
+  const side = { client, bucket, server, radosgwPid, source };
+  const warm: Workload = { label: 'warm-up', count: 4, size: 16 * MiB };
+  await runOnce('sdk', warm, side);
+  await runOnce('server', warm, side);
+
+  const runs: Run[] = [];
+  for (let round = 1; round <= repeat; round++) {
+    console.log(`\nround ${round}/${repeat}`);
+    for (const workload of workloads) {
+      const order: Side[] = round % 2 === 1 ? ['sdk', 'server'] : ['server', 'sdk'];
+      for (const which of order) {
+        const run = await runOnce(which, workload, side);
+        runs.push(run);
+        console.log(
+          `  ${workload.label.padEnd(12)} ${which.padEnd(6)} ${fmt(run.mbps, 0).padStart(5)} MB/s  ${fmt(run.seconds, 2).padStart(6)} s  ` +
+            `CPU s: client ${fmt(run.cpu.client, 2)}, server ${fmt(run.cpu.server, 2)}, radosgw ${fmt(run.cpu.radosgw, 2)}`,
+        );
+      }
+    }
+  }
+  report(runs);
+  client.destroy();
+  console.log(`\ntotal ${fmt((performance.now() - started) / 1000, 0)} s`);
+}
+
+interface Sides {
+  client: S3Client;
+  bucket: string;
+  server: ChildServer;
+  radosgwPid: number;
+  source: string;
+}
+
+/** One workload on one side: `count` uploads at once, timed from the first request to the last answer. */
+async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<Run> {
+  const slices: Slice[] = Array.from({ length: workload.count }, (_, i) => ({ file: sides.source, start: i * workload.size, length: workload.size }));
+  const watchServer = watchProcess(sides.server.pid);
+  const watchRadosgw = watchProcess(sides.radosgwPid);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const keys = await Promise.all(
+    slices.map(async (slice, i) => {
+      if (which === 'server') return (await plainUpload(sides.server.url, slice, `bench-${i}.bin`)).split('/').pop()!;
+      const key = `sdk-${Date.now().toString(36)}-${i}`;
+      const body = createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 });
+      await new Upload({ client: sides.client, params: { Bucket: sides.bucket, Key: key, Body: body } }).done();
+      return key;
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const clientCpu = process.cpuUsage(cpu0);
+  const cpu = { client: (clientCpu.user + clientCpu.system) / 1e6, server: watchServer.stop().cpuSeconds, radosgw: watchRadosgw.stop().cpuSeconds };
+  await Promise.all(keys.map((key, i) => expectWhole(sides, key, slices[i]!)));
+  await emptyBucket(sides);
+  return { workload, side: which, seconds, mbps: (workload.count * workload.size) / 1e6 / seconds, cpu };
+}
+
+/** The stored object holds exactly the slice's bytes (sha256 of both, streamed). */
+async function expectWhole(sides: Sides, key: string, slice: Slice): Promise<void> {
+  const { Body } = await sides.client.send(new GetObjectCommand({ Bucket: sides.bucket, Key: key }));
+  const stored = await sha256(Body as NodeJS.ReadableStream);
+  const sent = await sha256(createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 }));
+  if (stored !== sent) throw new Error(`object ${key} does not hold the bytes sent`);
+}
+
+async function sha256(stream: NodeJS.ReadableStream): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Deletes everything in the bucket, so radosgw's RAM store does not fill over the rounds. */
+async function emptyBucket(sides: Sides): Promise<void> {
+  const listed = await sides.client.send(new ListObjectsV2Command({ Bucket: sides.bucket }));
+  const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+  if (keys.length > 0) await sides.client.send(new DeleteObjectsCommand({ Bucket: sides.bucket, Delete: { Objects: keys, Quiet: true } }));
+}
+
+function report(runs: Run[]): void {
+  console.log(`\n## Results: median of ${repeat} round${repeat === 1 ? '' : 's'} (range); MB/s = 10^6 bytes/s; CPU s/GiB during the timed window\n`);
+  console.log('| workload | SDK MB/s | server MB/s | server/SDK | CPU s/GiB SDK side: bench · radosgw | server side: bench · server · radosgw |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  const ratios: Array<{ label: string; ratio: number }> = [];
+  for (const workload of workloads) {
+    const of = (side: Side) => runs.filter((r) => r.workload === workload && r.side === side);
+    const gib = (workload.count * workload.size) / GiB;
+    const mbps = (rs: Run[]) => median(rs.map((r) => r.mbps));
+    const range = (rs: Run[]) => `${fmt(Math.min(...rs.map((r) => r.mbps)), 0)}–${fmt(Math.max(...rs.map((r) => r.mbps)), 0)}`;
+    const cpu = (rs: Run[], key: keyof Run['cpu']) => fmt(median(rs.map((r) => r.cpu[key])) / gib, 1);
+    const [sdk, server] = [of('sdk'), of('server')];
+    const ratio = mbps(server) / mbps(sdk);
+    ratios.push({ label: workload.label, ratio });
+    console.log(
+      `| ${workload.label} | ${fmt(mbps(sdk), 0)} (${range(sdk)}) | ${fmt(mbps(server), 0)} (${range(server)}) | ${fmt(ratio, 2)}× | ` +
+        `${cpu(sdk, 'client')} · ${cpu(sdk, 'radosgw')} | ${cpu(server, 'client')} · ${cpu(server, 'server')} · ${cpu(server, 'radosgw')} |`,
+    );
+  }
+  console.log('\n## Targets');
+  for (const { label, ratio } of ratios) {
+    console.log(`  ${ratio >= TARGET_RATIO ? 'met   ' : 'MISSED'}  ${label}: server/SDK ${fmt(ratio, 2)}× (target ≥ ${TARGET_RATIO}×)`);
+  }
+}
+
+function extraServerEnv(): Record<string, string> {
+  const pairs = (process.env.BENCH_SERVER_ENV ?? '').split(' ').filter(Boolean);
+  return Object.fromEntries(pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
+}
+
+async function cleanup(): Promise<void> {
+  await Promise.all(children.splice(0).map((c) => c.stop().catch(() => undefined)));
+  for (const drop of drops.splice(0)) await drop().catch(() => undefined);
+  await fs.rm(tempRoot, { recursive: true, force: true });
+  if (profileDir) console.log(`\nCPU profile (open in Chrome DevTools or speedscope): ${profileDir}`);
+}
+
+const tempRoot = await reachableTempDir('tus-bench-s3-');
+const profileDir = process.env.BENCH_CPU_PROF ? await fs.mkdtemp(path.join(os.tmpdir(), 'tus-bench-profiles-')) : undefined;
+const children: ChildServer[] = [];
+const drops: Array<() => Promise<void>> = [];
+await runBench(main, children, cleanup);
