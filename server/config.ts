@@ -118,6 +118,10 @@ export interface S3Config {
   secretAccessKey: string | undefined;
   forcePathStyle: boolean;
   partSize: number;
+  /** A part streamed to S3 whose bytes stop arriving this long goes on through a temp file (S3 closes idle requests). */
+  streamIdleMs: number;
+  /** Bytes of streamed parts kept in memory at once (in case a stream fails); past it they go to temp files. */
+  streamBufferBytes: number;
   /** `WHEN_REQUIRED` for radosgw and older MinIO, which answer 411 to trailing checksums. */
   checksums: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
   presignExpiresSeconds: number;
@@ -215,6 +219,8 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
           secretAccessKey: read.string('S3_SECRET_ACCESS_KEY'),
           forcePathStyle: read.boolean('S3_FORCE_PATH_STYLE', false),
           partSize: read.size('S3_PART_SIZE', 8 * MiB, 5 * MiB),
+          streamIdleMs: read.duration('S3_STREAM_IDLE', 10_000),
+          streamBufferBytes: read.size('S3_STREAM_BUFFER', 64 * MiB, 0),
           checksums: read.oneOf('S3_CHECKSUMS', ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const, 'WHEN_REQUIRED'),
           presignExpiresSeconds: Math.round(downloadLinkTtlMs / 1000),
         }
@@ -264,7 +270,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
   if (config.eventsHeartbeatMs < 100) problems.push('EVENTS_HEARTBEAT: must be at least 100ms');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
-    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE']) {
+    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);
     }
   }

@@ -30,7 +30,7 @@ export async function runCommand<Args>(
     const log = createLogger(config.logLevel, 'stderr').child({ command: name });
     const database = await openDatabase(config, log);
     try {
-      code = await run({ db: database.db, config, storage: await createStorage(config), log, lifecycle: createLifecycle(config) }, args);
+      code = await run({ db: database.db, config, storage: await createStorage(config, log), log, lifecycle: createLifecycle(config) }, args);
     } finally {
       await database.close();
     }

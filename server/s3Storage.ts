@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from './config.ts';
+import type { Logger } from './log.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
 import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
@@ -22,6 +23,12 @@ export function s3ClientConfig(s3: S3Config): S3ClientConfig {
   };
 }
 
+/** The SDK's own notes, at debug level: it logs every command at info, and warns on its console by default. */
+function sdkLogger(log: Logger): NonNullable<S3ClientConfig['logger']> {
+  const note = (message: unknown) => log.debug({ sdk: message }, 'S3 client note');
+  return { trace: () => {}, debug: () => {}, info: () => {}, warn: note, error: note };
+}
+
 /** The bucket store (S3_BUCKET); `createStorage` imports this module only then. */
 export class S3Storage implements Storage {
   readonly kind = 's3';
@@ -34,14 +41,17 @@ export class S3Storage implements Storage {
    */
   private readonly presignClient: S3Client;
 
-  constructor(private readonly s3: S3Config, expiresAfterMs: number) {
+  constructor(private readonly s3: S3Config, expiresAfterMs: number, log: Logger) {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
     this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
     this.datastore = new S3UploadStore({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
-      s3ClientConfig: { ...clientConfig, bucket: s3.bucket },
+      streamIdleMs: s3.streamIdleMs,
+      streamBufferBytes: s3.streamBufferBytes,
+      // The SDK tells its console when a streamed part fails; the store already fails or abandons that part.
+      s3ClientConfig: { ...clientConfig, bucket: s3.bucket, logger: sdkLogger(log.child({ part: 's3' })) },
     });
     this.describe = `s3 ${s3.endpoint ?? 'aws'}/${s3.bucket}`;
   }

@@ -1,6 +1,8 @@
+import { createReadStream } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Part } from '@aws-sdk/client-s3';
-import { S3Store, type MetadataValue } from '@tus/s3-store';
+import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
 import { Upload } from '@tus/utils';
 import { currentStoreRequest } from './storeRequest.ts';
 
@@ -15,17 +17,31 @@ interface ListingNote extends Listing {
   written: boolean;
 }
 
+/** How a part of the body ended: stored whole, or cut short with what arrived kept (and why it was cut). */
+type PartOutcome = { stored: Part } | { kept: Listing; failure: unknown };
+
 /**
- * @tus/s3-store, with a PATCH's whole parts streamed to S3 as they arrive instead of through a
- * temp file each, and without asking S3 again what this request already knows. A body whose
- * length its request declares is cut into parts ahead: each part of a known length is an
- * UploadPart whose body is the request's own bytes. What does not fill a part (a chunked client's
- * body, a stored `.part` to prepend, a body of unknown length) takes @tus/s3-store's own path.
- * A part that stops short (the connection dropped, or the lock was handed to a newer request) is
- * abandoned, as @tus/s3-store abandons a part cut by a dropped connection: the offset then is the
- * last whole part's end, and the client resumes from there.
+ * @tus/s3-store, with a PATCH's whole parts streamed to S3 as they arrive instead of written to a
+ * temp file and read back, and without asking S3 again what the request already knows.
+ *
+ * A body whose request declares its length is cut into parts ahead; each part of a known length
+ * is an UploadPart whose body is the request's own bytes. Until S3 holds the part its bytes are
+ * kept (in memory within `streamBufferBytes` for all parts at once, else in a temp file) and read
+ * only when the stream to S3 stopped: a body that ends or drops mid-part keeps what arrived (as
+ * `<id>.part`, as @tus/s3-store would), and a part whose bytes stop coming for `streamIdleMs` (a
+ * slow phone; S3 closes a request idle ~20 s) goes on into its copy and is sent from there. What does not fill a part (a chunked client's body, a stored `.part` to
+ * prepend, a body of unknown length) takes @tus/s3-store's own path.
  */
 export class S3UploadStore extends S3Store {
+  private readonly streamIdleMs: number;
+  private readonly memory: SlabPool;
+
+  constructor({ streamIdleMs, streamBufferBytes, ...options }: Options & { streamIdleMs: number; streamBufferBytes: number }) {
+    super(options);
+    this.streamIdleMs = streamIdleMs;
+    this.memory = new SlabPool(streamBufferBytes);
+  }
+
   /** The info object changes only when a deferred length is declared (maybe on another instance): cache the rest. */
   protected override async getMetadata(id: string): Promise<MetadataValue> {
     const cached = await this.cache.get(id);
@@ -71,11 +87,11 @@ export class S3UploadStore extends S3Store {
   }
 
   override async write(src: Readable, id: string, offset: number): Promise<number> {
-    const request = currentStoreRequest();
+    const bodyLength = currentStoreRequest()?.bodyLength;
     const known = noteOf(id);
     forget(id);
     // Parts are planned from the body's length, and a stored `.part` goes before the new bytes.
-    if (request?.bodyLength === undefined || !known || offsetOf(known) !== offset || known.incompleteSize > 0) {
+    if (bodyLength === undefined || !known || offsetOf(known) !== offset || known.incompleteSize > 0) {
       const reached = await super.write(src, id, offset);
       forget(id);
       return reached;
@@ -84,67 +100,127 @@ export class S3UploadStore extends S3Store {
     const size = metadata.file.size;
     const partSize = this.calcOptimalPartSize(size);
     const body = new BodyReader(src);
-    const streamed: Part[] = [];
-    let partNumber = Math.max(0, ...known.parts.map((part) => part.PartNumber ?? 0)) + 1;
+    const parts = [...known.parts];
     let position = offset;
-    let left = request.bodyLength;
+    let left = bodyLength;
     for (;;) {
       const length = size === undefined ? partSize : Math.min(partSize, size - position);
       if (length <= 0 || length > left) break;
-      const part = await this.streamPart(metadata, body, partNumber, length);
-      if (!part) return finish(offset + sum(streamed), { parts: [...known.parts, ...streamed], incompleteSize: 0 });
-      streamed.push(part);
-      partNumber++;
+      const outcome = await this.storePart(metadata, body, nextPartNumber(parts), length);
+      if ('kept' in outcome) {
+        note(id, { parts: [...parts, ...outcome.kept.parts], incompleteSize: outcome.kept.incompleteSize, written: true });
+        if (outcome.failure) throw outcome.failure;
+        return offsetOf(noteOf(id)!);
+      }
+      parts.push(outcome.stored);
       position += length;
       left -= length;
     }
-    const parts = [...known.parts, ...streamed];
     // Less than a part left in this body: @tus/s3-store keeps it in `<id>.part` until the next request.
-    const tail = left > 0 ? await this.uploadParts(metadata, body.rest(), partNumber, position) : 0;
-    const newOffset = position + tail;
-    if (size === newOffset) {
+    const tail = left > 0 ? await this.uploadParts(metadata, body.rest(), nextPartNumber(parts), position) : 0;
+    const reached = position + tail;
+    if (size === reached) {
       await this.finishMultipartUpload(metadata, tail > 0 ? await this.retrieveParts(id) : parts);
       await this.completeMetadata(metadata.file);
       await this.clearCache(id);
       forget(id);
-      return newOffset;
+    } else if (tail === 0) {
+      note(id, { parts, incompleteSize: 0, written: true });
     }
-    return finish(newOffset, tail > 0 ? undefined : { parts, incompleteSize: 0 });
+    return reached;
+  }
 
-    function finish(reached: number, listing: Listing | undefined): number {
-      if (listing) note(id, { ...listing, written: true });
-      return reached;
+  /** The next `length` bytes of the body as part `partNumber`: streamed, or finished from its copy. */
+  private async storePart(metadata: MetadataValue, body: BodyReader, partNumber: number, length: number): Promise<PartOutcome> {
+    const copy = new PartCopy(this.memory, () => this.uniqueTmpFileName('tus-s3-part-'));
+    try {
+      const streamed = await this.streamPart(metadata, body, copy, partNumber, length);
+      if ('stored' in streamed) return streamed;
+      let failure = streamed.failure;
+      // S3 stopped, or the body paused too long: the rest of the part goes into the copy only.
+      if (failure instanceof StreamIdle || !isBodyFailure(failure)) {
+        failure = undefined;
+        try {
+          for await (const piece of body.take(length - copy.size, copy));
+        } catch (error) {
+          failure = error;
+        }
+      }
+      if (copy.size === length || copy.size >= this.minPartSize) {
+        const part = await this.sendPart(metadata, partNumber, await copy.reader(), copy.size);
+        return copy.size === length ? { stored: part } : { kept: { parts: [part], incompleteSize: 0 }, failure: bodyFailure(failure) };
+      }
+      if (copy.size > 0) {
+        const Key = this.partKey(metadata.file.id, true);
+        await this.client.putObject({ Bucket: this.bucket, Key, Body: await copy.reader(), ContentLength: copy.size, Tagging: this.useCompleteTag('false') });
+      }
+      return { kept: { parts: [], incompleteSize: copy.size }, failure: bodyFailure(failure) };
+    } finally {
+      await copy.release();
     }
   }
 
-  /**
-   * Sends the next `length` bytes of the body as part `partNumber`. Resolves with the part once
-   * S3 holds it, or undefined when the body ended first (nothing of the part is kept); rejects when
-   * the body failed (the client's connection dropped) or S3 refused the part.
-   */
-  private async streamPart(metadata: MetadataValue, body: BodyReader, partNumber: number, length: number): Promise<Part | undefined> {
+  private async sendPart(metadata: MetadataValue, partNumber: number, body: Readable, length: number, abortSignal?: AbortSignal): Promise<Part> {
+    const { ETag } = await this.client.uploadPart(
+      { Bucket: this.bucket, Key: metadata.file.id, UploadId: metadata['upload-id'], PartNumber: partNumber, Body: body, ContentLength: length },
+      { abortSignal },
+    );
+    return { PartNumber: partNumber, ETag, Size: length };
+  }
+
+  /** One UploadPart fed from the body as it arrives (and into `copy`); resolves with the part or why it stopped. */
+  private async streamPart(
+    metadata: MetadataValue,
+    body: BodyReader,
+    copy: PartCopy,
+    partNumber: number,
+    length: number,
+  ): Promise<{ stored: Part } | { failure: unknown }> {
     const permit = await this.partUploadSemaphore.acquire();
     const abort = new AbortController();
+    const pieces = body.take(length, copy);
     // The SDK pipes the body into its request, and a pipe does not pass a source's failure on.
-    const source = Readable.from(body.take(length), { objectMode: false }).once('error', (error) => abort.abort(error));
+    const source = Readable.from(pieces, { objectMode: false }).once('error', (error) => abort.abort(error));
+    let seen = -1;
+    const idle = setInterval(() => {
+      if (copy.size === seen) abort.abort(new StreamIdle());
+      seen = copy.size;
+    }, this.streamIdleMs);
     try {
-      const { ETag } = await this.client.uploadPart(
-        { Bucket: this.bucket, Key: metadata.file.id, UploadId: metadata['upload-id'], PartNumber: partNumber, Body: source, ContentLength: length },
-        { abortSignal: abort.signal },
-      );
-      return { PartNumber: partNumber, ETag, Size: length };
+      return { stored: await this.sendPart(metadata, partNumber, source, length, abort.signal) };
     } catch (error) {
-      if (abort.signal.reason instanceof BodyEnded) return undefined;
-      throw abort.signal.aborted ? abort.signal.reason : error;
+      return { failure: abort.signal.aborted ? abort.signal.reason : error };
     } finally {
+      clearInterval(idle);
       source.destroy();
+      // Until the pieces are done with the body, nothing else may read it.
+      await pieces.return(undefined).catch(() => undefined);
       await permit.release();
     }
   }
 }
 
-/** The body ended before the bytes a part was promised. */
+const copyBatchBytes = 256 * 1024;
+
+/** The body paused longer than `streamIdleMs` in the middle of a streamed part. */
+class StreamIdle extends Error {}
+
+/** The body ended before the bytes its request declared. */
 class BodyEnded extends Error {}
+
+/** Whether a part stopped because of the client's body (ended or dropped), not S3 or a pause. */
+function isBodyFailure(failure: unknown): boolean {
+  return failure instanceof BodyEnded || (failure instanceof Error && failure.name === 'AbortError' && !(failure instanceof StreamIdle));
+}
+
+/** What `write` reports of a body that stopped: a clean early end is not an error (the offset says it). */
+function bodyFailure(failure: unknown): unknown {
+  return failure instanceof BodyEnded ? undefined : failure;
+}
+
+function nextPartNumber(parts: Part[]): number {
+  return Math.max(0, ...parts.map((part) => part.PartNumber ?? 0)) + 1;
+}
 
 /** Reads a body in pieces of exact lengths, chunk by chunk as it arrives (no copies). */
 class BodyReader {
@@ -155,27 +231,30 @@ class BodyReader {
     this.chunks = src[Symbol.asyncIterator]();
   }
 
-  async *take(length: number): AsyncGenerator<Buffer> {
+  /** The next `length` bytes, each piece added to `copy` before it is handed on. */
+  async *take(length: number, copy?: PartCopy): AsyncGenerator<Buffer, void, undefined> {
     let left = length;
     while (left > 0) {
       const chunk = this.leftover ?? (await this.chunks.next()).value;
       this.leftover = undefined;
-      if (!chunk) throw new BodyEnded(`the body ended ${left} bytes short of a part`);
+      if (!chunk) throw new BodyEnded(`the body ended ${left} bytes short`);
       if (chunk.length > left) this.leftover = chunk.subarray(left);
-      yield chunk.length > left ? chunk.subarray(0, left) : chunk;
-      left -= Math.min(left, chunk.length);
+      const piece = chunk.length > left ? chunk.subarray(0, left) : chunk;
+      left -= piece.length;
+      const copying = copy?.add(piece);
+      if (copying) await copying;
+      yield piece;
     }
   }
 
-  /** The rest of the body, from where the parts taken so far ended. */
+  /** The rest of the body, from where the pieces taken so far ended. */
   rest(): Readable {
     const { chunks } = this;
-    let first = this.leftover;
+    const first = this.leftover;
     this.leftover = undefined;
     return Readable.from(
       (async function* () {
         if (first) yield first;
-        first = undefined;
         for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
       })(),
       { objectMode: false },
@@ -183,12 +262,125 @@ class BodyReader {
   }
 }
 
-function offsetOf(listing: Listing): number {
-  return sum(listing.parts) + listing.incompleteSize;
+/**
+ * Memory for the copies of streamed parts: slabs of 256 KiB, at most `bytes` of them lent at once,
+ * reused from part to part and let go after a while without parts. Copying into long-lived slabs
+ * costs a memcpy; keeping the request's own chunks instead made them outlive V8's young
+ * generation, and the full GCs that then freed them cost more than the copy.
+ */
+class SlabPool {
+  private idle: Buffer[] = [];
+  private lent = 0;
+  private readonly letGo = setTimeout(() => {
+    if (this.lent === 0) this.idle = [];
+  }, 10_000).unref();
+
+  constructor(private readonly bytes: number) {}
+
+  take(): Buffer | undefined {
+    if ((this.lent + 1) * copyBatchBytes > this.bytes) return undefined;
+    this.lent++;
+    return this.idle.pop() ?? Buffer.allocUnsafeSlow(copyBatchBytes);
+  }
+
+  give(slabs: Buffer[]): void {
+    this.lent -= slabs.length;
+    this.idle.push(...slabs);
+    if (this.lent === 0) this.letGo.refresh();
+  }
 }
 
-function sum(parts: Part[]): number {
-  return parts.reduce((total, part) => total + (part.Size ?? 0), 0);
+/**
+ * A part's bytes as they went by, until S3 holds the part: in slabs of the pool while it has
+ * some, else in a temp file written 256 KiB per call (larger writes are slower here, smaller ones
+ * cost a call each).
+ */
+class PartCopy {
+  size = 0;
+  private slabs: Buffer[] = [];
+  /** Bytes used of the last slab. */
+  private filled = copyBatchBytes;
+  /** Once in a file: the pieces not written yet. */
+  private pieces: Buffer[] = [];
+  private piecesBytes = 0;
+  private file: { path: string; handle: FileHandle } | undefined;
+
+  constructor(
+    private readonly memory: SlabPool,
+    private readonly tempFileName: () => Promise<string>,
+  ) {}
+
+  /** Returns a promise only when it writes to the file (the memory path costs no turn of the event loop). */
+  add(piece: Buffer): Promise<void> | undefined {
+    this.size += piece.length;
+    const rest = this.file ? piece : this.copyIn(piece);
+    if (rest.length === 0) return undefined;
+    this.pieces.push(rest);
+    this.piecesBytes += rest.length;
+    return this.file && this.piecesBytes < copyBatchBytes ? undefined : this.write();
+  }
+
+  async reader(): Promise<Readable> {
+    if (!this.file) return Readable.from(this.held(), { objectMode: false });
+    await this.write();
+    return createReadStream(this.file.path, { highWaterMark: copyBatchBytes });
+  }
+
+  async release(): Promise<void> {
+    this.memory.give(this.slabs);
+    this.slabs = [];
+    if (!this.file) return;
+    await this.file.handle.close().catch(() => undefined);
+    await fs.rm(this.file.path, { force: true });
+  }
+
+  /** Copies what the pool has room for; returns the rest. */
+  private copyIn(piece: Buffer): Buffer {
+    let at = 0;
+    while (at < piece.length) {
+      if (this.filled === copyBatchBytes) {
+        const slab = this.memory.take();
+        if (!slab) break;
+        this.slabs.push(slab);
+        this.filled = 0;
+      }
+      const copied = piece.copy(this.slabs.at(-1)!, this.filled, at);
+      this.filled += copied;
+      at += copied;
+    }
+    return piece.subarray(at);
+  }
+
+  /** The bytes in the slabs, in order. */
+  private held(): Buffer[] {
+    return this.slabs.map((slab, i) => (i === this.slabs.length - 1 ? slab.subarray(0, this.filled) : slab));
+  }
+
+  /** Into the file: the slabs first (then given back), then the pieces. */
+  private async write(): Promise<void> {
+    if (!this.file) {
+      const path = await this.tempFileName();
+      this.file = { path, handle: await fs.open(path, 'w') };
+      this.pieces.unshift(...this.held());
+      this.piecesBytes += this.held().reduce((total, slab) => total + slab.length, 0);
+    }
+    const { handle, path } = this.file;
+    while (this.pieces.length > 0) {
+      let bytes = 0;
+      let count = 0;
+      while (count < this.pieces.length && (count === 0 || bytes + this.pieces[count]!.length <= copyBatchBytes)) bytes += this.pieces[count++]!.length;
+      const { bytesWritten } = await handle.writev(this.pieces.slice(0, count));
+      if (bytesWritten !== bytes) throw new Error(`temp file ${path}: wrote ${bytesWritten} of ${bytes} bytes`);
+      this.pieces.splice(0, count);
+      this.piecesBytes -= bytes;
+    }
+    this.memory.give(this.slabs);
+    this.slabs = [];
+  }
+}
+
+function offsetOf(listing: Listing): number {
+  return listing.parts.reduce((total, part) => total + (part.Size ?? 0), 0) + listing.incompleteSize;
 }
 
 function noteOf(id: string): ListingNote | undefined {

@@ -45,7 +45,7 @@ export function createLifecycle(config: Config): UploadLifecycle {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
-  const storage = await createStorage(config);
+  const storage = await createStorage(config, log);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import type { DataStore } from '@tus/utils';
 import type { Config } from './config.ts';
+import type { Logger } from './log.ts';
 
 /** Where stored bytes can be read from when a client asks for them. */
 export type Located =
@@ -80,10 +81,10 @@ export function outputKey(uploadId: string, name: string): string {
 }
 
 /** The folder store, or S3's (its SDK is loaded only then: ~10 MB a folder-store server never needs). */
-export async function createStorage(config: Config): Promise<Storage> {
+export async function createStorage(config: Config, log: Logger): Promise<Storage> {
   if (!config.s3) return new FolderStorage(config.dataDir, config.uploadExpiresAfterMs);
   const { S3Storage } = await import('./s3Storage.ts');
-  return new S3Storage(config.s3, config.uploadExpiresAfterMs);
+  return new S3Storage(config.s3, config.uploadExpiresAfterMs, log);
 }
 
 class FolderStorage implements Storage {

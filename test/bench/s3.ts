@@ -13,6 +13,7 @@
 //   BENCH_SCALE=1        divide every size by this (e.g. 4 for a quick smoke run)
 //   BENCH_ONLY           run only the workloads whose label starts with this (e.g. "16")
 //   BENCH_SERVER_ENV     extra server settings, "NAME=value NAME=value" (e.g. S3_PART_SIZE=16MiB)
+//   BENCH_TRACE_GC=1     run the server with --trace-gc and count its full GCs
 //   BENCH_CPU_PROF=1     start the server with --cpu-prof; the profile is kept in a temp dir
 //   BENCH_LOG_LEVEL=warn LOG_LEVEL of the server
 //   BENCH_VERBOSE=1      echo the server's output
@@ -35,6 +36,7 @@ import { runBench, startChild, watchProcess, type ChildServer } from './processe
 const TARGET_RATIO = 0.8;
 const repeat = positiveInt('BENCH_REPEAT', 3);
 const scale = positiveInt('BENCH_SCALE', 1);
+const traceGc = process.env.BENCH_TRACE_GC === '1';
 
 interface Workload {
   label: string;
@@ -54,6 +56,8 @@ interface Run {
   mbps: number;
   /** CPU seconds during the timed window: the bench process (the clients), the server, radosgw. */
   cpu: { client: number; server: number; radosgw: number };
+  /** The server's full GCs during the window (with BENCH_TRACE_GC=1). */
+  markCompacts: number;
 }
 
 async function main(): Promise<void> {
@@ -83,6 +87,7 @@ async function main(): Promise<void> {
   const nodeArgs = [
     ...(await benchServerNodeArgs()),
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    ...(traceGc ? ['--trace-gc'] : []),
   ];
   const server = await startChild('server', 'server/main.ts', env, nodeArgs);
   children.push(server);
@@ -106,7 +111,8 @@ async function main(): Promise<void> {
         runs.push(run);
         console.log(
           `  ${workload.label.padEnd(12)} ${which.padEnd(6)} ${fmt(run.mbps, 0).padStart(5)} MB/s  ${fmt(run.seconds, 2).padStart(6)} s  ` +
-            `CPU s: client ${fmt(run.cpu.client, 2)}, server ${fmt(run.cpu.server, 2)}, radosgw ${fmt(run.cpu.radosgw, 2)}`,
+            `CPU s: client ${fmt(run.cpu.client, 2)}, server ${fmt(run.cpu.server, 2)}, radosgw ${fmt(run.cpu.radosgw, 2)}` +
+            (traceGc && which === 'server' ? `  server full GCs ${run.markCompacts}` : ''),
         );
       }
     }
@@ -127,6 +133,7 @@ interface Sides {
 /** One workload on one side: `count` uploads at once, timed from the first request to the last answer. */
 async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<Run> {
   const slices: Slice[] = Array.from({ length: workload.count }, (_, i) => ({ file: sides.source, start: i * workload.size, length: workload.size }));
+  const gc0 = sides.server.gcCount().markCompacts;
   const watchServer = watchProcess(sides.server.pid);
   const watchRadosgw = watchProcess(sides.radosgwPid);
   const cpu0 = process.cpuUsage();
@@ -143,9 +150,10 @@ async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<R
   const seconds = (performance.now() - t0) / 1000;
   const clientCpu = process.cpuUsage(cpu0);
   const cpu = { client: (clientCpu.user + clientCpu.system) / 1e6, server: watchServer.stop().cpuSeconds, radosgw: watchRadosgw.stop().cpuSeconds };
+  const markCompacts = sides.server.gcCount().markCompacts - gc0;
   await Promise.all(keys.map((key, i) => expectWhole(sides, key, slices[i]!)));
   await emptyBucket(sides);
-  return { workload, side: which, seconds, mbps: (workload.count * workload.size) / 1e6 / seconds, cpu };
+  return { workload, side: which, seconds, mbps: (workload.count * workload.size) / 1e6 / seconds, cpu, markCompacts };
 }
 
 /** The stored object holds exactly the slice's bytes (sha256 of both, streamed). */
