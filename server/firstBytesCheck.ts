@@ -58,7 +58,10 @@ async function resumedHead({ config, storage, log }: HookContext, ctx: Parameter
   // The record's offset lags the store's, never leads it: past the sample here means checked.
   if (upload.offset >= wanted) return undefined;
   // Gone from the store, or at the wrong offset: @tus/server's to answer (404, 409), and it stores nothing.
-  const offset = (await storage.datastore.getUpload(upload.id).catch(() => undefined))?.offset;
+  // A PATCH to offset 0 of an upload recorded at 0 needs no lookup: were the store ahead of the record,
+  // @tus/server would answer 409 and store nothing, whatever this check made of the bytes.
+  const offset =
+    upload.offset === 0 && ctx.get('Upload-Offset') === '0' ? 0 : (await storage.datastore.getUpload(upload.id).catch(() => undefined))?.offset;
   if (offset === undefined || offset >= wanted || ctx.get('Upload-Offset') !== String(offset)) return undefined;
   // The early check only saves a transfer: if the stored head cannot be read, the full inspection decides.
   const stored =

@@ -48,6 +48,9 @@ export class S3Storage implements Storage {
     this.datastore = new S3UploadStore({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
+      // Tags let a bucket lifecycle rule expire unfinished uploads; the cleanup job does that here,
+      // and a tagged store rewrites every finished upload's info object once more.
+      useTags: false,
       streamIdleMs: s3.streamIdleMs,
       streamBufferBytes: s3.streamBufferBytes,
       // The SDK tells its console when a streamed part fails; the store already fails or abandons that part.

@@ -231,7 +231,7 @@ class BodyReader {
     this.chunks = src[Symbol.asyncIterator]();
   }
 
-  /** The next `length` bytes, each piece added to `copy` before it is handed on. */
+  /** The next `length` bytes; with a `copy`, what it says to send once each piece is in it. */
   async *take(length: number, copy?: PartCopy): AsyncGenerator<Buffer, void, undefined> {
     let left = length;
     while (left > 0) {
@@ -243,7 +243,8 @@ class BodyReader {
       left -= piece.length;
       const copying = copy?.add(piece);
       if (copying) await copying;
-      yield piece;
+      if (!copy) yield piece;
+      else for (const out of copy.out(left === 0)) yield out;
     }
   }
 
@@ -300,8 +301,11 @@ class PartCopy {
   private slabs: Buffer[] = [];
   /** Bytes used of the last slab. */
   private filled = copyBatchBytes;
-  /** Once in a file: the pieces not written yet. */
+  /** Slabs handed on to be sent (all, once in a file). */
+  private slabsOut = 0;
+  /** Once in a file: the pieces not written yet, and those not handed on yet. */
   private pieces: Buffer[] = [];
+  private unsent: Buffer[] = [];
   private piecesBytes = 0;
   private file: { path: string; handle: FileHandle } | undefined;
 
@@ -316,8 +320,22 @@ class PartCopy {
     const rest = this.file ? piece : this.copyIn(piece);
     if (rest.length === 0) return undefined;
     this.pieces.push(rest);
+    this.unsent.push(rest);
     this.piecesBytes += rest.length;
     return this.file && this.piecesBytes < copyBatchBytes ? undefined : this.write();
+  }
+
+  /**
+   * What to send on: whole slabs (a socket write of 256 KiB rather than one per 64 KiB chunk), the
+   * last one at the part's end; once in a file, every slab and then the pieces as they come.
+   */
+  out(final: boolean): Buffer[] {
+    const ready = final || this.file || this.filled === copyBatchBytes ? this.slabs.length : this.slabs.length - 1;
+    const views = this.held().slice(this.slabsOut, Math.max(this.slabsOut, ready));
+    this.slabsOut = Math.max(this.slabsOut, ready);
+    views.push(...this.unsent);
+    this.unsent = [];
+    return views;
   }
 
   async reader(): Promise<Readable> {
@@ -356,7 +374,7 @@ class PartCopy {
     return this.slabs.map((slab, i) => (i === this.slabs.length - 1 ? slab.subarray(0, this.filled) : slab));
   }
 
-  /** Into the file: the slabs first (then given back), then the pieces. */
+  /** Into the file: the slabs first (given back with the part: some may not be sent yet), then the pieces. */
   private async write(): Promise<void> {
     if (!this.file) {
       const path = await this.tempFileName();
@@ -374,8 +392,6 @@ class PartCopy {
       this.pieces.splice(0, count);
       this.piecesBytes -= bytes;
     }
-    this.memory.give(this.slabs);
-    this.slabs = [];
   }
 }
 
