@@ -17,6 +17,15 @@ interface ListingNote extends Listing {
   written: boolean;
 }
 
+interface StreamOptions {
+  /** A streamed part whose bytes stop coming this long goes on from its copy (S3 closes a request idle ~20 s). */
+  streamIdleMs: number;
+  /** Memory for the copies of all streamed parts at once; past it they go to temp files. */
+  streamBufferBytes: number;
+  /** Parts streamed at once; more go through their copies. */
+  maxStreams?: number;
+}
+
 /** How a part of the body ended: stored whole, or cut short with what arrived kept (and why it was cut). */
 type PartOutcome = { stored: Part } | { kept: Listing; failure: unknown };
 
@@ -29,17 +38,21 @@ type PartOutcome = { stored: Part } | { kept: Listing; failure: unknown };
  * kept (in memory within `streamBufferBytes` for all parts at once, else in a temp file) and read
  * only when the stream to S3 stopped: a body that ends or drops mid-part keeps what arrived (as
  * `<id>.part`, as @tus/s3-store would), and a part whose bytes stop coming for `streamIdleMs` (a
- * slow phone; S3 closes a request idle ~20 s) goes on into its copy and is sent from there. What does not fill a part (a chunked client's body, a stored `.part` to
+ * stalled phone) goes on into its copy and is sent from there, as are the parts that find
+ * `maxStreams` parts streaming already. What does not fill a part (a chunked client's body, a stored `.part` to
  * prepend, a body of unknown length) takes @tus/s3-store's own path.
  */
 export class S3UploadStore extends S3Store {
   private readonly streamIdleMs: number;
   private readonly memory: SlabPool;
+  private readonly maxStreams: number;
+  private streams = 0;
 
-  constructor({ streamIdleMs, streamBufferBytes, ...options }: Options & { streamIdleMs: number; streamBufferBytes: number }) {
+  constructor({ streamIdleMs, streamBufferBytes, maxStreams = maxStreamedParts, ...options }: Options & StreamOptions) {
     super(options);
     this.streamIdleMs = streamIdleMs;
     this.memory = new SlabPool(streamBufferBytes);
+    this.maxStreams = maxStreams;
   }
 
   /** The info object changes only when a deferred length is declared (maybe on another instance): cache the rest. */
@@ -134,11 +147,11 @@ export class S3UploadStore extends S3Store {
   private async storePart(metadata: MetadataValue, body: BodyReader, partNumber: number, length: number): Promise<PartOutcome> {
     const copy = new PartCopy(this.memory, () => this.uniqueTmpFileName('tus-s3-part-'));
     try {
-      const streamed = await this.streamPart(metadata, body, copy, partNumber, length);
+      const streamed = this.streams < this.maxStreams ? await this.streamPart(metadata, body, copy, partNumber, length) : { failure: new NoStream() };
       if ('stored' in streamed) return streamed;
       let failure = streamed.failure;
-      // S3 stopped, or the body paused too long: the rest of the part goes into the copy only.
-      if (failure instanceof StreamIdle || !isBodyFailure(failure)) {
+      // S3 stopped, the body paused too long, or no stream was free: the rest of the part goes into the copy only.
+      if (!isBodyFailure(failure)) {
         failure = undefined;
         try {
           for await (const piece of body.take(length - copy.size, copy));
@@ -176,14 +189,14 @@ export class S3UploadStore extends S3Store {
     partNumber: number,
     length: number,
   ): Promise<{ stored: Part } | { failure: unknown }> {
-    const permit = await this.partUploadSemaphore.acquire();
+    this.streams++;
     const abort = new AbortController();
     const pieces = body.take(length, copy);
     // The SDK pipes the body into its request, and a pipe does not pass a source's failure on.
     const source = Readable.from(pieces, { objectMode: false }).once('error', (error) => abort.abort(error));
     let seen = -1;
     const idle = setInterval(() => {
-      if (copy.size === seen) abort.abort(new StreamIdle());
+      if (copy.size === seen) abort.abort(new NoStream(`no byte for ${this.streamIdleMs} ms`));
       seen = copy.size;
     }, this.streamIdleMs);
     try {
@@ -195,22 +208,28 @@ export class S3UploadStore extends S3Store {
       source.destroy();
       // Until the pieces are done with the body, nothing else may read it.
       await pieces.return(undefined).catch(() => undefined);
-      await permit.release();
+      this.streams--;
     }
   }
 }
 
 const copyBatchBytes = 256 * 1024;
 
-/** The body paused longer than `streamIdleMs` in the middle of a streamed part. */
-class StreamIdle extends Error {}
+/**
+ * Parts streamed at once, per process: each holds one of the SDK agent's 50 sockets for as long
+ * as its client takes (minutes for a slow phone); the others stay for parts sent from their copies.
+ */
+const maxStreamedParts = 32;
+
+/** A part not streamed, or not to the end: none was free, or its body paused longer than `streamIdleMs`. */
+class NoStream extends Error {}
 
 /** The body ended before the bytes its request declared. */
 class BodyEnded extends Error {}
 
 /** Whether a part stopped because of the client's body (ended or dropped), not S3 or a pause. */
 function isBodyFailure(failure: unknown): boolean {
-  return failure instanceof BodyEnded || (failure instanceof Error && failure.name === 'AbortError' && !(failure instanceof StreamIdle));
+  return failure instanceof BodyEnded || (failure instanceof Error && failure.name === 'AbortError');
 }
 
 /** What `write` reports of a body that stopped: a clean early end is not an error (the offset says it). */

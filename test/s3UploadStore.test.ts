@@ -49,8 +49,8 @@ afterEach(() => {
  * A store and the S3 commands its client sends; a body sent from a temp file is marked `(file)`,
  * one streamed from the request `(stream)`.
  */
-function makeStore({ streamIdleMs = 10_000, size = partSize, buffer = 64 * MiB } = {}): { store: S3UploadStore; commands: string[] } {
-  const store = new S3UploadStore({ partSize: size, streamIdleMs, streamBufferBytes: buffer, expirationPeriodInMilliseconds: 3_600_000, useTags: false, s3ClientConfig: { ...testS3ClientConfig(), bucket } });
+function makeStore({ streamIdleMs = 10_000, size = partSize, buffer = 64 * MiB, maxStreams = 32 } = {}): { store: S3UploadStore; commands: string[] } {
+  const store = new S3UploadStore({ partSize: size, streamIdleMs, streamBufferBytes: buffer, maxStreams, expirationPeriodInMilliseconds: 3_600_000, useTags: false, s3ClientConfig: { ...testS3ClientConfig(), bucket } });
   const commands: string[] = [];
   (store as unknown as { client: S3 }).client.middlewareStack.add(
     (next, context) => (args) => {
@@ -173,6 +173,29 @@ describe('S3UploadStore', () => {
       expect(await fs.readdir(process.env.TMPDIR)).toEqual([]);
     });
   }
+
+  it('parts beyond the streams allowed at once go through their copies; every file whole', async () => {
+    const { store, commands } = makeStore({ maxStreams: 1, buffer: 0 });
+    const files = [randomBytes(partSize), randomBytes(partSize)];
+    const ids = await Promise.all(files.map((data) => created(store, data.length)));
+    commands.length = 0;
+    // The first holds the only stream while it trickles; the second arrives meanwhile.
+    const slow = Readable.from(
+      (async function* () {
+        for (let i = 0; i < partSize; i += 256 * 1024) {
+          await new Promise((r) => setTimeout(r, 20));
+          yield files[0]!.subarray(i, i + 256 * 1024);
+        }
+      })(),
+      { objectMode: false },
+    );
+    const first = patch(store, ids[0]!, slow, partSize);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await patch(store, ids[1]!, bodyOf(files[1]!), partSize)).toBe(partSize);
+    expect(await first).toBe(partSize);
+    expect(commands.filter((c) => c.startsWith('UploadPart')).sort()).toEqual(['UploadPart (file)', 'UploadPart (stream)']);
+    for (const [i, data] of files.entries()) expect(sha256(await stored(ids[i]!))).toBe(sha256(data));
+  });
 
   it('a deferred length: whole parts streamed, the rest kept until the length is declared', async () => {
     const { store } = makeStore();

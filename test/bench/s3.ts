@@ -12,6 +12,8 @@
 //   BENCH_REPEAT=3       rounds; each workload runs once per round on each side (the order alternates)
 //   BENCH_SCALE=1        divide every size by this (e.g. 4 for a quick smoke run)
 //   BENCH_ONLY           run only the workloads whose label starts with this (e.g. "16")
+//   BENCH_BASELINE_DIR   another checkout (with node_modules) run as a third side, "before", with the
+//                        same settings, e.g. the commit before a change: `git archive <rev> | tar -x -C dir`
 //   BENCH_SERVER_ENV     extra server settings, "NAME=value NAME=value" (e.g. S3_PART_SIZE=16MiB)
 //   BENCH_TRACE_GC=1     run the server with --trace-gc and count its full GCs
 //   BENCH_CPU_PROF=1     start the server with --cpu-prof; the profile is kept in a temp dir
@@ -48,7 +50,7 @@ const workloads: Workload[] = [
   { label: '16 × 16 MiB', count: 16, size: (16 * MiB) / scale },
 ].filter((w) => !process.env.BENCH_ONLY || w.label.startsWith(process.env.BENCH_ONLY));
 
-type Side = 'sdk' | 'server';
+type Side = 'sdk' | 'server' | 'before';
 interface Run {
   workload: Workload;
   side: Side;
@@ -91,33 +93,37 @@ async function main(): Promise<void> {
   ];
   const server = await startChild('server', 'server/main.ts', env, nodeArgs);
   children.push(server);
+  const baselineDir = process.env.BENCH_BASELINE_DIR ? path.resolve(process.env.BENCH_BASELINE_DIR) : undefined;
+  const before = baselineDir ? await startChild('before', 'server/main.ts', env, nodeArgs, { cwd: baselineDir }) : undefined;
+  if (before) children.push(before);
   const radosgwPid = Number(readFileSync(path.join(servicesDir, 'ceph', 'run', 'client.rgw.tus.pid'), 'utf8'));
   console.log(`server   pid ${server.pid} ${server.url} (S3 ${testS3.endpoint}/${bucket}, part size ${fmt(s3.partSize / MiB, 0)} MiB, Postgres, SCAN=off, RUN_JOBS=false)`);
   console.log(`sdk      @aws-sdk/lib-storage Upload in the bench process (5 MiB parts, 4 at once), same client settings`);
+  if (before) console.log(`before   pid ${before.pid} ${before.url} (${baselineDir}, the same settings and database)`);
   console.log(`radosgw  pid ${radosgwPid}`);
 
-  const side = { client, bucket, server, radosgwPid, source };
+  const side = { client, bucket, servers: { server, before }, radosgwPid, source };
+  const sides: Side[] = before ? ['sdk', 'server', 'before'] : ['sdk', 'server'];
   const warm: Workload = { label: 'warm-up', count: 4, size: 16 * MiB };
-  await runOnce('sdk', warm, side);
-  await runOnce('server', warm, side);
+  for (const which of sides) await runOnce(which, warm, side);
 
   const runs: Run[] = [];
   for (let round = 1; round <= repeat; round++) {
     console.log(`\nround ${round}/${repeat}`);
     for (const workload of workloads) {
-      const order: Side[] = round % 2 === 1 ? ['sdk', 'server'] : ['server', 'sdk'];
+      const order = round % 2 === 1 ? sides : [...sides].reverse();
       for (const which of order) {
         const run = await runOnce(which, workload, side);
         runs.push(run);
         console.log(
           `  ${workload.label.padEnd(12)} ${which.padEnd(6)} ${fmt(run.mbps, 0).padStart(5)} MB/s  ${fmt(run.seconds, 2).padStart(6)} s  ` +
             `CPU s: client ${fmt(run.cpu.client, 2)}, server ${fmt(run.cpu.server, 2)}, radosgw ${fmt(run.cpu.radosgw, 2)}` +
-            (traceGc && which === 'server' ? `  server full GCs ${run.markCompacts}` : ''),
+            (traceGc && which !== 'sdk' ? `  server full GCs ${run.markCompacts}` : ''),
         );
       }
     }
   }
-  report(runs);
+  report(runs, sides);
   client.destroy();
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000, 0)} s`);
 }
@@ -125,7 +131,7 @@ async function main(): Promise<void> {
 interface Sides {
   client: S3Client;
   bucket: string;
-  server: ChildServer;
+  servers: { server: ChildServer; before: ChildServer | undefined };
   radosgwPid: number;
   source: string;
 }
@@ -133,14 +139,16 @@ interface Sides {
 /** One workload on one side: `count` uploads at once, timed from the first request to the last answer. */
 async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<Run> {
   const slices: Slice[] = Array.from({ length: workload.count }, (_, i) => ({ file: sides.source, start: i * workload.size, length: workload.size }));
-  const gc0 = sides.server.gcCount().markCompacts;
-  const watchServer = watchProcess(sides.server.pid);
+  // The SDK side is measured with the server idle beside it.
+  const server = which === 'before' ? sides.servers.before! : sides.servers.server;
+  const gc0 = server.gcCount().markCompacts;
+  const watchServer = watchProcess(server.pid);
   const watchRadosgw = watchProcess(sides.radosgwPid);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const keys = await Promise.all(
     slices.map(async (slice, i) => {
-      if (which === 'server') return (await plainUpload(sides.server.url, slice, `bench-${i}.bin`)).split('/').pop()!;
+      if (which !== 'sdk') return (await plainUpload(server.url, slice, `bench-${i}.bin`)).split('/').pop()!;
       const key = `sdk-${Date.now().toString(36)}-${i}`;
       const body = createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 });
       await new Upload({ client: sides.client, params: { Bucket: sides.bucket, Key: key, Body: body } }).done();
@@ -150,7 +158,7 @@ async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<R
   const seconds = (performance.now() - t0) / 1000;
   const clientCpu = process.cpuUsage(cpu0);
   const cpu = { client: (clientCpu.user + clientCpu.system) / 1e6, server: watchServer.stop().cpuSeconds, radosgw: watchRadosgw.stop().cpuSeconds };
-  const markCompacts = sides.server.gcCount().markCompacts - gc0;
+  const markCompacts = server.gcCount().markCompacts - gc0;
   await Promise.all(keys.map((key, i) => expectWhole(sides, key, slices[i]!)));
   await emptyBucket(sides);
   return { workload, side: which, seconds, mbps: (workload.count * workload.size) / 1e6 / seconds, cpu, markCompacts };
@@ -177,10 +185,12 @@ async function emptyBucket(sides: Sides): Promise<void> {
   if (keys.length > 0) await sides.client.send(new DeleteObjectsCommand({ Bucket: sides.bucket, Delete: { Objects: keys, Quiet: true } }));
 }
 
-function report(runs: Run[]): void {
+function report(runs: Run[], sides: Side[]): void {
+  const servers = sides.filter((side) => side !== 'sdk');
   console.log(`\n## Results: median of ${repeat} round${repeat === 1 ? '' : 's'} (range); MB/s = 10^6 bytes/s; CPU s/GiB during the timed window\n`);
-  console.log('| workload | SDK MB/s | server MB/s | server/SDK | CPU s/GiB SDK side: bench · radosgw | server side: bench · server · radosgw |');
-  console.log('|---|---:|---:|---:|---:|---:|');
+  const cpuColumns = servers.map((side) => `${side} side: bench · server · radosgw`).join(' | ');
+  console.log(`| workload | SDK MB/s | ${servers.map((side) => `${side} MB/s | ${side}/SDK`).join(' | ')} | CPU s/GiB SDK side: bench · radosgw | ${cpuColumns} |`);
+  console.log(`|---|---:|${servers.map(() => '---:|---:|').join('')}---:|${servers.map(() => '---:|').join('')}`);
   const ratios: Array<{ label: string; ratio: number }> = [];
   for (const workload of workloads) {
     const of = (side: Side) => runs.filter((r) => r.workload === workload && r.side === side);
@@ -188,13 +198,11 @@ function report(runs: Run[]): void {
     const mbps = (rs: Run[]) => median(rs.map((r) => r.mbps));
     const range = (rs: Run[]) => `${fmt(Math.min(...rs.map((r) => r.mbps)), 0)}–${fmt(Math.max(...rs.map((r) => r.mbps)), 0)}`;
     const cpu = (rs: Run[], key: keyof Run['cpu']) => fmt(median(rs.map((r) => r.cpu[key])) / gib, 1);
-    const [sdk, server] = [of('sdk'), of('server')];
-    const ratio = mbps(server) / mbps(sdk);
-    ratios.push({ label: workload.label, ratio });
-    console.log(
-      `| ${workload.label} | ${fmt(mbps(sdk), 0)} (${range(sdk)}) | ${fmt(mbps(server), 0)} (${range(server)}) | ${fmt(ratio, 2)}× | ` +
-        `${cpu(sdk, 'client')} · ${cpu(sdk, 'radosgw')} | ${cpu(server, 'client')} · ${cpu(server, 'server')} · ${cpu(server, 'radosgw')} |`,
-    );
+    const sdk = of('sdk');
+    const cells = servers.map((side) => `${fmt(mbps(of(side)), 0)} (${range(of(side))}) | ${fmt(mbps(of(side)) / mbps(sdk), 2)}×`);
+    const cpuCells = servers.map((side) => `${cpu(of(side), 'client')} · ${cpu(of(side), 'server')} · ${cpu(of(side), 'radosgw')}`);
+    ratios.push({ label: workload.label, ratio: mbps(of('server')) / mbps(sdk) });
+    console.log(`| ${workload.label} | ${fmt(mbps(sdk), 0)} (${range(sdk)}) | ${cells.join(' | ')} | ${cpu(sdk, 'client')} · ${cpu(sdk, 'radosgw')} | ${cpuCells.join(' | ')} |`);
   }
   console.log('\n## Targets');
   for (const { label, ratio } of ratios) {
