@@ -12,6 +12,9 @@ export async function runProcess(
   try {
     const config = loadConfig();
     const log = createLogger(config.logLevel);
+    // Node's own warnings (and libraries', such as the AWS SDK's Node version notice) as JSON lines:
+    // `npm start` runs node with --no-warnings, which stops only their plain-text copy on stderr.
+    process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message.replace(/\s+/g, ' ').trim()));
     const stop = await start(config, log);
     const onSignal = async (signal: string) => {
       log.info({ signal }, `stopping the ${name}: finishing running requests and jobs`);

@@ -61,7 +61,6 @@ function childEnv(env: Record<string, string>): Record<string, string> {
   const verbose = env.LOG_LEVEL === 'debug' || env.LOG_LEVEL === 'trace';
   return {
     ...inherited,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     ...env,
     LOG_LEVEL: verbose ? env.LOG_LEVEL! : 'info',
   };
