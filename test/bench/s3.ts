@@ -6,6 +6,8 @@
 // with the same client settings as the server's (server/s3Storage.ts) and lib-storage's defaults
 // (5 MiB parts, 4 at once). Every stored object is read back and hashed outside the timed window.
 // Prints MB/s, the ratio and CPU seconds per GiB of the bench process, the server and radosgw.
+// Then slow clients (slowClient.ts) on the same server: more PATCHes trickling at once than the
+// parts the store streams at once, timed against the trickle alone, every object read back.
 // Exits non-zero on an error, never because a target was missed (it reports those).
 //
 // Settings (environment):
@@ -14,6 +16,7 @@
 //   BENCH_ONLY           run only the workloads whose label starts with this (e.g. "16")
 //   BENCH_BASELINE_DIR   another checkout (with node_modules) run as a third side, "before", with the
 //                        same settings, e.g. the commit before a change: `git archive <rev> | tar -x -C dir`
+//   BENCH_SLOW=100       slow uploads of 8 MiB at 1 MiB/s at once (0: none)
 //   BENCH_SERVER_ENV     extra server settings, "NAME=value NAME=value" (e.g. S3_PART_SIZE=16MiB)
 //   BENCH_TRACE_GC=1     run the server with --trace-gc and count its full GCs
 //   BENCH_CPU_PROF=1     start the server with --cpu-prof; the profile is kept in a temp dir
@@ -32,6 +35,7 @@ import { createTestBucket, servicesDir, testS3 } from '../services/env.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, type Slice } from './clients.ts';
+import { slowUpload } from './slowClient.ts';
 import { benchServerNodeArgs, fmt, GiB, median, MiB, positiveInt, serverEnv, writeSource } from './common.ts';
 import { runBench, startChild, watchProcess, type ChildServer } from './processes.ts';
 
@@ -39,6 +43,7 @@ const TARGET_RATIO = 0.8;
 const repeat = positiveInt('BENCH_REPEAT', 3);
 const scale = positiveInt('BENCH_SCALE', 1);
 const traceGc = process.env.BENCH_TRACE_GC === '1';
+const slowCount = Number(process.env.BENCH_SLOW ?? 100);
 
 interface Workload {
   label: string;
@@ -51,6 +56,8 @@ const workloads: Workload[] = [
 ].filter((w) => !process.env.BENCH_ONLY || w.label.startsWith(process.env.BENCH_ONLY));
 
 type Side = 'sdk' | 'server' | 'before';
+/** Not measured: JIT, first queries, connections. */
+const warm: Workload = { label: 'warm-up', count: 4, size: 16 * MiB };
 interface Run {
   workload: Workload;
   side: Side;
@@ -66,7 +73,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   console.log(`S3 upload bench — node ${process.version}, ${os.availableParallelism()} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}, ${repeat} round(s)`);
   const source = path.join(tempRoot, 'source.bin');
-  await writeSource(source, Math.max(...workloads.map((w) => w.count * w.size)));
+  await writeSource(source, Math.max(...[...workloads, warm].map((w) => w.count * w.size)));
 
   const database = await createTestDatabase();
   drops.push(database.drop);
@@ -104,7 +111,6 @@ async function main(): Promise<void> {
 
   const side = { client, bucket, servers: { server, before }, radosgwPid, source };
   const sides: Side[] = before ? ['sdk', 'server', 'before'] : ['sdk', 'server'];
-  const warm: Workload = { label: 'warm-up', count: 4, size: 16 * MiB };
   for (const which of sides) await runOnce(which, warm, side);
 
   const runs: Run[] = [];
@@ -124,6 +130,7 @@ async function main(): Promise<void> {
     }
   }
   report(runs, sides);
+  if (slowCount > 0) for (const which of sides.filter((s) => s !== 'sdk')) await slowClients(side, which);
   client.destroy();
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000, 0)} s`);
 }
@@ -208,6 +215,39 @@ function report(runs: Run[], sides: Side[]): void {
   for (const { label, ratio } of ratios) {
     console.log(`  ${ratio >= TARGET_RATIO ? 'met   ' : 'MISSED'}  ${label}: server/SDK ${fmt(ratio, 2)}× (target ≥ ${TARGET_RATIO}×)`);
   }
+}
+
+/**
+ * `slowCount` uploads of 8 MiB at 1 MiB/s at once, each one POST and one trickling PATCH: most of
+ * their parts find the streams taken and go through their copies. Reports the time against the
+ * trickle alone and how many objects hold exactly the bytes sent.
+ */
+async function slowClients(sides: Sides, which: Side): Promise<void> {
+  const server = which === 'before' ? sides.servers.before! : sides.servers.server;
+  const size = (8 * MiB) / scale;
+  const rate = MiB / scale;
+  const ideal = size / rate;
+  const t0 = performance.now();
+  const settled = await Promise.allSettled(
+    Array.from({ length: slowCount }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i));
+      return slowUpload(server.url, i, size, rate, () => {});
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  let whole = 0;
+  for (const result of settled) {
+    if (result.status !== 'fulfilled') continue;
+    const { Body } = await sides.client.send(new GetObjectCommand({ Bucket: sides.bucket, Key: result.value.id }));
+    if ((await sha256(Body as NodeJS.ReadableStream)) === result.value.sha256) whole++;
+  }
+  await emptyBucket(sides);
+  const failed = settled.flatMap((s) => (s.status === 'rejected' ? [String((s.reason as Error).message)] : []));
+  console.log(
+    `\n## Slow clients (${which}): ${slowCount} × ${fmt(size / MiB, 0)} MiB at ${fmt(rate / MiB, 2)} MiB/s at once\n` +
+      `  ${fmt(seconds, 1)} s (the trickle alone: ${fmt(ideal, 1)} s, ${fmt(seconds / ideal, 2)}×); whole ${whole}/${slowCount}` +
+      (failed.length ? `; FAILED ${failed.length} (first: ${failed[0]})` : ''),
+  );
 }
 
 function extraServerEnv(): Record<string, string> {
