@@ -53,7 +53,7 @@ export class S3Storage implements Storage {
       useTags: false,
       streamIdleMs: s3.streamIdleMs,
       streamBufferBytes: s3.streamBufferBytes,
-      // The SDK tells its console when a streamed part fails; the store already fails or abandons that part.
+      // The SDK tells its console when a streamed part fails; the store already recovers or reports that part.
       s3ClientConfig: { ...clientConfig, bucket: s3.bucket, logger: sdkLogger(log.child({ part: 's3' })) },
     });
     this.describe = `s3 ${s3.endpoint ?? 'aws'}/${s3.bucket}`;

@@ -3,7 +3,7 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Part } from '@aws-sdk/client-s3';
 import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
-import { Upload } from '@tus/utils';
+import { TUS_RESUMABLE, Upload } from '@tus/utils';
 import { currentStoreRequest } from './storeRequest.ts';
 
 /** What S3 holds of an unfinished upload: its whole parts, and the bytes kept in `<id>.part`. */
@@ -65,7 +65,7 @@ export class S3UploadStore extends S3Store {
   /** Keeps what it saved: the request that created an upload does not read its info back. */
   protected override async saveMetadata(upload: Upload, uploadId: string): Promise<void> {
     await super.saveMetadata(upload, uploadId);
-    await this.cache.set(upload.id, { file: upload, 'upload-id': uploadId, 'tus-version': '1.0.0' });
+    await this.cache.set(upload.id, { file: upload, 'upload-id': uploadId, 'tus-version': TUS_RESUMABLE });
   }
 
   override async create(upload: Upload): Promise<Upload> {
