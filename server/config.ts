@@ -268,6 +268,8 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     },
   };
   if (config.eventsHeartbeatMs < 100) problems.push('EVENTS_HEARTBEAT: must be at least 100ms');
+  // Shorter, and a client's ordinary pause between two TCP windows would end a part's stream.
+  if (config.s3 && config.s3.streamIdleMs < 1000) problems.push('S3_STREAM_IDLE: must be at least 1s');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
     for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER']) {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import type { Part } from '@aws-sdk/client-s3';
 import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
 import { TUS_RESUMABLE, Upload } from '@tus/utils';
-import { currentStoreRequest } from './storeRequest.ts';
+import { currentStoreRequest, readsStoreRequests } from './storeRequest.ts';
 
 /** What S3 holds of an unfinished upload: its whole parts, and the bytes kept in `<id>.part`. */
 interface Listing {
@@ -53,6 +53,7 @@ export class S3UploadStore extends S3Store {
     this.streamIdleMs = streamIdleMs;
     this.memory = new SlabPool(streamBufferBytes);
     this.maxStreams = maxStreams;
+    readsStoreRequests(this);
   }
 
   /** The info object changes only when a deferred length is declared (maybe on another instance): cache the rest. */
@@ -398,8 +399,9 @@ class PartCopy {
     if (!this.file) {
       const path = await this.tempFileName();
       this.file = { path, handle: await fs.open(path, 'w') };
-      this.pieces.unshift(...this.held());
-      this.piecesBytes += this.held().reduce((total, slab) => total + slab.length, 0);
+      const held = this.held();
+      this.pieces.unshift(...held);
+      this.piecesBytes += held.reduce((total, slab) => total + slab.length, 0);
     }
     const { handle, path } = this.file;
     while (this.pieces.length > 0) {

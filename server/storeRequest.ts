@@ -14,9 +14,20 @@ export interface StoreRequest {
 
 const requests = new AsyncLocalStorage<StoreRequest>();
 
-/** Runs `serve` (one tus request) with its body length known to the store. */
-export function runStoreRequest<T>(bodyLength: number | undefined, serve: () => T): T {
-  return requests.run({ bodyLength, notes: new Map() }, serve);
+/**
+ * The stores that read the scope. Other stores' requests run without one: on Node 20 the first
+ * AsyncLocalStorage in use puts a hook on every promise of the process.
+ */
+const readers = new WeakSet<object>();
+
+/** Said once by a store that reads `currentStoreRequest()`. */
+export function readsStoreRequests(store: object): void {
+  readers.add(store);
+}
+
+/** Runs `serve` (one tus request to `store`) with its body length known to the store, if it asks. */
+export function runStoreRequest<T>(store: object, bodyLength: number | undefined, serve: () => T): T {
+  return readers.has(store) ? requests.run({ bodyLength, notes: new Map() }, serve) : serve();
 }
 
 export function currentStoreRequest(): StoreRequest | undefined {

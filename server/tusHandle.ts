@@ -62,7 +62,7 @@ export async function handleTus(tus: Server, req: IncomingMessage, res: ServerRe
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     Object.defineProperty(request, 'body', { value: bodyStream(req), configurable: true });
   }
-  const answer = await runStoreRequest(declaredBodyLength(req.headers), () => tusRequest(tus, request, sender));
+  const answer = await runStoreRequest(tus.datastore, declaredBodyLength(req.headers), () => tusRequest(tus, request, sender));
   const response = sender.adapt ? await sender.adapt(answer, sender) : answer;
   // The tus server's 503s (createTusServer's onResponseError) are all "the database is away; come back".
   if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));

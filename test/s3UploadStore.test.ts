@@ -10,8 +10,9 @@ import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3 } from '@aws-sdk/client-s3';
 import { Upload } from '@tus/utils';
+import { loadConfig } from '../server/config.ts';
 import { S3UploadStore } from '../server/s3UploadStore.ts';
-import { runStoreRequest } from '../server/storeRequest.ts';
+import { currentStoreRequest, runStoreRequest } from '../server/storeRequest.ts';
 import { createTestBucket, testS3ClientConfig } from './services/env.ts';
 
 const MiB = 1024 * 1024;
@@ -72,7 +73,7 @@ async function created(store: S3UploadStore, size: number | undefined): Promise<
 
 /** What @tus/server's PATCH handler does under the lock: the offset from the store, then the write. */
 function patch(store: S3UploadStore, id: string, body: Readable, bodyLength: number | undefined): Promise<number> {
-  return runStoreRequest(bodyLength, async () => {
+  return runStoreRequest(store, bodyLength, async () => {
     const { offset } = await store.getUpload(id);
     return store.write(body, id, offset);
   });
@@ -217,12 +218,25 @@ describe('S3UploadStore', () => {
     expect(sha256(await stored(id))).toBe(sha256(data));
   });
 
+  it('settings: S3_STREAM_IDLE at least 1s, S3_STREAM_BUFFER may be 0 (always temp files)', () => {
+    expect(loadConfig({ S3_BUCKET: 'b', S3_STREAM_IDLE: '2s', S3_STREAM_BUFFER: '0' }).s3).toMatchObject({ streamIdleMs: 2000, streamBufferBytes: 0 });
+    expect(loadConfig({ S3_BUCKET: 'b' }).s3).toMatchObject({ streamIdleMs: 10_000, streamBufferBytes: 64 * MiB });
+    expect(() => loadConfig({ S3_BUCKET: 'b', S3_STREAM_IDLE: '0' })).toThrow(/S3_STREAM_IDLE: must be at least 1s/);
+    expect(() => loadConfig({ S3_BUCKET: 'b', S3_STREAM_BUFFER: 'lots' })).toThrow(/S3_STREAM_BUFFER: "lots"/);
+  });
+
+  it('opens a request scope only for a store that reads it (the folder store runs without)', () => {
+    const { store } = makeStore();
+    expect(runStoreRequest(store, 7, () => currentStoreRequest()?.bodyLength)).toBe(7);
+    expect(runStoreRequest({}, 7, () => currentStoreRequest())).toBeUndefined();
+  });
+
   it('asks S3 only what the request does not know', async () => {
     const { store, commands } = makeStore();
     const data = randomBytes(2 * partSize + MiB);
     // A creation-with-upload POST: create, then write the body, then the Upload-Expires lookup.
     const id = `up-${randomBytes(8).toString('hex')}`;
-    await runStoreRequest(partSize, async () => {
+    await runStoreRequest(store, partSize, async () => {
       await store.create(new Upload({ id, size: data.length, offset: 0 }));
       expect(await store.write(bodyOf(data.subarray(0, partSize)), id, 0)).toBe(partSize);
       expect((await store.getUpload(id)).offset).toBe(partSize);
@@ -230,7 +244,7 @@ describe('S3UploadStore', () => {
     expect(commands.splice(0)).toEqual(['CreateMultipartUpload', 'PutObject', 'UploadPart (stream)']);
     // A PATCH of the rest: one listing under the lock, the parts, the completion.
     const rest = data.subarray(partSize);
-    await runStoreRequest(rest.length, async () => {
+    await runStoreRequest(store, rest.length, async () => {
       await store.getUpload(id);
       expect(await store.write(bodyOf(rest), id, partSize)).toBe(data.length);
     });
