@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { AuthorizeConfig } from '../server/config.ts';
-import type { Logger } from '../server/log.ts';
+import type { AuthorizeConfig } from '../server/infra/settings/config.ts';
+import type { Logger } from '../server/infra/settings/log.ts';
 import { postStandardWebhook, whyNoAnswer, withoutSecrets } from './standardWebhookPost.ts';
 import { isMetadataKey, metadataOverBounds } from './uploadMetadata.ts';
 

@@ -1,7 +1,7 @@
 import { Upload } from '@tus/utils';
-import { findUpload } from '../server/db/records.ts';
-import { createPart, deleteParts, releaseParts } from '../server/db/uploadParts.ts';
-import type { Concatenated, StoredPart } from '../server/storage.ts';
+import { findUpload } from '../server/infra/db/records.ts';
+import { createPart, deleteParts, releaseParts } from '../server/infra/db/uploadParts.ts';
+import type { Concatenated, StoredPart } from '../server/infra/store/storage.ts';
 import { firstBytesWanted, refuseFirstBytes, rejectFromFirstBytes } from './firstBytes.ts';
 import type { HookContext } from './hookContext.ts';
 import { narrowPolicy } from './typePolicy.ts';

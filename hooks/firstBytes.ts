@@ -1,5 +1,5 @@
 import { fileTypeFromBuffer } from 'file-type';
-import type { TypePolicy } from '../server/config.ts';
+import type { TypePolicy } from '../server/infra/settings/config.ts';
 import type { HookContext } from './hookContext.ts';
 import { refuseDetected } from './typePolicy.ts';
 

@@ -1,7 +1,7 @@
-import type { Config } from '../server/config.ts';
-import type { Db } from '../server/db/database.ts';
-import type { Logger } from '../server/log.ts';
-import type { Storage } from '../server/storage.ts';
+import type { Config } from '../server/infra/settings/config.ts';
+import type { Db } from '../server/infra/db/database.ts';
+import type { Logger } from '../server/infra/settings/log.ts';
+import type { Storage } from '../server/infra/store/storage.ts';
 import type { UploadLifecycle } from './uploadLifecycle.ts';
 
 /** What every hook and job handler is given by the server that runs it. */

@@ -1,5 +1,5 @@
-import type { AllowedType, TypePolicy } from '../server/config.ts';
-import type { UploadLimits } from '../server/db/schema.ts';
+import type { AllowedType, TypePolicy } from '../server/infra/settings/config.ts';
+import type { UploadLimits } from '../server/infra/db/schema.ts';
 import { extensionOf } from './sanitizeFilename.ts';
 
 /**

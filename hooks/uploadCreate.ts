@@ -1,5 +1,5 @@
 import type { Upload } from '@tus/utils';
-import type { UploadLimits } from '../server/db/schema.ts';
+import type { UploadLimits } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { FinalUpload } from './concatenation.ts';
 import type { HookContext } from './hookContext.ts';

@@ -1,5 +1,5 @@
 import type { Upload } from '@tus/utils';
-import { enqueueJob } from '../server/db/jobQueue.ts';
+import { enqueueJob } from '../server/infra/db/jobQueue.ts';
 import type { HookContext } from './hookContext.ts';
 import { keepsNoBytes, type Transition } from './uploadLifecycle.ts';
 

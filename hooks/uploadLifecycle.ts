@@ -1,8 +1,8 @@
-import type { Db } from '../server/db/database.ts';
-import { findUpload } from '../server/db/records.ts';
-import type { NewUpload, Upload, UploadEventRow, UploadStatus } from '../server/db/schema.ts';
-import type { Quota, QuotaRefusal } from '../server/db/quotas.ts';
-import { insertUpload, moveUpload, recordCreation, type TransitionColumns } from '../server/db/uploadStates.ts';
+import type { Db } from '../server/infra/db/database.ts';
+import { findUpload } from '../server/infra/db/records.ts';
+import type { NewUpload, Upload, UploadEventRow, UploadStatus } from '../server/infra/db/schema.ts';
+import type { Quota, QuotaRefusal } from '../server/infra/db/quotas.ts';
+import { insertUpload, moveUpload, recordCreation, type TransitionColumns } from '../server/infra/db/uploadStates.ts';
 
 /**
  * What may happen to an upload, and the only code that changes `uploads.status`. Each edge says

@@ -1,7 +1,7 @@
-import { attemptsUsed } from '../server/db/jobQueue.ts';
-import { listJobs, listOutputs, listWebhookDeliveries } from '../server/db/records.ts';
-import type { Db } from '../server/db/database.ts';
-import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/db/schema.ts';
+import { attemptsUsed } from '../server/infra/db/jobQueue.ts';
+import { listJobs, listOutputs, listWebhookDeliveries } from '../server/infra/db/records.ts';
+import type { Db } from '../server/infra/db/database.ts';
+import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/infra/db/schema.ts';
 import { withoutSecrets } from './standardWebhookPost.ts';
 import { ownMetadata } from './uploadMetadata.ts';
 

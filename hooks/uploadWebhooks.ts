@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { WebhookConfig } from '../server/config.ts';
-import { enqueueWebhook } from '../server/db/jobQueue.ts';
-import type { UploadStatus } from '../server/db/schema.ts';
+import type { WebhookConfig } from '../server/infra/settings/config.ts';
+import { enqueueWebhook } from '../server/infra/db/jobQueue.ts';
+import type { UploadStatus } from '../server/infra/db/schema.ts';
 import type { InTransition, UploadEvent } from './uploadLifecycle.ts';
 import { uploadStatusJson, type StatusLinks } from './uploadStatusJson.ts';
 

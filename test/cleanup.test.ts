@@ -1,7 +1,7 @@
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUpExpired } from '../server/jobs/cleanup.ts';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { pdf } from './support/samples.ts';
 import { testS3Client } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';

@@ -16,7 +16,7 @@ import { eventually } from './support/eventually.ts';
 import { createTusUpload, headOffset, patch } from './support/tusRequests.ts';
 
 /**
- * Real processes, real kills: `server/main.ts` and `server/worker.ts` run as child processes
+ * Real processes, real kills: `server/main/server.ts` and `server/main/worker.ts` run as child processes
  * and are SIGKILLed in the middle of their work, as a crash or an OOM kill would stop them.
  */
 
@@ -343,7 +343,7 @@ describe('process lifecycle', () => {
       ['all three at once', { PORT: 'abc', SCAN: 'required', S3_BUCKET: 'uploads', S3_PART_SIZE: '1' }, [/PORT: "abc"/, /SCAN: /, /S3_PART_SIZE: "1"/]],
     ];
     it.each(cases)('%s: exit code 1 and stderr names the setting', async (_name, env, expected) => {
-      const result = await runUntilExit('server/main.ts', { DATA_DIR: dataDir, HOST: '127.0.0.1', ...env });
+      const result = await runUntilExit('server/main/server.ts', { DATA_DIR: dataDir, HOST: '127.0.0.1', ...env });
       expect(result.code, result.describe).toBe(1);
       for (const pattern of expected) expect(result.stderr).toMatch(pattern);
       // Nothing was started: no database, no listening socket.

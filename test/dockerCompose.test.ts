@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ConfigError, loadConfig } from '../server/config.ts';
+import { ConfigError, loadConfig } from '../server/infra/settings/config.ts';
 import { repoRoot } from './services/env.ts';
 
 /**
@@ -18,7 +18,7 @@ const composeText = readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf
 const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
 const npmScripts = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
 
-/** The words of an npm script, e.g. `node --import tsx server/worker.ts`. */
+/** The words of an npm script, e.g. `node --import tsx server/main/worker.ts`. */
 const scriptWords = (name: string) => npmScripts[name]!.split(/\s+/);
 
 /** The last value of a Dockerfile instruction (`USER`, `FROM`, …), as written. */

@@ -5,7 +5,7 @@ import type { DetailedError } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clamdSocket } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { eicar, pdf, png, randomBytesOf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled, type UploadOptions } from './support/uploads.ts';

@@ -7,7 +7,7 @@ import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aw
 import sharp from 'sharp';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { testS3ClientConfig } from './services/env.ts';
 import { photoPixels } from './support/imageSamples.ts';
 import { png, sha256 } from './support/samples.ts';

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../server/config.ts';
-import type { RunningServer } from '../server/start.ts';
+import { loadConfig } from '../server/infra/settings/config.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import type { UploadStatusJson as UploadStatusBody } from '../hooks/uploadStatusJson.ts';
 import { openEventStream, type EventStreamClient, type ServerSentEvent } from './support/eventStream.ts';
 import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';

@@ -1,6 +1,6 @@
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { draftRequest, type DraftAnswer } from './support/draftRequests.ts';
 import { eventually } from './support/eventually.ts';
 import { pdf, png, sha256 } from './support/samples.ts';

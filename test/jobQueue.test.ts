@@ -3,13 +3,13 @@ import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/db/database.ts';
-import { attemptsUsed, claimJob, enqueueJob, extendLease, jobsChannel, retryJob, settleJob, waitJob } from '../server/db/jobQueue.ts';
-import { findUpload } from '../server/db/records.ts';
-import type { Job, JobKind, UploadStatus } from '../server/db/schema.ts';
+import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/infra/db/database.ts';
+import { attemptsUsed, claimJob, enqueueJob, extendLease, jobsChannel, retryJob, settleJob, waitJob } from '../server/infra/db/jobQueue.ts';
+import { findUpload } from '../server/infra/db/records.ts';
+import type { Job, JobKind, UploadStatus } from '../server/infra/db/schema.ts';
 import { UploadLifecycle } from '../hooks/uploadLifecycle.ts';
 import { internalErrorReason, JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
-import { createLogger } from '../server/log.ts';
+import { createLogger } from '../server/infra/settings/log.ts';
 import { createTestDatabase, createTestEnvironment } from './support/testServer.ts';
 import { eventually } from './support/eventually.ts';
 

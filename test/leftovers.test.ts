@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUpExpired } from '../server/jobs/cleanup.ts';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { eventually } from './support/eventually.ts';
 import { eicar, pdf } from './support/samples.ts';
 import { testS3Client } from './services/env.ts';

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { pdf } from './support/samples.ts';
 import { repoRoot, testS3Client } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -23,7 +23,7 @@ describe('maintenance commands', () => {
   let server: RunningServer;
   const s3 = testS3Client();
 
-  const command = (script: 'server/cleanup.ts' | 'server/requeue.ts', args: string[]) =>
+  const command = (script: 'server/main/cleanup.ts' | 'server/main/requeue.ts', args: string[]) =>
     new Promise<CommandRun>((resolve) => {
       const env = { PATH: process.env.PATH!, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...environment.env };
       execFile(process.execPath, ['--import', 'tsx', script, ...args], { cwd: repoRoot, env, timeout: 60_000 }, (error, stdout, stderr) => {
@@ -31,8 +31,8 @@ describe('maintenance commands', () => {
         resolve({ code: error ? Number(error.code ?? 1) : 0, lines, stderr });
       });
     });
-  const cleanup = (args: string[] = []) => command('server/cleanup.ts', args);
-  const requeue = (args: string[]) => command('server/requeue.ts', args);
+  const cleanup = (args: string[] = []) => command('server/main/cleanup.ts', args);
+  const requeue = (args: string[]) => command('server/main/requeue.ts', args);
 
   /** A finished upload, ready; its id. */
   async function readyUpload(name: string): Promise<string> {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { iphoneHeic } from './support/heicSamples.ts';
 import { alphaPng, avifPhoto, cameraJpeg, makeSampleDir, photoPixels, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Db } from '../server/db/database.ts';
-import { pruneUploadRates } from '../server/db/uploadRates.ts';
-import type { RunningServer } from '../server/start.ts';
+import type { Db } from '../server/infra/db/database.ts';
+import { pruneUploadRates } from '../server/infra/db/uploadRates.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { createTestEnvironment, setups, startTestServer, type Setup, type TestEnvironment } from './support/testServer.ts';
 
 /** The upload rate limit over raw tus requests: creations are counted per address in the database. */

@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { rootStateDir, stopEmbeddedPostgres } from '../server/db/embeddedPostgres.ts';
+import { rootStateDir, stopEmbeddedPostgres } from '../server/infra/db/embeddedPostgres.ts';
 import { killAll, startServerProcess, type LogLine } from './support/processes.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planSegments } from '../server/s3Concatenation.ts';
+import { planSegments } from '../server/infra/store/s3Concatenation.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -10,9 +10,9 @@ import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3 } from '@aws-sdk/client-s3';
 import { Upload } from '@tus/utils';
-import { loadConfig } from '../server/config.ts';
-import { S3UploadStore } from '../server/s3UploadStore.ts';
-import { currentStoreRequest, runStoreRequest } from '../server/storeRequest.ts';
+import { loadConfig } from '../server/infra/settings/config.ts';
+import { S3UploadStore } from '../server/infra/store/s3UploadStore.ts';
+import { currentStoreRequest, runStoreRequest } from '../server/infra/store/storeRequest.ts';
 import { createTestBucket, testS3ClientConfig } from './services/env.ts';
 
 const MiB = 1024 * 1024;

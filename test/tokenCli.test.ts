@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../server/start.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { randomBytesOf, png } from './support/samples.ts';
 import { repoRoot } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -27,8 +27,8 @@ function run(file: string, args: string[], env: Record<string, string>): Promise
   });
 }
 
-/** server/token.ts under node with tsx (what `npm run token` runs, without npm's start-up). */
-const tokenCli = (args: string[], env: Record<string, string> = {}) => run(process.execPath, ['--import', 'tsx', 'server/token.ts', ...args], env);
+/** server/main/token.ts under node with tsx (what `npm run token` runs, without npm's start-up). */
+const tokenCli = (args: string[], env: Record<string, string> = {}) => run(process.execPath, ['--import', 'tsx', 'server/main/token.ts', ...args], env);
 
 async function mint(args: string[], env: Record<string, string>): Promise<string> {
   const result = await tokenCli(args, env);

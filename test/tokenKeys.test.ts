@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenVerifier, type TokenCheck } from '../server/auth/verifyToken.ts';
-import { ConfigError, loadConfig } from '../server/config.ts';
+import { ConfigError, loadConfig } from '../server/infra/settings/config.ts';
 import { testAuthSecret } from './support/tokens.ts';
 
 /**

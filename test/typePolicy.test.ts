@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultTypePolicy } from '../server/config.ts';
+import { defaultTypePolicy } from '../server/infra/settings/config.ts';
 import { narrowPolicy, refuseDeclared, refuseDetected } from '../hooks/typePolicy.ts';
 
 /** HEIC and HEIF are one family; AVIF is allowed on its own. */

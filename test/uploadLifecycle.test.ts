@@ -4,12 +4,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statesInto, transitions, UploadLifecycle, type InTransition, type UploadEvent } from '../hooks/uploadLifecycle.ts';
 import { uploadStatusJson } from '../hooks/uploadStatusJson.ts';
-import { migrateToLatest, openDatabase, type Db, type OpenDatabase } from '../server/db/database.ts';
-import { findUpload, saveOutputs } from '../server/db/records.ts';
-import { uploadStatuses, type UploadStatus } from '../server/db/schema.ts';
-import { createPart, findPart } from '../server/db/uploadParts.ts';
-import { listUploadEvents, uploadEventsChannel } from '../server/db/uploadStates.ts';
-import { createLogger } from '../server/log.ts';
+import { migrateToLatest, openDatabase, type Db, type OpenDatabase } from '../server/infra/db/database.ts';
+import { findUpload, saveOutputs } from '../server/infra/db/records.ts';
+import { uploadStatuses, type UploadStatus } from '../server/infra/db/schema.ts';
+import { createPart, findPart } from '../server/infra/db/uploadParts.ts';
+import { listUploadEvents, uploadEventsChannel } from '../server/infra/db/uploadStates.ts';
+import { createLogger } from '../server/infra/settings/log.ts';
 import { eventually } from './support/eventually.ts';
 import { createTestDatabase } from './support/testServer.ts';
 

@@ -17,6 +17,7 @@ import {
   audioOnly,
   corruptMp4,
   emptyStreamMp4,
+  ffmpegRun,
   ffprobeJson,
   h264Clip,
   hdrClip,
@@ -418,7 +419,11 @@ describe('videoJob', () => {
   it(
     'times out: ffmpeg is SIGKILLed and reaped, ok:false, no output left',
     async () => {
-      const { outcome, outputDir, ms } = await runJob('timeout', samples.main!, 2_500);
+      // The main clip 60 times over (stream-copied, so made at once): ten minutes of 720p that no
+      // machine transcodes inside the limit, so the limit is what ends the job, however fast the machine.
+      const long = path.join(dir, 'long.mp4');
+      await ffmpegRun(['-stream_loop', '59', '-i', samples.main!, '-c', 'copy', '-y', long]);
+      const { outcome, outputDir, ms } = await runJob('timeout', long, 2_500);
       expect(outcome).toEqual({ ok: false, reason: expect.stringMatching(/^timed out after \d+(\.\d)? s \(limit 2\.5 s\)$/) });
       expect(ms).toBeLessThan(8_000);
       expect(await liveProcessesWith(outputDir)).toEqual([]);

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../server/config.ts';
-import type { RunningServer } from '../server/start.ts';
+import { ConfigError, loadConfig } from '../server/infra/settings/config.ts';
+import type { RunningServer } from '../server/main/start.ts';
 import { killAll, startServerProcess } from './support/processes.ts';
 import { eventually } from './support/eventually.ts';
 import { freePort } from './support/freePort.ts';

@@ -1,5 +1,5 @@
 import type { Context, Middleware } from 'koa';
-import type { AuthConfig } from '../config.ts';
+import type { AuthConfig } from '../infra/settings/config.ts';
 import { createTokenVerifier, openCaller, type Caller, type TokenRefusal } from './verifyToken.ts';
 
 /** What `authenticate` leaves on `ctx.state` for the routes after it. */

@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { algorithmOf } from '../config.ts';
+import { algorithmOf } from '../infra/settings/config.ts';
 
 /** What signs a token: the server's AUTH_SECRET, or the private half of its AUTH_PUBLIC_KEY. */
 export type SigningKey =

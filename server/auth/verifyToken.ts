@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type KeyObject } from 'jose';
-import type { AuthConfig } from '../config.ts';
+import type { AuthConfig } from '../infra/settings/config.ts';
 
 /** Who is asking, as a verified token says (or nobody in particular, when the server runs open). */
 export interface Caller {

@@ -2,10 +2,10 @@ import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { keepsNoBytes } from '../../hooks/uploadLifecycle.ts';
-import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../db/records.ts';
-import type { Upload } from '../db/schema.ts';
-import { pruneUploadRates } from '../db/uploadRates.ts';
-import { findLeftoverParts } from '../db/uploadParts.ts';
+import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
+import type { Upload } from '../infra/db/schema.ts';
+import { pruneUploadRates } from '../infra/db/uploadRates.ts';
+import { findLeftoverParts } from '../infra/db/uploadParts.ts';
 
 export interface CleanupOptions {
   now?: Date;

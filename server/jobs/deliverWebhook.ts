@@ -1,7 +1,7 @@
 import { postStandardWebhook, whyNoAnswer, withoutSecrets } from '../../hooks/standardWebhookPost.ts';
-import type { WebhookConfig } from '../config.ts';
-import type { Db } from '../db/database.ts';
-import { findWebhookMessage } from '../db/jobQueue.ts';
+import type { WebhookConfig } from '../infra/settings/config.ts';
+import type { Db } from '../infra/db/database.ts';
+import { findWebhookMessage } from '../infra/db/jobQueue.ts';
 import { backoffMs, PermanentJobError, RetryableJobError, type JobHandler, type JobPolicy } from './jobRunner.ts';
 
 /** Longest wait between two attempts at a delivery, however many attempts WEBHOOK_MAX_ATTEMPTS allows. */

@@ -1,7 +1,7 @@
 import { addAbortSignal } from 'node:stream';
 import { ClamdUnreachableError, StreamTooLargeError, type Scanner } from '../../processors/clamd.ts';
 import { inspectStream } from '../../processors/inspect.ts';
-import { enqueueJob } from '../db/jobQueue.ts';
+import { enqueueJob } from '../infra/db/jobQueue.ts';
 import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';

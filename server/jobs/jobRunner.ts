@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import type { Db, OpenDatabase } from '../db/database.ts';
-import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../db/jobQueue.ts';
-import type { Job, JobKind } from '../db/schema.ts';
-import type { Logger } from '../log.ts';
+import type { Db, OpenDatabase } from '../infra/db/database.ts';
+import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../infra/db/jobQueue.ts';
+import type { Job, JobKind } from '../infra/db/schema.ts';
+import type { Logger } from '../infra/settings/log.ts';
 import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
 
 /** What a job hands back: its DB writes, committed together with the job's completion. */

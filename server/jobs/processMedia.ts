@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
-import { findUpload, saveOutputs } from '../db/records.ts';
+import { findUpload, saveOutputs } from '../infra/db/records.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
-import { outputKey } from '../storage.ts';
+import { outputKey } from '../infra/store/storage.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 
 /** Every output each kind of media must have before its upload may become `ready`. */

@@ -1,7 +1,7 @@
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { findFailedJob, requeueFailedJob } from '../db/jobQueue.ts';
-import { findUpload } from '../db/records.ts';
-import type { PipelineJobKind, UploadStatus } from '../db/schema.ts';
+import { findFailedJob, requeueFailedJob } from '../infra/db/jobQueue.ts';
+import { findUpload } from '../infra/db/records.ts';
+import type { PipelineJobKind, UploadStatus } from '../infra/db/schema.ts';
 
 export type RequeueOutcome =
   | { id: string; requeued: true; job: PipelineJobKind; status: UploadStatus }

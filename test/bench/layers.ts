@@ -47,7 +47,7 @@ const serverArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean
 const server = (name: string, args: string[]): Variant => ({
   name,
   // RUN_JOBS=false: no inspect job reading the file back while the next run is timed.
-  start: (dir, nodeArgs) => startChild(name, 'server/main.ts', { ...serverEnv(dir), RUN_JOBS: 'false' }, [...args, ...nodeArgs]),
+  start: (dir, nodeArgs) => startChild(name, 'server/main/server.ts', { ...serverEnv(dir), RUN_JOBS: 'false' }, [...args, ...nodeArgs]),
   // The same node:http client as the bare rows (run.ts measures tus-js-client).
   upload: (child, slice) => plainUpload(child.url, slice, 'layers.bin'),
   clean: (child, _dir, url) => deleteUpload(child, url),

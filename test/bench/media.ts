@@ -62,10 +62,10 @@ import sharp from 'sharp';
 import { JPEG_BACKGROUND, JPEG_RESIZED, JPEG_THUMBNAIL, pictureBox, THUMBNAIL_BOX, WEBP } from '../../processors/encoderPresets.ts';
 import { createMediaPool, type MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaOutcome, MediaTask } from '../../processors/mediaTasks.ts';
-import type { Config } from '../../server/config.ts';
+import type { Config } from '../../server/infra/settings/config.ts';
 import type { JobRunner } from '../../server/jobs/jobRunner.ts';
 import type { UploadStatusJson as UploadStatusBody } from '../../hooks/uploadStatusJson.ts';
-import { createJobRunner, startServer, type RunningServer } from '../../server/start.ts';
+import { createJobRunner, startServer, type RunningServer } from '../../server/main/start.ts';
 import { cameraJpeg } from '../support/imageSamples.ts';
 import { createTestDatabase, createTestEnvironment, type TestEnvironment } from '../support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf } from '../support/uploads.ts';
@@ -408,7 +408,7 @@ interface BenchServer {
 }
 
 /**
- * The real server in this process, through `startServer` (what server/main.ts runs). Its logger
+ * The real server in this process, through `startServer` (what server/main/server.ts runs). Its logger
  * keeps the JSON lines in memory (job timings come from the runner's `job done` lines; errors are
  * echoed to stderr), and its pool's `run` is wrapped to record when each task ran. No source file
  * is touched.

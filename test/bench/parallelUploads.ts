@@ -8,9 +8,9 @@
 //   BENCH_LATENCY_MS=50        one-way delay of the proxy (100 ms round trip)
 //   BENCH_WINDOW_KIB=256       bytes on the way per connection and direction (a TCP window)
 //   BENCH_PARALLEL_MIB=32      the file's size
-import { loadConfig } from '../../server/config.ts';
-import { createLogger } from '../../server/log.ts';
-import { startServer } from '../../server/start.ts';
+import { loadConfig } from '../../server/infra/settings/config.ts';
+import { createLogger } from '../../server/infra/settings/log.ts';
+import { startServer } from '../../server/main/start.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { tusUpload } from '../support/uploads.ts';
 import { fmt, median, MiB, positiveInt, serverEnv } from './common.ts';

@@ -71,11 +71,11 @@ async function main(): Promise<void> {
   ];
   const bare = await startChild('bare', 'test/bench/bareServer.ts', { ...baseEnv(), BARE_DIR: bareDir }, nodeArgs('bare'));
   children.push(bare);
-  const server = await startChild('server', 'server/main.ts', serverEnv(serverDir), [...serverNodeArgs, ...nodeArgs('server')]);
+  const server = await startChild('server', 'server/main/server.ts', serverEnv(serverDir), [...serverNodeArgs, ...nodeArgs('server')]);
   children.push(server);
   console.log(`bare server   pid ${bare.pid} ${bare.url} (test/bench/bareServer.ts: request piped to fs.createWriteStream)`);
   console.log(
-    `real server   pid ${server.pid} ${server.url} (node ${[...serverNodeArgs, '--import tsx'].join(' ')} server/main.ts: folder store + embedded Postgres, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
+    `real server   pid ${server.pid} ${server.url} (node ${[...serverNodeArgs, '--import tsx'].join(' ')} server/main/server.ts: folder store + embedded Postgres, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
   );
   const idle = { bare: rssOf(bare.pid), server: rssOf(server.pid) };
 

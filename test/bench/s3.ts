@@ -29,8 +29,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { loadConfig } from '../../server/config.ts';
-import { s3ClientConfig } from '../../server/s3Storage.ts';
+import { loadConfig } from '../../server/infra/settings/config.ts';
+import { s3ClientConfig } from '../../server/infra/store/s3Storage.ts';
 import { createTestBucket, servicesDir, testS3 } from '../services/env.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
@@ -98,10 +98,10 @@ async function main(): Promise<void> {
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     ...(traceGc ? ['--trace-gc'] : []),
   ];
-  const server = await startChild('server', 'server/main.ts', env, nodeArgs);
+  const server = await startChild('server', 'server/main/server.ts', env, nodeArgs);
   children.push(server);
   const baselineDir = process.env.BENCH_BASELINE_DIR ? path.resolve(process.env.BENCH_BASELINE_DIR) : undefined;
-  const before = baselineDir ? await startChild('before', 'server/main.ts', env, nodeArgs, { cwd: baselineDir }) : undefined;
+  const before = baselineDir ? await startChild('before', 'server/main/server.ts', env, nodeArgs, { cwd: baselineDir }) : undefined;
   if (before) children.push(before);
   const radosgwPid = Number(readFileSync(path.join(servicesDir, 'ceph', 'run', 'client.rgw.tus.pid'), 'utf8'));
   console.log(`server   pid ${server.pid} ${server.url} (S3 ${testS3.endpoint}/${bucket}, part size ${fmt(s3.partSize / MiB, 0)} MiB, Postgres, SCAN=off, RUN_JOBS=false)`);

@@ -71,8 +71,8 @@ async function main(): Promise<void> {
   const nodeArgs = await benchServerNodeArgs();
   const dirs = { embedded: path.join(tempRoot, 'embedded'), postgres: path.join(tempRoot, 'postgres') };
   const servers: Record<Side, ChildServer> = {
-    embedded: await startChild('embedded', 'server/main.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, { timeoutMs: startTimeoutMs }),
-    postgres: await startChild('postgres', 'server/main.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, { timeoutMs: startTimeoutMs }),
+    embedded: await startChild('embedded', 'server/main/server.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, { timeoutMs: startTimeoutMs }),
+    postgres: await startChild('postgres', 'server/main/server.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, { timeoutMs: startTimeoutMs }),
   };
   children.push(servers.embedded, servers.postgres);
   console.log(`embedded  pid ${servers.embedded.pid} ${servers.embedded.url} (embedded Postgres, folder store)`);

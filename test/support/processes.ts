@@ -12,7 +12,7 @@ import { waitOnNotify } from './waitOnNotify.ts';
  * (it would keep running, orphaned).
  */
 
-export type Script = 'server/main.ts' | 'server/worker.ts';
+export type Script = 'server/main/server.ts' | 'server/main/worker.ts';
 
 /** One parsed JSON log line (pino). */
 export interface LogLine {
@@ -171,9 +171,9 @@ export interface ServerProcess extends ChildUnderTest {
   url: string;
 }
 
-/** Starts `server/main.ts` and waits until it listens (PORT=0 picks a free port; the URL is read from the log). */
+/** Starts `server/main/server.ts` and waits until it listens (PORT=0 picks a free port; the URL is read from the log). */
 export async function startServerProcess(env: Record<string, string>, timeoutMs = 90_000): Promise<ServerProcess> {
-  const server = spawnScript('server/main.ts', env);
+  const server = spawnScript('server/main/server.ts', env);
   try {
     const line = await server.waitForLog((l) => l.msg === 'listening', '"listening"', timeoutMs);
     if (typeof line.url !== 'string') throw new Error(`"listening" without a url\n${server.describe()}`);
@@ -189,9 +189,9 @@ export interface WorkerProcess extends ChildUnderTest {
   workerId: string;
 }
 
-/** Starts `server/worker.ts` and waits until its job runner runs. */
+/** Starts `server/main/worker.ts` and waits until its job runner runs. */
 export async function startWorkerProcess(env: Record<string, string>, timeoutMs = 90_000): Promise<WorkerProcess> {
-  const worker = spawnScript('server/worker.ts', env);
+  const worker = spawnScript('server/main/worker.ts', env);
   try {
     const line = await worker.waitForLog((l) => l.msg === 'worker running', '"worker running"', timeoutMs);
     if (typeof line.worker !== 'string') throw new Error(`"worker running" without a worker id\n${worker.describe()}`);

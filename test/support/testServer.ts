@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import pg from 'pg';
-import { loadConfig, type Config } from '../../server/config.ts';
-import { createLogger } from '../../server/log.ts';
-import { stopEmbeddedPostgres } from '../../server/db/embeddedPostgres.ts';
-import { startServer, type RunningServer } from '../../server/start.ts';
+import { loadConfig, type Config } from '../../server/infra/settings/config.ts';
+import { createLogger } from '../../server/infra/settings/log.ts';
+import { stopEmbeddedPostgres } from '../../server/infra/db/embeddedPostgres.ts';
+import { startServer, type RunningServer } from '../../server/main/start.ts';
 import { clamdSocket, createTestBucket, testDatabaseUrl, testS3 } from '../services/env.ts';
 import { reachableTempDir } from './reachableTempDir.ts';
 

@@ -1,0 +1,67 @@
+import { Kysely, Migrator, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { migrations } from '../../../migrations/index.ts';
+import type { Logger } from '../settings/log.ts';
+import { openEmbeddedPostgres } from './embeddedPostgres.ts';
+import { createPool, listenWithReconnect } from './pgConnections.ts';
+import type { Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+
+export interface OpenDatabase {
+  db: Db;
+  /** The connection string: DATABASE_URL, or the embedded server's Unix socket. */
+  url: string;
+  describe: string;
+  /**
+   * LISTEN on one or more channels over one connection; `onNotify` gets each notification's payload and channel. A connection to a
+   * Postgres server that dies is reconnected; `onResubscribed` is told, as notifications may
+   * have been missed meanwhile. Returns the function that stops listening.
+   */
+  listen(channels: string | readonly string[], onNotify: (payload: string, channel: string) => void, onResubscribed: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+const INT8 = 20;
+const NUMERIC = 1700;
+
+export interface DatabaseOptions {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPostgresUser: string;
+}
+
+/** The Postgres server at `databaseUrl`, else the embedded one under `dataDir` (started or shared). */
+export async function openDatabase(options: DatabaseOptions, log: Logger): Promise<OpenDatabase> {
+  const embedded = options.databaseUrl
+    ? undefined
+    : await openEmbeddedPostgres({ dataDir: options.dataDir, rootRunsAs: options.embeddedPostgresUser, log: log.child({ part: 'postgres' }) });
+  const connectionString = options.databaseUrl ?? embedded!.url;
+  // Sizes and offsets are bigint columns; pg hands them back as strings unless told.
+  const types = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8 || oid === NUMERIC ? Number : pg.types.getTypeParser(oid, format)) };
+  // An instance's budget is 10 connections: 9 pooled, and its lock session (server/lockSession.ts).
+  // createPool listens for 'error' on the pool and every client: a connection that dies (the
+  // server stops, or ends it just as the pool closes) is replaced, never the end of the process.
+  const pool = createPool({ connectionString, max: 9, types }, log, 'records');
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const listen: OpenDatabase['listen'] = async (channels, onNotify, onResubscribed) => {
+    // LISTEN needs a connection of its own that stays open, outside the pool.
+    const subscription = await listenWithReconnect(connectionString, channels, onNotify, onResubscribed, log);
+    return () => subscription.stop();
+  };
+  const url = new URL(connectionString);
+  const describe = embedded ? `embedded postgres ${embedded.dir}` : `postgres ${url.host}${url.pathname}`;
+  const close = async () => {
+    await db.destroy();
+    await embedded?.close();
+  };
+  return { db, url: connectionString, describe, listen, close };
+}
+
+/** Brings the schema up to date; safe to run from several processes at once (Kysely locks). */
+export async function migrateToLatest(db: Db, log?: Logger): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const { error, results } = await migrator.migrateToLatest();
+  for (const r of results ?? []) log?.info({ migration: r.migrationName, status: r.status }, 'migration');
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+}

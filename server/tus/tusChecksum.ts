@@ -1,0 +1,159 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { crc32 } from 'node:zlib';
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { Server } from '@tus/server';
+import type { HookContext } from '../../hooks/hookContext.ts';
+import type { UploadState } from './tusUploadAccess.ts';
+import { closeAfterAnswer } from '../http/lingeringClose.ts';
+import { replaceBody } from './tusHandle.ts';
+import { announceExtension, OCTET_STREAM, refuseTusRequest } from './tusProtocol.ts';
+
+/** A running digest over a request body. */
+interface Digest {
+  update(chunk: Buffer): void;
+  digest(): Buffer;
+}
+
+const hash = (name: string) => (): Digest => createHash(name);
+
+/** zlib's CRC-32 (IEEE, as tus clients compute it), as the 4 bytes big-endian that Upload-Checksum carries in base64. */
+function crc32Digest(): Digest {
+  let value = 0;
+  return {
+    update: (chunk) => void (value = crc32(chunk, value)),
+    digest: () => {
+      const out = Buffer.alloc(4);
+      out.writeUInt32BE(value >>> 0);
+      return out;
+    },
+  };
+}
+
+/**
+ * "The Server MUST support at least the SHA1 checksum algorithm identified by `sha1`. The names of
+ * the checksum algorithms MUST only consist of ASCII characters with the modification that
+ * uppercase characters are excluded."
+ */
+const algorithms: Record<string, { digest: () => Digest; bytes: number }> = {
+  md5: { digest: hash('md5'), bytes: 16 },
+  sha1: { digest: hash('sha1'), bytes: 20 },
+  sha256: { digest: hash('sha256'), bytes: 32 },
+  crc32: { digest: crc32Digest, bytes: 4 },
+};
+const supported = Object.keys(algorithms).join(',');
+
+/** OPTIONS: "The `Tus-Checksum-Algorithm` header MUST be included in the response to an `OPTIONS` request." */
+export function serveChecksums(server: Server): void {
+  // "If supported, the Server MUST add `checksum` to the `Tus-Extension` header."
+  announceExtension(server, 'checksum', { headers: { 'Tus-Checksum-Algorithm': supported }, requestHeaders: ['Upload-Checksum'] });
+}
+
+interface Expected {
+  algorithm: string;
+  digest: Buffer;
+}
+
+/**
+ * "The header MUST consist of the name of the used checksum algorithm and the Base64 encoded
+ * checksum separated by a space." Why not, when it does not.
+ */
+function parseChecksum(header: string): Expected | string {
+  const match = /^(\S+) ([A-Za-z0-9+/]+={0,2})$/.exec(header.trim());
+  if (!match) return `Upload-Checksum must be "<algorithm> <base64 checksum>", not "${header}"`;
+  const [, algorithm, base64] = match as unknown as [string, string, string];
+  const known = algorithms[algorithm];
+  // "400 Bad Request if the checksum algorithm is not supported by the server"
+  if (!known) return `Upload-Checksum algorithm ${algorithm} is not supported; Tus-Checksum-Algorithm: ${supported}`;
+  const digest = Buffer.from(base64, 'base64');
+  if (digest.length !== known.bytes) return `Upload-Checksum: a ${algorithm} checksum is ${known.bytes} bytes, this one ${digest.length}`;
+  return { algorithm, digest };
+}
+
+/**
+ * The checksum extension for PATCH (and a creation-with-upload POST). "Once the entire request has
+ * been received, the Server MUST verify the uploaded chunk against the provided checksum using the
+ * specified algorithm … In the first two cases [400, 460] the uploaded chunk MUST be discarded,
+ * and the upload and its offset MUST NOT be updated." So a checksummed body goes to a temp file,
+ * hashed as it streams, bounded by what the upload may still take; only a verified body reaches
+ * the store, from that file: a mismatch, or a request cut or timed out (PATCH_IDLE_TIMEOUT) before
+ * its whole body arrived, leaves the store untouched. On S3 no part is committed before that.
+ */
+export function tusChecksum({ config, log }: HookContext): Middleware<UploadState> {
+  return async (ctx, next) => {
+    const header = ctx.get('Upload-Checksum');
+    const carriesBody = ctx.method === 'PATCH' || (ctx.method === 'POST' && ctx.req.headers['content-type'] === OCTET_STREAM);
+    if (!header || !carriesBody) return next();
+    const expected = parseChecksum(header);
+    if (typeof expected === 'string') {
+      refuseTusRequest(ctx, 400, expected);
+      return closeAfterAnswer(ctx);
+    }
+    const limit = bodyLimit(ctx, config.maxUploadSize);
+    const declared = ctx.get('Content-Length');
+    if (declared && Number(declared) > limit) {
+      refuseTusRequest(ctx, 413, `The body (${declared} bytes) is longer than what this upload may still take (${limit} bytes)`);
+      return closeAfterAnswer(ctx);
+    }
+    const file = path.join(os.tmpdir(), `tus-checksum-${randomUUID()}`);
+    try {
+      const received = await receiveBody(ctx.req, file, algorithms[expected.algorithm]!.digest(), limit);
+      const upload = ctx.state.upload?.id ?? ctx.state.partial?.id;
+      if (received === 'cut') {
+        // Nobody is left to answer: the connection is gone, and nothing of the body was kept.
+        log.info({ upload, algorithm: expected.algorithm }, 'checksummed request cut before its whole body arrived; nothing kept');
+        ctx.respond = false;
+        return;
+      }
+      if (!received.equals(expected.digest)) {
+        log.info({ upload, algorithm: expected.algorithm }, 'checksum mismatch; the body was discarded');
+        // "460 Checksum Mismatch if the checksums mismatch"
+        refuseTusRequest(ctx, 460, `Checksum Mismatch: the body's ${expected.algorithm} is ${received.toString('base64')}, Upload-Checksum says ${expected.digest.toString('base64')}; nothing of it was kept`);
+        ctx.message = 'Checksum Mismatch';
+        return;
+      }
+      replaceBody(ctx.req, createReadStream(file, { highWaterMark: 256 * 1024 }));
+      await next();
+    } finally {
+      await fs.rm(file, { force: true });
+    }
+  };
+}
+
+/** The bytes a body may have: what the upload still lacks, within the largest size any upload may have. */
+function bodyLimit(ctx: ParameterizedContext<UploadState>, maxUploadSize: number): number {
+  const declared = (name: string) => (/^\d+$/.test(ctx.get(name)) ? Number(ctx.get(name)) : undefined);
+  const size = ctx.state.upload?.size ?? ctx.state.partial?.size ?? declared('Upload-Length') ?? maxUploadSize;
+  return Math.max(0, Math.min(size, maxUploadSize) - (ctx.method === 'PATCH' ? (declared('Upload-Offset') ?? 0) : 0));
+}
+
+class TooLong extends Error {}
+
+/** Streams the body into `file` through the digest; 'cut' when the request ended before the body did (or ran past `limit`). */
+async function receiveBody(req: IncomingMessage, file: string, digest: Digest, limit: number): Promise<Buffer | 'cut'> {
+  let bytes = 0;
+  try {
+    await pipeline(
+      req,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          bytes += chunk.length;
+          if (bytes > limit) throw new TooLong();
+          digest.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(file),
+    );
+  } catch (error) {
+    // A chunked body running past the limit ends the connection: it cannot be answered mid-way.
+    if (error instanceof TooLong || !req.complete) return 'cut';
+    throw error;
+  }
+  return digest.digest();
+}

@@ -1,0 +1,23 @@
+import type { Middleware } from 'koa';
+import { maxMetadataBytes, maxMetadataKeys } from '../../hooks/uploadMetadata.ts';
+import { refuseTusRequest } from './tusProtocol.ts';
+
+/**
+ * Bounds `Upload-Metadata` on creation, where it is stored with the upload: at most 4 KiB and 32
+ * keys. ("The Upload-Metadata request and response header MUST consist of one or more
+ * comma-separated key-value pairs" — so the pairs are counted by their commas.)
+ */
+export function limitUploadMetadata(): Middleware {
+  return async (ctx, next) => {
+    const metadata = ctx.method === 'POST' ? ctx.get('Upload-Metadata') : '';
+    const bytes = Buffer.byteLength(metadata);
+    if (bytes > maxMetadataBytes) {
+      return refuseTusRequest(ctx, 400, `Upload-Metadata is ${bytes} bytes; at most ${maxMetadataBytes} are accepted`);
+    }
+    const keys = metadata ? metadata.split(',').length : 0;
+    if (keys > maxMetadataKeys) {
+      return refuseTusRequest(ctx, 400, `Upload-Metadata has ${keys} keys; at most ${maxMetadataKeys} are accepted`);
+    }
+    await next();
+  };
+}
