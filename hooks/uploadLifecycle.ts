@@ -92,7 +92,10 @@ export type Creation = { ok: true; upload: Upload; event: UploadEvent } | { ok: 
 export type NewUploadRecord = Omit<NewUpload, 'status' | 'event_seq' | 'reclaimed_at'>;
 
 export class UploadLifecycle {
-  constructor(private readonly extensions: readonly InTransition[] = []) {}
+  private readonly extensions: readonly InTransition[];
+  constructor(extensions: readonly InTransition[] = []) {
+    this.extensions = extensions;
+  }
 
   /**
    * Records a new upload (`uploading`, event 1) within its owner's quota, or the refusal. A final

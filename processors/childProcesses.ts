@@ -92,10 +92,15 @@ export class JobControl {
     if (message.cancel) this.stop('cancelled');
   };
 
+  readonly timeoutMs: number;
+  private readonly port: MessagePort | undefined;
+
   constructor(
-    readonly timeoutMs: number,
-    private readonly port: MessagePort | undefined,
+    timeoutMs: number,
+    port: MessagePort | undefined,
   ) {
+    this.timeoutMs = timeoutMs;
+    this.port = port;
     this.timer =
       Number.isFinite(timeoutMs) && timeoutMs > 0 ? setTimeout(() => this.stop('timeout'), Math.min(timeoutMs, 2 ** 31 - 1)) : undefined;
     port?.on('message', this.onMessage);

@@ -50,11 +50,14 @@ export class StreamTooLargeError extends ScanError {
 
 /** Cut short before a verdict; scanStream() finds out why (see classifyCut). */
 class CutShortError extends ScanError {
+  readonly duringStream: boolean;
+
   constructor(
     message: string,
-    readonly duringStream: boolean,
+    duringStream: boolean,
   ) {
     super(message);
+    this.duringStream = duringStream;
   }
 }
 
@@ -162,11 +165,16 @@ class Session {
   /** Resolves (never rejects) once clamd closed its side or the socket failed. */
   private readonly settled: Promise<void>;
 
+  private readonly timeoutMs: number;
+  private readonly target: string;
+
   constructor(
     options: net.NetConnectOpts,
-    private readonly timeoutMs: number,
-    private readonly target: string,
+    timeoutMs: number,
+    target: string,
   ) {
+    this.timeoutMs = timeoutMs;
+    this.target = target;
     this.socket = net.createConnection(options);
     this.settled = new Promise((resolve) => {
       this.socket.on('data', (chunk: Buffer) => {

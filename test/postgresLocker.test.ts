@@ -22,7 +22,10 @@ const noop = () => undefined;
 /** What the test database's sessions look like, seen from outside it (the admin database). */
 class Observer {
   private readonly client = new pg.Client({ connectionString: testDatabaseUrl });
-  constructor(private readonly databaseUrl: string) {}
+  private readonly databaseUrl: string;
+  constructor(databaseUrl: string) {
+    this.databaseUrl = databaseUrl;
+  }
   private get database(): string {
     return new URL(this.databaseUrl).pathname.slice(1);
   }

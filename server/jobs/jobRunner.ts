@@ -38,14 +38,21 @@ export class RetryableJobError extends Error {}
  * The message (with addresses) goes to the logs; `shown` is what the owner is told.
  */
 export class ServiceUnreachableError extends Error {
+  readonly shown: string;
+  readonly waitMaxMs: number;
+  /** The setting that bounds the wait, named in the reason when the job gives up. */
+  readonly waitMaxSetting: string;
+
   constructor(
     message: string,
-    readonly shown: string,
-    readonly waitMaxMs: number,
-    /** The setting that bounds the wait, named in the reason when the job gives up. */
-    readonly waitMaxSetting: string,
+    shown: string,
+    waitMaxMs: number,
+    waitMaxSetting: string,
   ) {
     super(message);
+    this.shown = shown;
+    this.waitMaxMs = waitMaxMs;
+    this.waitMaxSetting = waitMaxSetting;
   }
 }
 
@@ -107,7 +114,10 @@ class LaneState {
   wakeRequested = false;
   private wakeUp: (() => void) | undefined;
 
-  constructor(readonly lane: JobLane) {}
+  readonly lane: JobLane;
+  constructor(lane: JobLane) {
+    this.lane = lane;
+  }
 
   wake(): void {
     this.wakeRequested = true;
@@ -138,8 +148,10 @@ export class JobRunner {
   private loops: Promise<void>[] = [];
   private unlisten: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
+  private readonly options: JobRunnerOptions;
 
-  constructor(private readonly options: JobRunnerOptions) {
+  constructor(options: JobRunnerOptions) {
+    this.options = options;
     this.lanes = options.lanes.map((lane) => new LaneState(lane));
   }
 

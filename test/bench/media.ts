@@ -289,7 +289,9 @@ class Recorder {
   private readonly log: string;
   private readonly saved = { ffmpeg: process.env.FFMPEG_PATH, ffprobe: process.env.FFPROBE_PATH };
 
-  private constructor(private readonly dir: string) {
+  private readonly dir: string;
+  private constructor(dir: string) {
+    this.dir = dir;
     this.bin = { ffmpeg: path.join(dir, 'ffmpeg'), ffprobe: path.join(dir, 'ffprobe') };
     this.log = path.join(dir, 'calls.log');
   }

@@ -49,7 +49,10 @@ export class LockSession {
   /** The last query queued: the next one starts when it has settled. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly options: LockSessionOptions) {}
+  private readonly options: LockSessionOptions;
+  private constructor(options: LockSessionOptions) {
+    this.options = options;
+  }
 
   /** Connects once before returning: a server that cannot reach its database should not start. */
   static async open(options: LockSessionOptions): Promise<LockSession> {

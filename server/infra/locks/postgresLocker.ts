@@ -40,10 +40,16 @@ export class PostgresLocker implements Locker {
    */
   private readonly claims = new Map<string, Claim>();
 
+  private readonly session: LockSession;
+  readonly acquireTimeoutMs: number;
+
   private constructor(
-    private readonly session: LockSession,
-    readonly acquireTimeoutMs: number,
-  ) {}
+    session: LockSession,
+    acquireTimeoutMs: number,
+  ) {
+    this.session = session;
+    this.acquireTimeoutMs = acquireTimeoutMs;
+  }
 
   static async create(databaseUrl: string, log: Logger, acquireTimeoutMs = 30_000): Promise<PostgresLocker> {
     let locker: PostgresLocker | undefined;
@@ -134,10 +140,16 @@ export class PostgresLocker implements Locker {
 class PostgresLock implements Lock {
   private claim: Claim | undefined;
 
+  private readonly locker: PostgresLocker;
+  private readonly id: string;
+
   constructor(
-    private readonly locker: PostgresLocker,
-    private readonly id: string,
-  ) {}
+    locker: PostgresLocker,
+    id: string,
+  ) {
+    this.locker = locker;
+    this.id = id;
+  }
 
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     const deadline = Date.now() + this.locker.acquireTimeoutMs;

@@ -157,8 +157,10 @@ export const defaultTypePolicy: TypePolicy = [
 ];
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  readonly problems: string[];
+  constructor(problems: string[]) {
     super(`invalid settings:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
   }
 }
 
@@ -377,11 +379,19 @@ export function algorithmOf(key: KeyObject): 'RS256' | 'ES256' | 'EdDSA' | undef
 
 /** Parses one kind of value per method and records a message naming the setting when it is bad. */
 class SettingReader {
+  private readonly env: Env;
+  private readonly problems: string[];
+  private readonly namesRead?: Set<string>;
+
   constructor(
-    private readonly env: Env,
-    private readonly problems: string[],
-    private readonly namesRead?: Set<string>,
-  ) {}
+    env: Env,
+    problems: string[],
+    namesRead?: Set<string>,
+  ) {
+    this.env = env;
+    this.problems = problems;
+    this.namesRead = namesRead;
+  }
 
   /** Every other reader goes through here, so `namesRead` sees every setting looked at. */
   string(name: string): string | undefined {

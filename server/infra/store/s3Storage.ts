@@ -41,7 +41,9 @@ export class S3Storage implements Storage {
    */
   private readonly presignClient: S3Client;
 
-  constructor(private readonly s3: S3Config, expiresAfterMs: number, log: Logger) {
+  private readonly s3: S3Config;
+  constructor(s3: S3Config, expiresAfterMs: number, log: Logger) {
+    this.s3 = s3;
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
     this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;

@@ -296,7 +296,11 @@ class SlabPool {
     if (this.lent === 0) this.idle = [];
   }, 10_000).unref();
 
-  constructor(private readonly bytes: number) {}
+  private readonly bytes: number;
+
+  constructor(bytes: number) {
+    this.bytes = bytes;
+  }
 
   take(): Buffer | undefined {
     if ((this.lent + 1) * copyBatchBytes > this.bytes) return undefined;
@@ -329,10 +333,16 @@ class PartCopy {
   private piecesBytes = 0;
   private file: { path: string; handle: FileHandle } | undefined;
 
+  private readonly memory: SlabPool;
+  private readonly tempFileName: () => Promise<string>;
+
   constructor(
-    private readonly memory: SlabPool,
-    private readonly tempFileName: () => Promise<string>,
-  ) {}
+    memory: SlabPool,
+    tempFileName: () => Promise<string>,
+  ) {
+    this.memory = memory;
+    this.tempFileName = tempFileName;
+  }
 
   /** Returns a promise only when it writes to the file (the memory path costs no turn of the event loop). */
   add(piece: Buffer): Promise<void> | undefined {

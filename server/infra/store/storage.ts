@@ -93,7 +93,9 @@ class FolderStorage implements Storage {
   readonly datastore: FileStore;
   private readonly uploadsDir: string;
 
-  constructor(private readonly dataDir: string, expiresAfterMs: number) {
+  private readonly dataDir: string;
+  constructor(dataDir: string, expiresAfterMs: number) {
+    this.dataDir = dataDir;
     this.uploadsDir = path.join(dataDir, 'uploads');
     this.datastore = new FileStore({ directory: this.uploadsDir, expirationPeriodInMilliseconds: expiresAfterMs });
     this.describe = `folder ${dataDir}`;
