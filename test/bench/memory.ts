@@ -21,7 +21,7 @@ import path from 'node:path';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, settleAndDelete } from './clients.ts';
 import { fmtMiB, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
-import { repoRoot, sleep, startChild } from './processes.ts';
+import { repoRoot, sleep, startServerOf } from './processes.ts';
 import { watchTree, type TreeMemory } from './processTree.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 
@@ -37,21 +37,11 @@ interface Figures {
   uploadSeconds: number;
 }
 
-/** The node flags and entry script of `npm start` in `checkout`'s package.json: the bench runs what users run. */
-async function startCommand(checkout: string): Promise<{ script: string; nodeArgs: string[] }> {
-  const pkg = JSON.parse(await fs.readFile(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const args = pkg.scripts.start.split(/\s+/);
-  const script = args.at(-1)!;
-  if (args[0] !== 'node' || !script.endsWith('.ts')) throw new Error(`${checkout}: npm start is not "node … <script>.ts": ${pkg.scripts.start}`);
-  return { script, nodeArgs: args.slice(1, -1).filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import') };
-}
-
 async function measure(label: string, checkout: string, env: Record<string, string>, source: string): Promise<Figures> {
   const dataDir = env.DATA_DIR!;
   let pid: number | undefined;
   const starting = watchTree(() => pid);
-  const { script, nodeArgs } = await startCommand(checkout);
-  const server = await startChild(label, script, env, nodeArgs, { cwd: checkout, timeoutMs: 180_000, onSpawn: (p) => (pid = p) });
+  const server = await startServerOf(checkout, label, env, [], { timeoutMs: 180_000, onSpawn: (p) => (pid = p) });
   try {
     const firstStart = starting.stop().peak;
     await sleep(10_000);

@@ -36,8 +36,8 @@ import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, type Slice } from './clients.ts';
 import { slowUpload } from './slowClient.ts';
-import { benchServerNodeArgs, fmt, GiB, median, MiB, positiveInt, serverEnv, writeSource } from './common.ts';
-import { runBench, startChild, watchProcess, type ChildServer } from './processes.ts';
+import { fmt, GiB, median, MiB, positiveInt, serverEnv, writeSource } from './common.ts';
+import { repoRoot, runBench, startServerOf, watchProcess, type ChildServer } from './processes.ts';
 
 const TARGET_RATIO = 0.8;
 const repeat = positiveInt('BENCH_REPEAT', 3);
@@ -94,14 +94,13 @@ async function main(): Promise<void> {
   const s3 = loadConfig(env).s3!;
   const client = new S3Client(s3ClientConfig(s3));
   const nodeArgs = [
-    ...(await benchServerNodeArgs()),
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     ...(traceGc ? ['--trace-gc'] : []),
   ];
-  const server = await startChild('server', 'server/main/server.ts', env, nodeArgs);
+  const server = await startServerOf(repoRoot, 'server', env, nodeArgs);
   children.push(server);
   const baselineDir = process.env.BENCH_BASELINE_DIR ? path.resolve(process.env.BENCH_BASELINE_DIR) : undefined;
-  const before = baselineDir ? await startChild('before', 'server/main/server.ts', env, nodeArgs, { cwd: baselineDir }) : undefined;
+  const before = baselineDir ? await startServerOf(baselineDir, 'before', env, nodeArgs) : undefined;
   if (before) children.push(before);
   const radosgwPid = Number(readFileSync(path.join(servicesDir, 'ceph', 'run', 'client.rgw.tus.pid'), 'utf8'));
   console.log(`server   pid ${server.pid} ${server.url} (S3 ${testS3.endpoint}/${bucket}, part size ${fmt(s3.partSize / MiB, 0)} MiB, Postgres, SCAN=off, RUN_JOBS=false)`);
