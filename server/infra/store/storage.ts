@@ -3,10 +3,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { FileStore } from '@tus/file-store';
 import type { DataStore } from '@tus/utils';
 import type { Config } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
-import { FolderStore } from './folderStore.ts';
 
 /** Where stored bytes can be read from when a client asks for them. */
 export type Located =
@@ -90,14 +90,14 @@ export async function createStorage(config: Config, log: Logger): Promise<Storag
 class FolderStorage implements Storage {
   readonly kind = 'folder';
   readonly describe: string;
-  readonly datastore: FolderStore;
+  readonly datastore: FileStore;
   private readonly uploadsDir: string;
 
   private readonly dataDir: string;
   constructor(dataDir: string, expiresAfterMs: number) {
     this.dataDir = dataDir;
     this.uploadsDir = path.join(dataDir, 'uploads');
-    this.datastore = new FolderStore({ directory: this.uploadsDir, expirationPeriodInMilliseconds: expiresAfterMs });
+    this.datastore = new FileStore({ directory: this.uploadsDir, expirationPeriodInMilliseconds: expiresAfterMs });
     this.describe = `folder ${dataDir}`;
   }
 
