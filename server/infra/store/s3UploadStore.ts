@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { PassThrough, Readable } from 'node:stream';
 import type { Part } from '@aws-sdk/client-s3';
 import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
 import { TUS_RESUMABLE, Upload } from '@tus/utils';
@@ -131,20 +132,39 @@ export class S3UploadStore extends S3Store {
     const partSize = this.calcOptimalPartSize(size);
     const body = new BodyReader(src);
     const parts = [...known.parts];
+    const firstPart = nextPartNumber(parts);
+    // This body's parts, in order: each one starts once the one before is off the body.
+    const sending: Promise<PartOutcome>[] = [];
+    let turn = Promise.resolve(true);
+    let stopped = false;
     let position = offset;
     let left = bodyLength;
     for (;;) {
       const length = size === undefined ? partSize : Math.min(partSize, size - position);
       if (length <= 0 || length > left) break;
-      const outcome = await this.storePart(metadata, body, nextPartNumber(parts), length);
-      if ('kept' in outcome) {
-        this.note(id, { parts: [...parts, ...outcome.kept.parts], incompleteSize: outcome.kept.incompleteSize, written: true });
-        if (outcome.failure) throw outcome.failure;
-        return offsetOf(this.noteOf(id)!);
-      }
-      parts.push(outcome.stored);
+      if (sending.length >= partsInFlight) await sending.at(-partsInFlight)!.catch(() => undefined);
+      if (stopped) break;
+      let onRead!: (whole: boolean) => void;
+      const read = new Promise<boolean>((resolve) => (onRead = resolve));
+      const outcome = this.storePart(metadata, body, firstPart + sending.length, length, turn, onRead);
+      sending.push(outcome);
+      turn = outcome.then((o) => 'stored' in o, () => false);
+      void turn.then((stored) => (stopped ||= !stored));
+      if (!(await read)) break;
       position += length;
       left -= length;
+    }
+    // The first part that did not store whole ends what S3 holds of this body (PartStream keeps the rest out).
+    for (const settled of await Promise.allSettled(sending)) {
+      if (settled.status === 'rejected') throw settled.reason;
+      const outcome = settled.value;
+      if ('stored' in outcome) {
+        parts.push(outcome.stored);
+        continue;
+      }
+      this.note(id, { parts: [...parts, ...outcome.kept.parts], incompleteSize: outcome.kept.incompleteSize, written: true });
+      if (outcome.failure) throw outcome.failure;
+      return offsetOf(this.noteOf(id)!);
     }
     // Less than a part left in this body: @tus/s3-store keeps it in `<id>.part` until the next request.
     const tail = left > 0 ? await this.uploadParts(metadata, body.rest(), nextPartNumber(parts), position) : 0;
@@ -160,22 +180,36 @@ export class S3UploadStore extends S3Store {
     return reached;
   }
 
-  /** The next `length` bytes of the body as part `partNumber`: streamed, or finished from its copy. */
-  private async storePart(metadata: MetadataValue, body: BodyReader, partNumber: number, length: number): Promise<PartOutcome> {
+  /**
+   * The next `length` bytes of the body as part `partNumber`: streamed as they arrive, or sent
+   * from their copy. `onRead` is told once they are off the body (false if it failed); S3 gets
+   * the whole part only once `turn` says the part before is stored.
+   */
+  private async storePart(
+    metadata: MetadataValue,
+    body: BodyReader,
+    partNumber: number,
+    length: number,
+    turn: Promise<boolean>,
+    onRead: (whole: boolean) => void,
+  ): Promise<PartOutcome> {
     const copy = new PartCopy(this.memory, () => this.uniqueTmpFileName('tus-s3-part-'));
+    const stream = this.streams < this.maxStreams ? this.streamPart(metadata, partNumber, length, copy) : undefined;
     try {
-      const streamed = this.streams < this.maxStreams ? await this.streamPart(metadata, body, copy, partNumber, length) : { failure: new NoStream() };
-      if ('stored' in streamed) return streamed;
-      let failure = streamed.failure;
-      // S3 stopped, the body paused too long, or no stream was free: the rest of the part goes into the copy only.
-      if (!isBodyFailure(failure)) {
-        failure = undefined;
-        try {
-          for await (const piece of body.take(length - copy.size, copy));
-        } catch (error) {
-          failure = error;
-        }
+      let failure: unknown;
+      try {
+        for await (const piece of body.take(length, copy)) await stream?.write(piece, copy.inFile);
+      } catch (error) {
+        failure = error;
+        stream?.stop(error);
       }
+      onRead(failure === undefined);
+      if (!(await turn)) throw new PartDropped(`part ${partNumber}: a part before it was not stored`);
+      if (stream && !failure) {
+        const streamed = await stream.end();
+        if ('stored' in streamed) return streamed;
+      }
+      // S3 stopped, the body paused too long, no stream was free, or the body failed: what arrived goes from the copy.
       if (copy.size === length || copy.size >= this.minPartSize) {
         const part = await this.sendPart(metadata, partNumber, await copy.reader(), copy.size);
         return copy.size === length ? { stored: part } : { kept: { parts: [part], incompleteSize: 0 }, failure: bodyFailure(failure) };
@@ -186,6 +220,10 @@ export class S3UploadStore extends S3Store {
       }
       return { kept: { parts: [], incompleteSize: copy.size }, failure: bodyFailure(failure) };
     } finally {
+      onRead(false);
+      // Its slabs may still be on their way to S3.
+      stream?.stop(new PartDropped(`part ${partNumber}: given up`));
+      await stream?.settled;
       await copy.release();
     }
   }
@@ -198,39 +236,75 @@ export class S3UploadStore extends S3Store {
     return { PartNumber: partNumber, ETag, Size: length };
   }
 
-  /** One UploadPart fed from the body as it arrives (and into `copy`); resolves with the part or why it stopped. */
-  private async streamPart(
-    metadata: MetadataValue,
-    body: BodyReader,
-    copy: PartCopy,
-    partNumber: number,
-    length: number,
-  ): Promise<{ stored: Part } | { failure: unknown }> {
+  /** One UploadPart fed from `copy` as the body's bytes go in; counted against `maxStreams` until it settles. */
+  private streamPart(metadata: MetadataValue, partNumber: number, length: number, copy: PartCopy): PartStream {
     this.streams++;
-    const abort = new AbortController();
-    const pieces = body.take(length, copy);
-    // The SDK pipes the body into its request, and a pipe does not pass a source's failure on.
-    const source = Readable.from(pieces, { objectMode: false }).once('error', (error) => abort.abort(error));
+    const stream = new PartStream((source, signal) => this.sendPart(metadata, partNumber, source, length, signal), copy, this.streamIdleMs);
+    void stream.settled.then(() => this.streams--);
+    return stream;
+  }
+}
+
+/**
+ * An UploadPart whose body is fed piece by piece. Its last piece waits for `end`: S3 stores a
+ * part only once it has all of its bytes, so a part held back this way until the part before
+ * it is stored cannot leave a gap in the parts S3 holds if that one fails.
+ */
+class PartStream {
+  readonly settled: Promise<{ stored: Part } | { failure: unknown }>;
+  private readonly source = new PassThrough();
+  private readonly abort = new AbortController();
+  private held: Buffer | undefined;
+  private done = false;
+
+  constructor(send: (body: Readable, signal: AbortSignal) => Promise<Part>, copy: PartCopy, idleMs: number) {
     let seen = -1;
     const idle = setInterval(() => {
-      if (copy.size === seen) abort.abort(new NoStream(`no byte for ${this.streamIdleMs} ms`));
+      if (copy.size === seen) this.stop(new NoStream(`no byte for ${idleMs} ms`));
       seen = copy.size;
-    }, this.streamIdleMs);
-    try {
-      return { stored: await this.sendPart(metadata, partNumber, source, length, abort.signal) };
-    } catch (error) {
-      return { failure: abort.signal.aborted ? abort.signal.reason : error };
-    } finally {
+    }, idleMs);
+    this.settled = send(this.source, this.abort.signal).then(
+      (stored) => ({ stored }),
+      (error: unknown) => {
+        // The SDK pipes the body into its request, and a pipe does not pass a request's failure back.
+        this.stop(error);
+        return { failure: this.abort.signal.reason };
+      },
+    );
+    void this.settled.finally(() => {
+      this.done = true;
       clearInterval(idle);
-      source.destroy();
-      // Until the pieces are done with the body, nothing else may read it.
-      await pieces.return(undefined).catch(() => undefined);
-      this.streams--;
-    }
+      this.source.destroy();
+    });
+  }
+
+  /** Sends the piece before `piece`; with `wait`, only as fast as S3 takes them (the pieces are not copies). */
+  async write(piece: Buffer, wait: boolean): Promise<void> {
+    const previous = this.held;
+    this.held = piece;
+    if (!previous || this.abort.signal.aborted) return;
+    if (!this.source.write(previous) && wait) await once(this.source, 'drain', { signal: this.abort.signal }).catch(() => undefined);
+  }
+
+  /** Sends the last piece; resolves with the part or why it stopped. */
+  end(): Promise<{ stored: Part } | { failure: unknown }> {
+    if (!this.abort.signal.aborted) this.source.end(this.held);
+    return this.settled;
+  }
+
+  /** Gives the request up (no-op once it settled): S3 keeps nothing of it. */
+  stop(reason: unknown): void {
+    if (!this.done && !this.abort.signal.aborted) this.abort.abort(reason);
   }
 }
 
 const copyBatchBytes = 256 * 1024;
+
+/**
+ * Parts of one body on their way to S3 at once: as many as lib-storage's Upload sends, so that
+ * S3's time to take one part overlaps the next ones (their copies bound the memory).
+ */
+const partsInFlight = 4;
 
 /**
  * Parts streamed at once, per process: each holds one of the SDK agent's 50 sockets for as long
@@ -244,10 +318,8 @@ class NoStream extends Error {}
 /** The body ended before the bytes its request declared. */
 class BodyEnded extends Error {}
 
-/** Whether a part stopped because of the client's body (ended or dropped), not S3 or a pause. */
-function isBodyFailure(failure: unknown): boolean {
-  return failure instanceof BodyEnded || (failure instanceof Error && failure.name === 'AbortError');
-}
+/** A part not sent because a part before it was not stored (S3 must hold a prefix of the parts). */
+class PartDropped extends Error {}
 
 /** What `write` reports of a body that stopped: a clean early end is not an error (the offset says it). */
 function bodyFailure(failure: unknown): unknown {
@@ -267,8 +339,8 @@ class BodyReader {
     this.chunks = src[Symbol.asyncIterator]();
   }
 
-  /** The next `length` bytes; with a `copy`, what it says to send once each piece is in it. */
-  async *take(length: number, copy?: PartCopy): AsyncGenerator<Buffer, void, undefined> {
+  /** The next `length` bytes into `copy`, yielding what it says to send once each piece is in it. */
+  async *take(length: number, copy: PartCopy): AsyncGenerator<Buffer, void, undefined> {
     let left = length;
     while (left > 0) {
       const chunk = this.leftover ?? (await this.chunks.next()).value;
@@ -277,10 +349,9 @@ class BodyReader {
       if (chunk.length > left) this.leftover = chunk.subarray(left);
       const piece = chunk.length > left ? chunk.subarray(0, left) : chunk;
       left -= piece.length;
-      const copying = copy?.add(piece);
+      const copying = copy.add(piece);
       if (copying) await copying;
-      if (!copy) yield piece;
-      else for (const out of copy.out(left === 0)) yield out;
+      for (const out of copy.out(left === 0)) yield out;
     }
   }
 
@@ -358,6 +429,10 @@ class PartCopy {
   ) {
     this.memory = memory;
     this.tempFileName = tempFileName;
+  }
+
+  get inFile(): boolean {
+    return this.file !== undefined;
   }
 
   /** Returns a promise only when it writes to the file (the memory path costs no turn of the event loop). */
