@@ -42,8 +42,12 @@ type PartOutcome = { stored: Part } | { kept: Listing; failure: unknown };
  * only when the stream to S3 stopped: a body that ends or drops mid-part keeps what arrived (as
  * `<id>.part`, as @tus/s3-store would), and a part whose bytes stop coming for `streamIdleMs` (a
  * stalled phone) goes on into its copy and is sent from there, as are the parts that find
- * `maxStreams` parts streaming already. What does not fill a part (a chunked client's body, a stored `.part` to
- * prepend, a body of unknown length) takes @tus/s3-store's own path.
+ * `maxStreams` parts streaming already. A part's bytes go into its copy as fast as the client
+ * sends them (while the copy is in memory), and the next part starts once they are in: up to
+ * `partsInFlight` parts of a body are on their way to S3 at once, each one's last bytes held
+ * back until the one before is stored, so S3 holds a prefix of the parts whatever fails. What
+ * does not fill a part (a chunked client's body, a stored `.part` to prepend, a body of unknown
+ * length) takes @tus/s3-store's own path.
  */
 export class S3UploadStore extends S3Store {
   private readonly streamIdleMs: number;
@@ -312,7 +316,7 @@ const partsInFlight = 4;
  */
 const maxStreamedParts = 32;
 
-/** A part not streamed, or not to the end: none was free, or its body paused longer than `streamIdleMs`. */
+/** A streamed part given up: no byte came for `streamIdleMs` (a paused body, or a wait for the part before it). */
 class NoStream extends Error {}
 
 /** The body ended before the bytes its request declared. */
