@@ -5,7 +5,7 @@ import type { Concatenated, StoredPart } from '../server/infra/store/storage.ts'
 import { firstBytesWanted, refuseFirstBytes, rejectFromFirstBytes } from './firstBytes.ts';
 import type { HookContext } from './hookContext.ts';
 import { narrowPolicy } from './typePolicy.ts';
-import { uploadCreate, type Creator, type TusError } from './uploadCreate.ts';
+import { quotaRefusalAnswer, uploadCreate, type Creator, type FinalRecord, type TusError } from './uploadCreate.ts';
 import { uploadFinish } from './uploadFinish.ts';
 
 /**
@@ -18,8 +18,7 @@ import { uploadFinish } from './uploadFinish.ts';
  */
 
 /** A final upload's creation: its Upload-Concat as sent, and the caller's finished parts it names, in order. */
-export interface FinalUpload {
-  uploadConcat: string;
+export interface FinalUpload extends FinalRecord {
   parts: StoredPart[];
 }
 
@@ -33,12 +32,9 @@ export async function partialCreate(context: HookContext, upload: Upload, creato
   const size = upload.size ?? 0;
   const refusal = await createPart(db, { id: upload.id, owner: creator.owner, size, expires_at: new Date(Date.now() + config.uploadExpiresAfterMs) }, config.quotas);
   if (refusal) {
-    const reason =
-      refusal.quota === 'bytes'
-        ? `quota exceeded: QUOTA_BYTES allows ${refusal.limit} stored bytes, ${refusal.used} are in use`
-        : `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refusal.limit} unfinished uploads at once; finish or delete one first`;
+    const { status, reason } = quotaRefusalAnswer(refusal);
     log.info({ upload: upload.id, owner: creator.owner, size, reason }, 'partial upload refused');
-    throw { status_code: refusal.quota === 'bytes' ? 413 : 403, body: `Upload refused: ${reason}\n` } satisfies TusError;
+    throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
   }
   log.info({ upload: upload.id, owner: creator.owner, size }, 'partial upload created');
 }

@@ -1,7 +1,8 @@
 import type { Upload } from '@tus/utils';
 import { enqueueJob } from '../server/infra/db/jobQueue.ts';
 import type { HookContext } from './hookContext.ts';
-import { keepsNoBytes, type Transition } from './uploadLifecycle.ts';
+import { uploadStatusFacts } from '../server/infra/db/uploadStatusFacts.ts';
+import type { Transition } from './uploadLifecycle.ts';
 
 /**
  * The last byte is stored: the upload becomes `received` with its inspection queued, atomically.
@@ -17,6 +18,6 @@ export async function uploadFinish(context: HookContext, upload: Upload): Promis
   });
   if (received.ok) context.log.info({ upload: upload.id, size }, 'upload finished');
   // Its last bytes arrived after it was rejected, expired or deleted: they are not kept either.
-  else if (received.current && keepsNoBytes.includes(received.current.status)) await context.storage.removeUpload(upload.id);
+  else if (received.current && !uploadStatusFacts[received.current.status].keepsBytes) await context.storage.removeUpload(upload.id);
   return received;
 }

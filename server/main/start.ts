@@ -19,7 +19,7 @@ import type { Logger } from '../infra/settings/log.ts';
 import { createMetrics } from '../http/metrics.ts';
 import { PostgresLocker } from '../infra/locks/postgresLocker.ts';
 import { openWarning } from '../http/routes/health.ts';
-import { createStorage } from '../infra/store/storage.ts';
+import { createStorage } from '../infra/store/createStorage.ts';
 import { createTusServer } from '../tus/tusServer.ts';
 import { openUploadEventHub } from '../http/uploadEventHub.ts';
 
