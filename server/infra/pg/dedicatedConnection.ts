@@ -200,7 +200,7 @@ export class DedicatedConnection {
       await client.query(`select pg_terminate_backend(pid) from pg_stat_activity where pid = $1 and ${startedMicros} = $2`, [backend.pid, backend.started]);
       this.abandoned = undefined;
     } catch (err) {
-      // Not allowed (another role's backend), or this connection died too: it is tried again on the next.
+      // Refused (a role without the right to), or this connection died too: it is tried again on the next.
       this.options.log.warn({ err, connection: this.options.name, pid: backend.pid }, 'could not end the backend of the connection given up on');
     }
   }
