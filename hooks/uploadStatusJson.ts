@@ -8,6 +8,9 @@ import { ownMetadata } from './uploadMetadata.ts';
 /** Where the tus endpoint is served: the status JSON links an unfinished upload there. */
 export const tusPath = '/files';
 
+/** Upload ids as @tus/server makes them (16 random bytes, hex): anything else names no upload. */
+export const uploadIdPattern = /^[0-9a-f]{32}$/;
+
 /**
  * How the status JSON's links are made: absolute from `base` (the request's origin, or PUBLIC_URL
  * where there is no request), download links signed with `signQuery` (its `?expires=…&sig=…`)

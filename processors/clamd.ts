@@ -2,8 +2,8 @@
 //
 // Why not the `clamscan` npm package (2.4): its scanStream() ignores backpressure (every
 // 'data' chunk is written to the socket without looking at write()'s result, and the
-// source is only paused once clamd *answers*), so a 200 MiB stream grew RSS by ~200 MiB
-// in our measurement. A refusal such as "INSTREAM size limit exceeded. ERROR" surfaces as a
+// source is only paused once clamd *answers*), so a stream's RSS grew by the
+// stream's whole size. A refusal such as "INSTREAM size limit exceeded. ERROR" surfaces as a
 // bare `write EPIPE` (the reply text is lost) and is also console.error'ed; init() execs
 // a clamdscan binary and ping() resolves with a still-open socket. The protocol is small
 // enough to speak directly, so this file does, with backpressure and strict reply parsing.

@@ -16,13 +16,11 @@ import type { ImageTask, MediaOutcome, OutputName, ProducedOutput } from './medi
  * output folder gone) and the runner may retry it. On either failure no output is left behind.
  *
  * The input is decoded once: one pipeline auto-orients, shrinks to fit inside 1920x1080 and
- * hands back raw 8-bit sRGB pixels (at most 1920*1080*4 bytes = 8 MiB, whatever the input
- * size); the three outputs are encoded from that buffer. Measured on this 2-core box (sharp
- * 0.35.5, libvips 8.18.7, median of 5) for a 4000x3000 JPEG, all three outputs: decode-once
- * 322 ms vs 720 ms for three `.clone()`s of one file pipeline (each clone decodes the file
- * again) and 575 ms for "thumbnail from the resized JPEG". The thumbnail made from the
- * 1920-box pixels differs from one made from the original by PSNR 50.8 dB: invisible. Peak RSS
- * for a 12 MP JPEG: ~+90 MiB; for a 12 MP PNG (no shrink-on-load): ~+120 MiB.
+ * hands back raw 8-bit sRGB pixels (at most one picture box of them, whatever the input size);
+ * the three outputs are encoded from that buffer. Why: `.clone()`s of one file pipeline decode
+ * the file again for each output, and a thumbnail made from the resized JPEG pays a JPEG decode
+ * and a second loss; a thumbnail from the box-sized pixels cannot be told from one made from the
+ * original.
  *
  * Metadata: sharp strips EXIF, XMP, IPTC and the ICC profile from every output unless asked to
  * keep them (we never ask), and converts pixels from the input's ICC profile to sRGB first, so

@@ -20,7 +20,7 @@ export interface MediaPool {
 export function createMediaPool(threads: number, entry = new URL('./mediaWorker.ts', import.meta.url)): MediaPool {
   let started: Promise<Piscina<MediaTask, MediaOutcome>> | undefined;
   // sharp must be loaded by the main thread before worker threads load it (lovell/sharp#2263);
-  // loaded here rather than at import, libvips (~17 MB) stays out of a process that runs no media.
+  // loaded here rather than at import, libvips stays out of a process that runs no media.
   const pool = () =>
     (started ??= import('sharp').then(() => new Piscina<MediaTask, MediaOutcome>({
       filename: entry.href,

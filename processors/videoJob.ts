@@ -15,7 +15,7 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  *
  *   1. ffprobe (JSON) → `media` metadata; no readable video stream → `{ ok: false }`.
  *   2. One frame at 1 s (the middle of shorter clips) → PNG → sharp → `poster` + `thumbnail`.
- *      Done first because it is cheap (~0.3 s) and proves a frame can be decoded at all before
+ *      Done first because it is cheap next to the encode and proves a frame can be decoded at all before
  *      the expensive encode starts.
  *   3. ffmpeg (fluent-ffmpeg) → `mp4`: H.264 + AAC 128k, fits the picture box (1920x1080, or
  *      1080x1920 for a portrait picture), HDR tone-mapped to SDR, BT.709 tagged, +faststart.

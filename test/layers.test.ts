@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const root = path.resolve(import.meta.dirname, '..');
 
 /**
- * The layers, from the bottom up, each a folder (DESIGN.md, docs/architecture.md). A file may
+ * The layers, from the bottom up, each a folder (docs/architecture.md). A file may
  * import its own layer's files and those of lower ranks, never a higher rank or another layer of
  * its own rank. processors/ are the bottom: they import nothing of the repo. The longest
  * matching prefix names a file's layer, so a new file is placed by where it lives.

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 // server/s3UploadStore.ts against radosgw: a PATCH's whole parts go to S3 straight from the body
 // (no temp file), what does not fill a part takes @tus/s3-store's path, a body that stops short
 // keeps every whole part and resumes whole, and a request does not ask S3 again what it knows.
@@ -12,7 +13,7 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3 } from '@aws-
 import { Upload } from '@tus/utils';
 import { loadConfig } from '../server/infra/settings/config.ts';
 import { S3UploadStore } from '../server/infra/store/s3UploadStore.ts';
-import { currentStoreRequest, runStoreRequest } from '../server/infra/store/storeRequest.ts';
+import type { StoreRequest } from '../server/infra/store/storeRequest.ts';
 import { createTestBucket, testS3ClientConfig } from './services/env.ts';
 
 const MiB = 1024 * 1024;
@@ -46,12 +47,19 @@ afterEach(() => {
   else process.env.TMPDIR = defaultTmp;
 });
 
+/** The tus request a store call serves, as the tus edge's request scope gives it. */
+const requests = new AsyncLocalStorage<StoreRequest>();
+
+function runStoreRequest<T>(bodyLength: number | undefined, serve: () => T): T {
+  return requests.run({ bodyLength, notes: new Map() }, serve);
+}
+
 /**
  * A store and the S3 commands its client sends; a body sent from a temp file is marked `(file)`,
  * one streamed from the request `(stream)`.
  */
 function makeStore({ streamIdleMs = 10_000, size = partSize, buffer = 64 * MiB, maxStreams = 32 } = {}): { store: S3UploadStore; commands: string[] } {
-  const store = new S3UploadStore({ partSize: size, streamIdleMs, streamBufferBytes: buffer, maxStreams, expirationPeriodInMilliseconds: 3_600_000, useTags: false, s3ClientConfig: { ...testS3ClientConfig(), bucket } });
+  const store = new S3UploadStore({ partSize: size, streamIdleMs, streamBufferBytes: buffer, maxStreams, requestOf: () => requests.getStore(), expirationPeriodInMilliseconds: 3_600_000, useTags: false, s3ClientConfig: { ...testS3ClientConfig(), bucket } });
   const commands: string[] = [];
   (store as unknown as { client: S3 }).client.middlewareStack.add(
     (next, context) => (args) => {
@@ -73,7 +81,7 @@ async function created(store: S3UploadStore, size: number | undefined): Promise<
 
 /** What @tus/server's PATCH handler does under the lock: the offset from the store, then the write. */
 function patch(store: S3UploadStore, id: string, body: Readable, bodyLength: number | undefined): Promise<number> {
-  return runStoreRequest(store, bodyLength, async () => {
+  return runStoreRequest(bodyLength, async () => {
     const { offset } = await store.getUpload(id);
     return store.write(body, id, offset);
   });
@@ -225,18 +233,12 @@ describe('S3UploadStore', () => {
     expect(() => loadConfig({ S3_BUCKET: 'b', S3_STREAM_BUFFER: 'lots' })).toThrow(/S3_STREAM_BUFFER: "lots"/);
   });
 
-  it('opens a request scope only for a store that reads it (the folder store runs without)', () => {
-    const { store } = makeStore();
-    expect(runStoreRequest(store, 7, () => currentStoreRequest()?.bodyLength)).toBe(7);
-    expect(runStoreRequest({}, 7, () => currentStoreRequest())).toBeUndefined();
-  });
-
   it('asks S3 only what the request does not know', async () => {
     const { store, commands } = makeStore();
     const data = randomBytes(2 * partSize + MiB);
     // A creation-with-upload POST: create, then write the body, then the Upload-Expires lookup.
     const id = `up-${randomBytes(8).toString('hex')}`;
-    await runStoreRequest(store, partSize, async () => {
+    await runStoreRequest(partSize, async () => {
       await store.create(new Upload({ id, size: data.length, offset: 0 }));
       expect(await store.write(bodyOf(data.subarray(0, partSize)), id, 0)).toBe(partSize);
       expect((await store.getUpload(id)).offset).toBe(partSize);
@@ -244,7 +246,7 @@ describe('S3UploadStore', () => {
     expect(commands.splice(0)).toEqual(['CreateMultipartUpload', 'PutObject', 'UploadPart (stream)']);
     // A PATCH of the rest: one listing under the lock, the parts, the completion.
     const rest = data.subarray(partSize);
-    await runStoreRequest(store, rest.length, async () => {
+    await runStoreRequest(rest.length, async () => {
       await store.getUpload(id);
       expect(await store.write(bodyOf(rest), id, partSize)).toBe(data.length);
     });

@@ -14,22 +14,27 @@ export interface CallerState {
  * A token past its `exp` but within AUTH_RESUME_GRACE passes only where `mayResume` says.
  */
 export function authenticate(auth: AuthConfig, mayResume: (ctx: Context) => boolean): Middleware<CallerState> {
-  if (auth.mode === 'open') {
-    return async (ctx, next) => {
-      ctx.state.caller = openCaller;
-      await next();
-    };
-  }
-  const verify = createTokenVerifier(auth);
+  const identify = callerIdentifier(auth);
   return async (ctx, next) => {
-    if (ctx.method === 'OPTIONS') return next();
-    const check = await verify(bearerToken(ctx.get('Authorization')));
-    if ('refusal' in check) return refuse(ctx, check.refusal);
-    if (check.caller.expired && !mayResume(ctx)) {
-      return refuse(ctx, { status: 401, error: 'invalid_token', description: 'the token has expired' });
-    }
-    ctx.state.caller = check.caller;
+    if (ctx.method === 'OPTIONS' && auth.mode !== 'open') return next();
+    const caller = await identify(ctx, mayResume(ctx));
+    if (!caller) return;
+    ctx.state.caller = caller;
     await next();
+  };
+}
+
+/** Who is asking `ctx`; undefined once the refusal is answered. `mayResume`: an expired token within its grace may pass. */
+export type CallerIdentifier = (ctx: Context, mayResume: boolean) => Promise<Caller | undefined>;
+
+export function callerIdentifier(auth: AuthConfig): CallerIdentifier {
+  if (auth.mode === 'open') return async () => openCaller;
+  const verify = createTokenVerifier(auth);
+  return async (ctx, mayResume) => {
+    const check = await verify(bearerToken(ctx.get('Authorization')));
+    if ('refusal' in check) return void refuse(ctx, check.refusal);
+    if (check.caller.expired && !mayResume) return void refuse(ctx, { status: 401, error: 'invalid_token', description: 'the token has expired' });
+    return check.caller;
   };
 }
 

@@ -1,36 +1,24 @@
-import Koa, { type ParameterizedContext } from 'koa';
-import compose from 'koa-compose';
-import type { Server } from '@tus/server';
+import Koa, { type Middleware, type ParameterizedContext } from 'koa';
 import type { Scanner } from '../../processors/clamd.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from '../auth/authenticate.ts';
 import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
-import { tusUploadAccess, type UploadState } from '../tus/tusUploadAccess.ts';
 import { cors, corsPolicy } from './cors.ts';
-import { firstBytesCheck } from '../tus/firstBytesCheck.ts';
 import type { Metrics } from './metrics.ts';
-import { rateLimitUploads } from '../tus/rateLimit.ts';
 import { demoRoutes } from './routes/demo.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
-import { ietfDraftAppends, ietfDraftRequests, type DraftState } from '../tus/ietfDraft/ietfDraft.ts';
-import { handleTus } from '../tus/tusHandle.ts';
-import { tusPath } from '../../hooks/uploadStatusJson.ts';
 import type { UploadEventHub } from './uploadEventHub.ts';
-import { tusProtocol } from '../tus/tusProtocol.ts';
-import { tusChecksum } from '../tus/tusChecksum.ts';
-import { tusConcatenation } from '../tus/tusConcatenation.ts';
-import { limitUploadMetadata } from '../tus/uploadMetadataLimits.ts';
 
 /** Routes a signed link opens without a header: downloads (`<img src>`) and the event stream (`EventSource`). */
 const signedLinkPath = /^\/api\/uploads\/[^/]+\/(files\/[^/]+|events)$/;
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
-export function createApp(context: HookContext, tus: Server, scanner: Scanner | undefined, metrics: Metrics, hub: UploadEventHub): Koa<UploadState> {
+export function createApp(context: HookContext, tus: Middleware, scanner: Scanner | undefined, metrics: Metrics, hub: UploadEventHub): Koa<CallerState> {
   const { config, db, storage, log } = context;
-  const app = new Koa<UploadState>({ proxy: Boolean(config.publicUrl) });
+  const app = new Koa<CallerState>({ proxy: Boolean(config.publicUrl) });
   // Koa 3's ctx.origin is the request's Origin header; links are built from protocol and host.
   const baseUrl = (requestBase: string) => config.publicUrl ?? requestBase;
 
@@ -62,30 +50,8 @@ export function createApp(context: HookContext, tus: Server, scanner: Scanner | 
   // Before anything answers, so refusals carry CORS too.
   app.use(cors(corsPolicy(config.corsOrigins), '/api/'));
 
-  // An expired token (within AUTH_RESUME_GRACE) may only go on with an upload: HEAD and PATCH of tus.
-  const mayResume = (ctx: { method: string; path: string }) => ctx.path.startsWith(`${tusPath}/`) && ['HEAD', 'PATCH'].includes(ctx.method);
-  const tusRequest = compose<ParameterizedContext<DraftState>>([
-    // The IETF draft's requests become the tus requests they amount to, before anything reads them.
-    ietfDraftRequests(context, tus, tusPath),
-    // Protocol fixes first: everything after must see the method after X-HTTP-Method-Override.
-    tusProtocol(),
-    limitUploadMetadata(),
-    authenticate(config.auth, mayResume),
-    tusUploadAccess(db, tusPath),
-    ietfDraftAppends(),
-    rateLimitUploads({ db, perMinute: config.rateLimitPerMinute, log }),
-    tusConcatenation(context, tusPath),
-    // A checksummed body is verified before anything judges or stores it.
-    tusChecksum(context),
-    firstBytesCheck(context),
-    async (ctx) => {
-      // @tus/server writes the response itself, streaming the body straight to the store.
-      ctx.respond = false;
-      const { caller, upload, partial, concat, tusHooks } = ctx.state;
-      await handleTus(tus, ctx.req, ctx.res, { caller, ip: ctx.ip, upload, partial, concat, ...tusHooks });
-    },
-  ]);
-  app.use((ctx, next) => (ctx.path === tusPath || ctx.path.startsWith(`${tusPath}/`) ? tusRequest(ctx, next) : next()));
+  // The tus endpoint: it answers its own path and passes every other request on.
+  app.use(tus);
 
   const apiAuthentication = authenticate(config.auth, () => false);
   // A signed link is its own credential (for <img src> and EventSource); its route checks it.

@@ -20,7 +20,8 @@ import { createMetrics } from '../http/metrics.ts';
 import { PostgresLocker } from '../infra/locks/postgresLocker.ts';
 import { openWarning } from '../http/routes/health.ts';
 import { createStorage } from '../infra/store/createStorage.ts';
-import { createTusServer } from '../tus/tusServer.ts';
+import { tusEdge } from '../tus/tusEdge.ts';
+import { currentStoreRequest } from '../tus/tusRequest.ts';
 import { openUploadEventHub } from '../http/uploadEventHub.ts';
 
 export interface Services {
@@ -45,7 +46,8 @@ export function createLifecycle(config: Config): UploadLifecycle {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
-  const storage = await createStorage(config, log);
+  // The S3 store learns of the tus request it serves through the edge's request scope.
+  const storage = await createStorage(config, log, currentStoreRequest);
   await storage.ping();
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
@@ -102,7 +104,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // restarts, or a load balancer would take every upload server out at once.
   // One LISTEN for every event stream this instance serves.
   const hub = await openUploadEventHub(database, log.child({ part: 'events' }));
-  const app = createApp(context, createTusServer(context, locker, metrics.observeConcatenation), config.runJobs ? scanner : undefined, metrics, hub);
+  const app = createApp(context, tusEdge(context, locker, metrics.observeConcatenation), config.runJobs ? scanner : undefined, metrics, hub);
   const runner = config.runJobs ? createJobRunner(services, metrics.observeJob) : undefined;
   await runner?.start();
   const stopCleanup = config.runJobs ? scheduleCleanup(context, config.cleanupIntervalMs) : undefined;

@@ -1,8 +1,8 @@
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { UploadLifecycle } from '../../../hooks/uploadLifecycle.ts';
-import { eventsLinkName, uploadStatusJson, type StatusLinks } from '../../../hooks/uploadStatusJson.ts';
-import { uploadIdPattern, type UploadState } from '../../tus/tusUploadAccess.ts';
+import { eventsLinkName, uploadIdPattern, uploadStatusJson, type StatusLinks } from '../../../hooks/uploadStatusJson.ts';
+import type { CallerState } from '../../auth/authenticate.ts';
 import { createLinkSigner } from '../../auth/signedLinks.ts';
 import type { Config } from '../../infra/settings/config.ts';
 import { contentDisposition, outputKey, type Storage } from '../../infra/store/storage.ts';
@@ -27,9 +27,9 @@ const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security
  * another owner's upload answers exactly as an unknown id does. With tokens, the download URLs in
  * the status JSON are signed links, which are their own credential (so `<img src>` works).
  */
-export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; lifecycle: UploadLifecycle; hub: UploadEventHub; baseUrl: (origin: string) => string; log: Logger }): Router<UploadState> {
+export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; lifecycle: UploadLifecycle; hub: UploadEventHub; baseUrl: (origin: string) => string; log: Logger }): Router<CallerState> {
   const { config, db, storage, lifecycle, hub } = deps;
-  const router = new Router<UploadState>({ prefix: '/api/uploads' });
+  const router = new Router<CallerState>({ prefix: '/api/uploads' });
   const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
   const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
   const links = (ctx: { protocol: string; host: string }): StatusLinks => ({ base: deps.baseUrl(`${ctx.protocol}://${ctx.host}`), signQuery: signer?.query });
@@ -39,7 +39,7 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
    * The upload a request may see: with a signed link (`name` is what the link was signed for),
    * whoever holds the link; else only the caller's own.
    */
-  const visibleUpload = async (ctx: ParameterizedContext<UploadState>, id: string, name: string): Promise<Upload | undefined> => {
+  const visibleUpload = async (ctx: ParameterizedContext<CallerState>, id: string, name: string): Promise<Upload | undefined> => {
     if (!signer || ctx.query.sig === undefined) return findOwnUpload(db, id, ctx.state.caller.owner);
     const check = signer.check(id, name, ctx.query.expires, ctx.query.sig);
     if (check === 'tampered') httpError(403, 'this link is not valid: its signature does not match');

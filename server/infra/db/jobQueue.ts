@@ -24,8 +24,8 @@ export const jobsChannel = 'upload_jobs';
 /**
  * One job per (upload, kind): queueing it again is a no-op. A new job wakes the workers in
  * every process sharing the database when the transaction commits; the payload names its kind,
- * so a runner wakes only the lane that runs it. One statement: the embedded database runs
- * every statement on the event loop.
+ * so a runner wakes only the lane that runs it. One statement: the insert and its NOTIFY in
+ * one round trip.
  */
 export async function enqueueJob(db: Db, uploadId: string, kind: PipelineJobKind, maxAttempts: number): Promise<void> {
   await sql`

@@ -1,6 +1,6 @@
 import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable } from "kysely";
 
-/** The states of DESIGN.md; `reason` is set whenever a state is off the main line. */
+/** The upload states (docs/architecture.md, hooks/uploadLifecycle.ts); `reason` is set whenever a state is off the main line. */
 export const uploadStatuses = [
   'uploading', 'received', 'inspecting', 'processing', 'ready',
   'rejected', 'infected', 'failed', 'expired', 'deleted',

@@ -264,7 +264,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     // 8K UHD: larger frames are refused before ffmpeg decodes one (each costs memory per frame in flight).
     maxVideoPixels: read.integer('MAX_VIDEO_PIXELS', 7680 * 4320, 1, 2 ** 31),
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
-    // A 12 MP iPhone HEIC takes heif-convert ~2 s here; minutes mean a stuck decoder.
+    // Far above what heif-convert needs for a phone's photo: minutes mean a stuck decoder.
     imageTimeoutMs: read.duration('IMAGE_TIMEOUT', 2 * 60_000),
     typePolicy,
     auth,

@@ -7,6 +7,7 @@ import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCo
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
+import type { StoreRequestOf } from './storeRequest.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
 import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
@@ -42,7 +43,7 @@ export class S3Storage implements Storage {
   private readonly presignClient: S3Client;
 
   private readonly s3: S3Config;
-  constructor(s3: S3Config, expiresAfterMs: number, log: Logger) {
+  constructor(s3: S3Config, expiresAfterMs: number, log: Logger, requestOf: StoreRequestOf) {
     this.s3 = s3;
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
@@ -55,6 +56,7 @@ export class S3Storage implements Storage {
       useTags: false,
       streamIdleMs: s3.streamIdleMs,
       streamBufferBytes: s3.streamBufferBytes,
+      requestOf,
       // The SDK tells its console when a streamed part fails; the store already recovers or reports that part.
       s3ClientConfig: { ...clientConfig, bucket: s3.bucket, logger: sdkLogger(log.child({ part: 's3' })) },
     });

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import type { Part } from '@aws-sdk/client-s3';
 import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
 import { TUS_RESUMABLE, Upload } from '@tus/utils';
-import { currentStoreRequest, readsStoreRequests } from './storeRequest.ts';
+import { noStoreRequest, type StoreRequestOf } from './storeRequest.ts';
 
 /** What S3 holds of an unfinished upload: its whole parts, and the bytes kept in `<id>.part`. */
 interface Listing {
@@ -24,6 +24,8 @@ interface StreamOptions {
   streamBufferBytes: number;
   /** Parts streamed at once; more go through their copies. */
   maxStreams?: number;
+  /** The tus request a call serves: its body's length, and notes kept for the rest of it. */
+  requestOf?: StoreRequestOf;
 }
 
 /** How a part of the body ended: stored whole, or cut short with what arrived kept (and why it was cut). */
@@ -48,12 +50,26 @@ export class S3UploadStore extends S3Store {
   private readonly maxStreams: number;
   private streams = 0;
 
-  constructor({ streamIdleMs, streamBufferBytes, maxStreams = maxStreamedParts, ...options }: Options & StreamOptions) {
+  private readonly requestOf: StoreRequestOf;
+
+  constructor({ streamIdleMs, streamBufferBytes, maxStreams = maxStreamedParts, requestOf = noStoreRequest, ...options }: Options & StreamOptions) {
     super(options);
     this.streamIdleMs = streamIdleMs;
     this.memory = new SlabPool(streamBufferBytes);
     this.maxStreams = maxStreams;
-    readsStoreRequests(this);
+    this.requestOf = requestOf;
+  }
+
+  private noteOf(id: string): ListingNote | undefined {
+    return this.requestOf()?.notes.get(id) as ListingNote | undefined;
+  }
+
+  private note(id: string, listing: ListingNote): void {
+    this.requestOf()?.notes.set(id, listing);
+  }
+
+  private forget(id: string): void {
+    this.requestOf()?.notes.delete(id);
   }
 
   /** The info object changes only when a deferred length is declared (maybe on another instance): cache the rest. */
@@ -71,7 +87,7 @@ export class S3UploadStore extends S3Store {
 
   override async create(upload: Upload): Promise<Upload> {
     const created = await super.create(upload);
-    note(upload.id, { parts: [], incompleteSize: 0, written: true });
+    this.note(upload.id, { parts: [], incompleteSize: 0, written: true });
     return created;
   }
 
@@ -81,7 +97,7 @@ export class S3UploadStore extends S3Store {
    * handler always precedes with a listing of its own under the lock.
    */
   override async getUpload(id: string): Promise<Upload> {
-    const known = noteOf(id);
+    const known = this.noteOf(id);
     if (!known?.written) return super.getUpload(id);
     const metadata = await this.getMetadata(id);
     return new Upload({ ...metadata.file, offset: offsetOf(known), size: metadata.file.size, storage: metadata.file.storage });
@@ -89,25 +105,25 @@ export class S3UploadStore extends S3Store {
 
   protected override async retrieveParts(id: string, partNumberMarker?: string): Promise<Part[]> {
     const parts = await super.retrieveParts(id, partNumberMarker);
-    if (!partNumberMarker) note(id, { parts, incompleteSize: 0, written: false });
+    if (!partNumberMarker) this.note(id, { parts, incompleteSize: 0, written: false });
     return parts;
   }
 
   protected override async getIncompletePartSize(id: string): Promise<number | undefined> {
     const size = await super.getIncompletePartSize(id);
-    const known = noteOf(id);
-    if (known) note(id, { ...known, incompleteSize: size ?? 0 });
+    const known = this.noteOf(id);
+    if (known) this.note(id, { ...known, incompleteSize: size ?? 0 });
     return size;
   }
 
   override async write(src: Readable, id: string, offset: number): Promise<number> {
-    const bodyLength = currentStoreRequest()?.bodyLength;
-    const known = noteOf(id);
-    forget(id);
+    const bodyLength = this.requestOf()?.bodyLength;
+    const known = this.noteOf(id);
+    this.forget(id);
     // Parts are planned from the body's length, and a stored `.part` goes before the new bytes.
     if (bodyLength === undefined || !known || offsetOf(known) !== offset || known.incompleteSize > 0) {
       const reached = await super.write(src, id, offset);
-      forget(id);
+      this.forget(id);
       return reached;
     }
     const metadata = await this.getMetadata(id);
@@ -122,9 +138,9 @@ export class S3UploadStore extends S3Store {
       if (length <= 0 || length > left) break;
       const outcome = await this.storePart(metadata, body, nextPartNumber(parts), length);
       if ('kept' in outcome) {
-        note(id, { parts: [...parts, ...outcome.kept.parts], incompleteSize: outcome.kept.incompleteSize, written: true });
+        this.note(id, { parts: [...parts, ...outcome.kept.parts], incompleteSize: outcome.kept.incompleteSize, written: true });
         if (outcome.failure) throw outcome.failure;
-        return offsetOf(noteOf(id)!);
+        return offsetOf(this.noteOf(id)!);
       }
       parts.push(outcome.stored);
       position += length;
@@ -137,9 +153,9 @@ export class S3UploadStore extends S3Store {
       await this.finishMultipartUpload(metadata, tail > 0 ? await this.retrieveParts(id) : parts);
       await this.completeMetadata(metadata.file);
       await this.clearCache(id);
-      forget(id);
+      this.forget(id);
     } else if (tail === 0) {
-      note(id, { parts, incompleteSize: 0, written: true });
+      this.note(id, { parts, incompleteSize: 0, written: true });
     }
     return reached;
   }
@@ -428,16 +444,4 @@ class PartCopy {
 
 function offsetOf(listing: Listing): number {
   return listing.parts.reduce((total, part) => total + (part.Size ?? 0), 0) + listing.incompleteSize;
-}
-
-function noteOf(id: string): ListingNote | undefined {
-  return currentStoreRequest()?.notes.get(id) as ListingNote | undefined;
-}
-
-function note(id: string, listing: ListingNote): void {
-  currentStoreRequest()?.notes.set(id, listing);
-}
-
-function forget(id: string): void {
-  currentStoreRequest()?.notes.delete(id);
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import contentDisposition from 'content-disposition';
+import { headerInteger } from '../tusWire.ts';
 import type { DraftVersion, ProblemType } from './draftVersions.ts';
 
 export const PARTIAL_UPLOAD = 'application/partial-upload';
@@ -18,6 +19,8 @@ export interface DraftRequest {
   offset: number | undefined;
   /** The filename of `Content-Disposition` at creation. */
   filename: string | undefined;
+  /** The creation's Upload-Limit, the same in the 104 and the final answer. */
+  creationLimit?: string;
 }
 
 /** A draft request refused before anything else sees it. */
@@ -25,11 +28,6 @@ export interface DraftRefusal {
   status: number;
   reason: string;
   problem?: ProblemType;
-}
-
-/** An sf-integer as the draft's fields use it (non-negative); "Other values MUST cause the entire header field to be ignored." */
-export function sfInteger(value: string | undefined): number | undefined {
-  return value !== undefined && /^\d{1,15}$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }
 
 /** An sf-boolean: `?1` or `?0`. */
@@ -88,7 +86,7 @@ export function readDraftRequest(req: IncomingMessage, method: string, isUpload:
   }
 
   const completes = completesUpload(req, version);
-  const contentLength = sfInteger(header(req, 'Content-Length'));
+  const contentLength = headerInteger(header(req, 'Content-Length'));
   if (procedure === 'creation') {
     // "A client can start a resumable upload from any request that can carry content by including
     // the `Upload-Complete` header field": without it this is no resumable upload, nor tus.
@@ -98,7 +96,7 @@ export function readDraftRequest(req: IncomingMessage, method: string, isUpload:
   } else {
     // "The client MUST indicate the offset of the request content inside the representation data
     // by including the `Upload-Offset` request header field."
-    request.offset = sfInteger(header(req, 'Upload-Offset'));
+    request.offset = headerInteger(header(req, 'Upload-Offset'));
     if (request.offset === undefined) return { status: 400, reason: 'an append needs Upload-Offset (a non-negative integer)' };
     if (completes === undefined && version.appendWithoutCompleteness === 'refused') {
       // Drafts -06..: "The request MUST include the `Upload-Complete` header field."
@@ -117,7 +115,7 @@ export function readDraftRequest(req: IncomingMessage, method: string, isUpload:
   // length is then the sum of the current offset and the `Content-Length` header field value."
   // "If indicators (1) and (2) are both present in the same request, their indicated lengths MUST match."
   const byContent = request.completes && contentLength !== undefined ? (request.offset ?? 0) + contentLength : undefined;
-  const declared = sfInteger(header(req, 'Upload-Length'));
+  const declared = headerInteger(header(req, 'Upload-Length'));
   if (byContent !== undefined && declared !== undefined && byContent !== declared) {
     return { status: 400, reason: `Upload-Length ${declared} disagrees with the ${byContent} bytes this request completes the upload with`, problem: 'inconsistent-upload-length' };
   }

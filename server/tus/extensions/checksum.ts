@@ -1,18 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
-import type { Middleware, ParameterizedContext } from 'koa';
-import type { Server } from '@tus/server';
-import type { HookContext } from '../../hooks/hookContext.ts';
-import type { UploadState } from './tusUploadAccess.ts';
-import { closeAfterAnswer } from '../http/lingeringClose.ts';
-import { replaceBody } from './tusHandle.ts';
-import { announceExtension, OCTET_STREAM, refuseTusRequest } from './tusProtocol.ts';
+import type { HookContext } from '../../../hooks/hookContext.ts';
+import { closeAfterAnswer } from '../../http/lingeringClose.ts';
+import type { TusExtension } from '../tusExtension.ts';
+import type { TusRequest } from '../tusRequest.ts';
+import { headerInteger, OCTET_STREAM, refuseTusRequest } from '../tusWire.ts';
 
 /** A running digest over a request body. */
 interface Digest {
@@ -48,12 +45,6 @@ const algorithms: Record<string, { digest: () => Digest; bytes: number }> = {
 };
 const supported = Object.keys(algorithms).join(',');
 
-/** OPTIONS: "The `Tus-Checksum-Algorithm` header MUST be included in the response to an `OPTIONS` request." */
-export function serveChecksums(server: Server): void {
-  // "If supported, the Server MUST add `checksum` to the `Tus-Extension` header."
-  announceExtension(server, 'checksum', { headers: { 'Tus-Checksum-Algorithm': supported }, requestHeaders: ['Upload-Checksum'] });
-}
-
 interface Expected {
   algorithm: string;
   digest: Buffer;
@@ -84,62 +75,69 @@ function parseChecksum(header: string): Expected | string {
  * the store, from that file: a mismatch, or a request cut or timed out (PATCH_IDLE_TIMEOUT) before
  * its whole body arrived, leaves the store untouched. On S3 no part is committed before that.
  */
-export function tusChecksum({ config, log }: HookContext): Middleware<UploadState> {
-  return async (ctx, next) => {
-    const header = ctx.get('Upload-Checksum');
-    const carriesBody = ctx.method === 'PATCH' || (ctx.method === 'POST' && ctx.req.headers['content-type'] === OCTET_STREAM);
-    if (!header || !carriesBody) return next();
-    const expected = parseChecksum(header);
-    if (typeof expected === 'string') {
-      refuseTusRequest(ctx, 400, expected);
-      return closeAfterAnswer(ctx);
-    }
-    const limit = bodyLimit(ctx, config.maxUploadSize);
-    const declared = ctx.get('Content-Length');
-    if (declared && Number(declared) > limit) {
-      refuseTusRequest(ctx, 413, `The body (${declared} bytes) is longer than what this upload may still take (${limit} bytes)`);
-      return closeAfterAnswer(ctx);
-    }
-    const file = path.join(os.tmpdir(), `tus-checksum-${randomUUID()}`);
-    try {
-      const received = await receiveBody(ctx.req, file, algorithms[expected.algorithm]!.digest(), limit);
-      const upload = ctx.state.upload?.id ?? ctx.state.partial?.id;
-      if (received === 'cut') {
-        // Nobody is left to answer: the connection is gone, and nothing of the body was kept.
-        log.info({ upload, algorithm: expected.algorithm }, 'checksummed request cut before its whole body arrived; nothing kept');
-        ctx.respond = false;
-        return;
+export function checksum({ config, log }: HookContext): TusExtension {
+  return {
+    name: 'checksum',
+    // "If supported, the Server MUST add `checksum` to the `Tus-Extension` header." "The
+    // `Tus-Checksum-Algorithm` header MUST be included in the response to an `OPTIONS` request."
+    announces: { extension: 'checksum', headers: { 'Tus-Checksum-Algorithm': supported }, requestHeaders: ['Upload-Checksum'] },
+    before: async (ctx, request, next) => {
+      const { method, headers } = request.engine;
+      const header = headers.get('Upload-Checksum');
+      const carriesBody = method === 'PATCH' || (method === 'POST' && headers.get('Content-Type') === OCTET_STREAM);
+      if (!header || !carriesBody) return next();
+      const expected = parseChecksum(header);
+      if (typeof expected === 'string') {
+        refuseTusRequest(ctx, 400, expected);
+        return closeAfterAnswer(ctx);
       }
-      if (!received.equals(expected.digest)) {
-        log.info({ upload, algorithm: expected.algorithm }, 'checksum mismatch; the body was discarded');
-        // "460 Checksum Mismatch if the checksums mismatch"
-        refuseTusRequest(ctx, 460, `Checksum Mismatch: the body's ${expected.algorithm} is ${received.toString('base64')}, Upload-Checksum says ${expected.digest.toString('base64')}; nothing of it was kept`);
-        ctx.message = 'Checksum Mismatch';
-        return;
+      const limit = bodyLimit(request, config.maxUploadSize);
+      const declared = request.store.bodyLength;
+      if (declared !== undefined && declared > limit) {
+        refuseTusRequest(ctx, 413, `The body (${declared} bytes) is longer than what this upload may still take (${limit} bytes)`);
+        return closeAfterAnswer(ctx);
       }
-      replaceBody(ctx.req, createReadStream(file, { highWaterMark: 256 * 1024 }));
-      await next();
-    } finally {
-      await fs.rm(file, { force: true });
-    }
+      const file = path.join(os.tmpdir(), `tus-checksum-${randomUUID()}`);
+      try {
+        const received = await receiveBody(request, file, algorithms[expected.algorithm]!.digest(), limit);
+        const upload = request.upload?.id ?? request.partial?.id;
+        if (received === 'cut') {
+          // Nobody is left to answer: the connection is gone, and nothing of the body was kept.
+          log.info({ upload, algorithm: expected.algorithm }, 'checksummed request cut before its whole body arrived; nothing kept');
+          ctx.respond = false;
+          return;
+        }
+        if (!received.equals(expected.digest)) {
+          log.info({ upload, algorithm: expected.algorithm }, 'checksum mismatch; the body was discarded');
+          // "460 Checksum Mismatch if the checksums mismatch"
+          refuseTusRequest(ctx, 460, `Checksum Mismatch: the body's ${expected.algorithm} is ${received.toString('base64')}, Upload-Checksum says ${expected.digest.toString('base64')}; nothing of it was kept`);
+          ctx.message = 'Checksum Mismatch';
+          return;
+        }
+        request.body = createReadStream(file, { highWaterMark: 256 * 1024 });
+        await next();
+      } finally {
+        await fs.rm(file, { force: true });
+      }
+    },
   };
 }
 
 /** The bytes a body may have: what the upload still lacks, within the largest size any upload may have. */
-function bodyLimit(ctx: ParameterizedContext<UploadState>, maxUploadSize: number): number {
-  const declared = (name: string) => (/^\d+$/.test(ctx.get(name)) ? Number(ctx.get(name)) : undefined);
-  const size = ctx.state.upload?.size ?? ctx.state.partial?.size ?? declared('Upload-Length') ?? maxUploadSize;
-  return Math.max(0, Math.min(size, maxUploadSize) - (ctx.method === 'PATCH' ? (declared('Upload-Offset') ?? 0) : 0));
+function bodyLimit({ upload, partial, engine }: TusRequest, maxUploadSize: number): number {
+  const size = upload?.size ?? partial?.size ?? headerInteger(engine.headers.get('Upload-Length')) ?? maxUploadSize;
+  const offset = engine.method === 'PATCH' ? (headerInteger(engine.headers.get('Upload-Offset')) ?? 0) : 0;
+  return Math.max(0, Math.min(size, maxUploadSize) - offset);
 }
 
 class TooLong extends Error {}
 
 /** Streams the body into `file` through the digest; 'cut' when the request ended before the body did (or ran past `limit`). */
-async function receiveBody(req: IncomingMessage, file: string, digest: Digest, limit: number): Promise<Buffer | 'cut'> {
+async function receiveBody({ body, node }: TusRequest, file: string, digest: Digest, limit: number): Promise<Buffer | 'cut'> {
   let bytes = 0;
   try {
     await pipeline(
-      req,
+      body,
       async function* (source: AsyncIterable<Buffer>) {
         for await (const chunk of source) {
           bytes += chunk.length;
@@ -152,7 +150,7 @@ async function receiveBody(req: IncomingMessage, file: string, digest: Digest, l
     );
   } catch (error) {
     // A chunked body running past the limit ends the connection: it cannot be answered mid-way.
-    if (error instanceof TooLong || !req.complete) return 'cut';
+    if (error instanceof TooLong || !node.req.complete) return 'cut';
     throw error;
   }
   return digest.digest();
