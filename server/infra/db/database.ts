@@ -1,11 +1,11 @@
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { migrations } from '../../../migrations/index.ts';
+import { DedicatedConnection } from '../pg/dedicatedConnection.ts';
+import { createPool } from '../pg/pool.ts';
 import { defaultDatabaseHeartbeat, type DatabaseHeartbeat } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
 import { openEmbeddedPostgres } from './embeddedPostgres.ts';
-import { DedicatedConnection } from '../pg/dedicatedConnection.ts';
-import { createPool } from '../pg/pool.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
