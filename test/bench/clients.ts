@@ -2,7 +2,8 @@
 // never a Buffer of the whole file: the bench process stays small whatever the size.
 //  - tusUpload: tus-js-client, as a Node app would use it, against the real server.
 //  - plainUpload: node:http doing the same two requests against the bare server.
-// Both make the same requests: one POST (create) and then ONE PATCH carrying the whole slice
+//  - postWhole: node:http sending the same body as one plain POST (the seed's FastAPI endpoint).
+// Both tus clients make the same requests: one POST (create) and then ONE PATCH carrying the whole slice
 // (tus-js-client's chunkSize is left at Infinity), read with fs.ReadStream's 64 KiB chunks.
 import { createReadStream } from 'node:fs';
 import http from 'node:http';
@@ -40,23 +41,40 @@ export function tusUpload(baseUrl: string, slice: Slice, filename: string): Prom
  * it sends tus-js-client's Upload-Metadata too (the real server wants it; the bare one ignores it).
  */
 export async function plainUpload(baseUrl: string, slice: Slice, filename?: string): Promise<string> {
+  const url = await createUpload(baseUrl, slice.length, filename);
+  await patchUpload(url, slice);
+  return url;
+}
+
+/** The POST that creates an upload of `length` bytes; resolves with its URL. */
+export async function createUpload(baseUrl: string, length: number, filename?: string): Promise<string> {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const metadata: Record<string, string> = filename ? { 'Upload-Metadata': `filename ${b64(filename)},filetype ${b64('application/octet-stream')}` } : {};
-  const created = await send(`${baseUrl}/files`, 'POST', { 'Upload-Length': String(slice.length), 'Content-Length': '0', ...metadata });
+  const created = await send(`${baseUrl}/files`, 'POST', { 'Upload-Length': String(length), 'Content-Length': '0', ...metadata });
   if (created.status !== 201 || !created.location) throw new Error(`POST answered ${created.status}`);
-  const url = new URL(created.location, baseUrl).toString();
-  const body = createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 });
+  return new URL(created.location, baseUrl).toString();
+}
+
+/** One PATCH carrying the whole slice from offset 0. */
+export async function patchUpload(url: string, slice: Slice): Promise<void> {
   const patched = await send(
     url,
     'PATCH',
     { 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream', 'Content-Length': String(slice.length) },
-    body,
+    readSlice(slice),
   );
   if (patched.status !== 204 || patched.offset !== String(slice.length)) {
     throw new Error(`PATCH answered ${patched.status} with Upload-Offset ${patched.offset}, expected ${slice.length}`);
   }
-  return url;
 }
+
+/** One plain POST carrying the whole slice (the seed's FastAPI endpoint, seedFastapi.py). */
+export async function postWhole(url: string, slice: Slice, filename: string): Promise<void> {
+  const posted = await send(url, 'POST', { 'Content-Type': 'application/octet-stream', 'Content-Length': String(slice.length), 'X-Filename': filename }, readSlice(slice));
+  if (posted.status !== 200) throw new Error(`POST ${url} answered ${posted.status}`);
+}
+
+const readSlice = (slice: Slice) => createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 });
 
 /** One tus request with node:http, `body` piped in; resolves when the answer has been read. */
 export function send(

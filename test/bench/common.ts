@@ -28,16 +28,6 @@ export async function writeSource(file: string, size: number): Promise<void> {
   }
 }
 
-/**
- * The node flags `npm start` gives the server (package.json), so the bench measures what users
- * run, and BENCH_SERVER_NODE_ARGS besides.
- */
-export async function benchServerNodeArgs(): Promise<string[]> {
-  const pkg = JSON.parse(await fs.readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  const startArgs = pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--') && arg !== '--import');
-  return [...startArgs, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
-}
-
 export function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
@@ -83,3 +73,18 @@ export function positiveInt(name: string, fallback: number): number {
   return value;
 }
 
+
+/** One figure of a before/after comparison (compare.ts): each side's rounds, same run. */
+export interface ComparedFigure {
+  figure: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  before: number[];
+  after: number[];
+}
+
+/** Appends `figures` to the JSON-lines file compare.ts names in BENCH_SUMMARY (nothing without it). */
+export async function reportCompared(figures: ComparedFigure[]): Promise<void> {
+  const file = process.env.BENCH_SUMMARY;
+  if (file) await fs.appendFile(file, figures.map((f) => `${JSON.stringify(f)}\n`).join(''));
+}

@@ -12,7 +12,9 @@
 //
 // Settings (environment):
 //   BENCH_BASELINE_DIR   another checkout (with node_modules) measured the same way in the
-//                        same run, e.g. the commit before a change: `git archive <rev> | tar -x -C dir`
+//                        same run on the same node, e.g. the commit before a change (`git worktree add`)
+//   BENCH_REPEAT=1       rounds; the checkouts take turns, the order alternating
+//   BENCH_ONLY=embedded  the embedded default only (no DATABASE_URL case)
 //   BENCH_SCALE=1        divide the upload size by this (a quick smoke run)
 //   BENCH_VERBOSE=1      echo the children's output
 import fs from 'node:fs/promises';
@@ -20,14 +22,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, settleAndDelete } from './clients.ts';
-import { fmtMiB, MiB, positiveInt, serverEnv, settleDisk, writeSource } from './common.ts';
-import { repoRoot, sleep, startChild } from './processes.ts';
+import { fmtMiB, MiB, positiveInt, reportCompared, serverEnv, settleDisk, writeSource } from './common.ts';
+import { repoRoot, sleep, startServerOf } from './processes.ts';
 import { watchTree, type TreeMemory } from './processTree.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 
 const TARGETS = { firstStart: 300 * MiB, idle: 150 * MiB, uploads: 250 * MiB, idleWithDatabaseUrl: 120 * MiB };
 const UPLOADS = 16;
 const uploadSize = (64 * MiB) / positiveInt('BENCH_SCALE', 1);
+const rounds = positiveInt('BENCH_REPEAT', 1);
+const embeddedOnly = process.env.BENCH_ONLY === 'embedded';
 
 interface Figures {
   label: string;
@@ -37,21 +41,11 @@ interface Figures {
   uploadSeconds: number;
 }
 
-/** The node flags and entry script of `npm start` in `checkout`'s package.json: the bench runs what users run. */
-async function startCommand(checkout: string): Promise<{ script: string; nodeArgs: string[] }> {
-  const pkg = JSON.parse(await fs.readFile(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const args = pkg.scripts.start.split(/\s+/);
-  const script = args.at(-1)!;
-  if (args[0] !== 'node' || !script.endsWith('.ts')) throw new Error(`${checkout}: npm start is not "node … <script>.ts": ${pkg.scripts.start}`);
-  return { script, nodeArgs: args.slice(1, -1).filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import') };
-}
-
 async function measure(label: string, checkout: string, env: Record<string, string>, source: string): Promise<Figures> {
   const dataDir = env.DATA_DIR!;
   let pid: number | undefined;
   const starting = watchTree(() => pid);
-  const { script, nodeArgs } = await startCommand(checkout);
-  const server = await startChild(label, script, env, nodeArgs, { cwd: checkout, timeoutMs: 180_000, onSpawn: (p) => (pid = p) });
+  const server = await startServerOf(checkout, label, env, [], { timeoutMs: 180_000, onSpawn: (p) => (pid = p) });
   try {
     const firstStart = starting.stop().peak;
     await sleep(10_000);
@@ -95,17 +89,31 @@ async function main(): Promise<void> {
   if (process.env.BENCH_BASELINE_DIR) checkouts.push(['baseline', path.resolve(process.env.BENCH_BASELINE_DIR)]);
 
   const results: Figures[] = [];
-  for (const [name, checkout] of checkouts) {
-    const embedded = serverEnv(path.join(tempRoot, `embedded-${results.length}`));
-    results.push(await measure(`${name}, embedded`, checkout, embedded, source));
-    const database = await createTestDatabase();
-    try {
-      const scaleout = { ...serverEnv(path.join(tempRoot, `url-${results.length}`)), DATABASE_URL: database.url };
-      results.push(await measure(`${name}, DATABASE_URL`, checkout, scaleout, source));
-    } finally {
-      await database.drop();
+  for (let round = 1; round <= rounds; round++) {
+    for (const [name, checkout] of round % 2 === 1 ? checkouts : [...checkouts].reverse()) {
+      const embedded = serverEnv(path.join(tempRoot, `embedded-${results.length}`));
+      results.push(await measure(`${name}, embedded`, checkout, embedded, source));
+      if (embeddedOnly) continue;
+      const database = await createTestDatabase();
+      try {
+        const scaleout = { ...serverEnv(path.join(tempRoot, `url-${results.length}`)), DATABASE_URL: database.url };
+        results.push(await measure(`${name}, DATABASE_URL`, checkout, scaleout, source));
+      } finally {
+        await database.drop();
+      }
     }
   }
+  const rows = (label: string) => results.filter((r) => r.label === label);
+  const footprints = (label: string, key: 'firstStart' | 'idle' | 'uploads') => rows(label).map((r) => r[key].footprintBytes / MiB);
+  await reportCompared(
+    (['firstStart', 'idle', 'uploads'] as const).map((key) => ({
+      figure: `memory of the embedded default, ${{ firstStart: 'first start (peak)', idle: 'idle', uploads: `${UPLOADS} × ${fmtMiB(uploadSize)} uploads (peak)` }[key]}`,
+      unit: 'MiB',
+      better: 'lower' as const,
+      before: footprints('baseline, embedded', key),
+      after: footprints('this checkout, embedded', key),
+    })),
+  );
 
   console.log(`\n| case | first start (peak) | idle (median) | ${UPLOADS} × ${fmtMiB(uploadSize)} uploads (peak) | upload time |`);
   console.log('|---|---:|---:|---:|---:|');

@@ -1,4 +1,4 @@
-// Child processes for the bench (the real server and the bare baseline) and what the bench
+// Child processes for the bench (the real server, the bare baseline, the peers) and what the bench
 // reads about them from /proc: the port they listen on, their RSS and their CPU time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,20 +22,53 @@ export interface ChildServer {
   stop(graceMs?: number): Promise<void>;
 }
 
+export interface StartOptions {
+  timeoutMs?: number;
+  cwd?: string;
+  onSpawn?: (pid: number) => void;
+}
+
 /**
  * Starts `node [nodeArgs] --import tsx <script>` in the repository root. The node process
  * itself runs the script (tsx is only a loader here), so its pid is the one to measure.
- * The URL comes from a JSON `listening` log line when there is one (LOG_LEVEL=info or the
- * bare server); at LOG_LEVEL=warn there is none, so the port is read from /proc instead.
  */
-export async function startChild(
+export function startChild(name: string, script: string, env: Record<string, string>, nodeArgs: string[] = [], options: StartOptions = {}): Promise<ChildServer> {
+  return startProcess(name, process.execPath, [...nodeArgs, '--import', 'tsx', script], env, options);
+}
+
+/**
+ * Starts the server of `checkout` (this repository or another one, e.g. the commit before a
+ * change) with its `npm start` command line, on this process's node (both sides of a comparison
+ * run on the same runtime), plus BENCH_SERVER_NODE_ARGS and `nodeArgs`.
+ */
+export async function startServerOf(checkout: string, name: string, env: Record<string, string>, nodeArgs: string[] = [], options: StartOptions = {}): Promise<ChildServer> {
+  const start = await startCommand(checkout);
+  const extra = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  return startProcess(name, process.execPath, [...start.nodeArgs, ...extra, ...nodeArgs, start.script], env, { ...options, cwd: checkout });
+}
+
+/** The node flags (loaders included) and entry script of `npm start` in `checkout`'s package.json. */
+export async function startCommand(checkout: string): Promise<{ script: string; nodeArgs: string[] }> {
+  const pkg = JSON.parse(await fs.readFile(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const args = pkg.scripts.start.split(/\s+/);
+  const script = args.at(-1)!;
+  if (args[0] !== 'node' || !/\.[cm]?[jt]s$/.test(script)) throw new Error(`${checkout}: npm start is not "node … <script>": ${pkg.scripts.start}`);
+  return { script, nodeArgs: args.slice(1, -1) };
+}
+
+/**
+ * Starts `command args` (a server) and waits until it answers HTTP. The URL comes from a JSON
+ * `listening` log line when there is one (LOG_LEVEL=info or the bare server); otherwise (the
+ * server at LOG_LEVEL=warn, uvicorn) the port is read from /proc.
+ */
+export async function startProcess(
   name: string,
-  script: string,
+  command: string,
+  args: string[],
   env: Record<string, string>,
-  nodeArgs: string[] = [],
-  { timeoutMs = 60_000, cwd = repoRoot, onSpawn }: { timeoutMs?: number; cwd?: string; onSpawn?: (pid: number) => void } = {},
+  { timeoutMs = 60_000, cwd = repoRoot, onSpawn }: StartOptions = {},
 ): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const child = spawn(command, args, {
     cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -71,7 +104,7 @@ export async function startChild(
   });
 
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`${name}: could not start ${script}`);
+  if (pid === undefined) throw new Error(`${name}: could not start ${command}`);
   onSpawn?.(pid);
   const deadline = Date.now() + timeoutMs;
   let url: string | undefined;

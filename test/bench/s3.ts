@@ -11,11 +11,11 @@
 // Exits non-zero on an error, never because a target was missed (it reports those).
 //
 // Settings (environment):
-//   BENCH_REPEAT=3       rounds; each workload runs once per round on each side (the order alternates)
+//   BENCH_REPEAT=5       rounds; each workload runs once per round on each side (the order alternates)
 //   BENCH_SCALE=1        divide every size by this (e.g. 4 for a quick smoke run)
 //   BENCH_ONLY           run only the workloads whose label starts with this (e.g. "16")
 //   BENCH_BASELINE_DIR   another checkout (with node_modules) run as a third side, "before", with the
-//                        same settings, e.g. the commit before a change: `git archive <rev> | tar -x -C dir`
+//                        same settings on the same node, e.g. the commit before a change (`git worktree add`)
 //   BENCH_SLOW=100       slow uploads of 8 MiB at 1 MiB/s at once (0: none)
 //   BENCH_SERVER_ENV     extra server settings, "NAME=value NAME=value" (e.g. S3_PART_SIZE=16MiB)
 //   BENCH_TRACE_GC=1     run the server with --trace-gc and count its full GCs
@@ -36,11 +36,11 @@ import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, type Slice } from './clients.ts';
 import { slowUpload } from './slowClient.ts';
-import { benchServerNodeArgs, fmt, GiB, median, MiB, positiveInt, serverEnv, writeSource } from './common.ts';
-import { runBench, startChild, watchProcess, type ChildServer } from './processes.ts';
+import { fmt, GiB, median, MiB, positiveInt, reportCompared, serverEnv, writeSource } from './common.ts';
+import { repoRoot, runBench, startServerOf, watchProcess, type ChildServer } from './processes.ts';
 
-const TARGET_RATIO = 0.8;
-const repeat = positiveInt('BENCH_REPEAT', 3);
+const TARGET_RATIO = 0.9;
+const repeat = positiveInt('BENCH_REPEAT', 5);
 const scale = positiveInt('BENCH_SCALE', 1);
 const traceGc = process.env.BENCH_TRACE_GC === '1';
 const slowCount = Number(process.env.BENCH_SLOW ?? 100);
@@ -94,14 +94,13 @@ async function main(): Promise<void> {
   const s3 = loadConfig(env).s3!;
   const client = new S3Client(s3ClientConfig(s3));
   const nodeArgs = [
-    ...(await benchServerNodeArgs()),
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     ...(traceGc ? ['--trace-gc'] : []),
   ];
-  const server = await startChild('server', 'server/main/server.ts', env, nodeArgs);
+  const server = await startServerOf(repoRoot, 'server', env, nodeArgs);
   children.push(server);
   const baselineDir = process.env.BENCH_BASELINE_DIR ? path.resolve(process.env.BENCH_BASELINE_DIR) : undefined;
-  const before = baselineDir ? await startChild('before', 'server/main/server.ts', env, nodeArgs, { cwd: baselineDir }) : undefined;
+  const before = baselineDir ? await startServerOf(baselineDir, 'before', env, nodeArgs) : undefined;
   if (before) children.push(before);
   const radosgwPid = Number(readFileSync(path.join(servicesDir, 'ceph', 'run', 'client.rgw.tus.pid'), 'utf8'));
   console.log(`server   pid ${server.pid} ${server.url} (S3 ${testS3.endpoint}/${bucket}, part size ${fmt(s3.partSize / MiB, 0)} MiB, Postgres, SCAN=off, RUN_JOBS=false)`);
@@ -130,6 +129,17 @@ async function main(): Promise<void> {
     }
   }
   report(runs, sides);
+  await reportCompared(
+    workloads.map((workload) => {
+      // Each round's ratio to the SDK run of that same round.
+      const perRound = (side: Side) => {
+        const of = (which: Side) => runs.filter((r) => r.workload === workload && r.side === which).map((r) => r.mbps);
+        const sdk = of('sdk');
+        return of(side).map((mbps, i) => mbps / sdk[i]!);
+      };
+      return { figure: `S3 upload / lib-storage Upload, ${workload.label}`, unit: '×', better: 'higher', before: perRound('before'), after: perRound('server') };
+    }),
+  );
   if (slowCount > 0) for (const which of sides.filter((s) => s !== 'sdk')) await slowClients(side, which);
   client.destroy();
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000, 0)} s`);

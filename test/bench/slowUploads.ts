@@ -21,9 +21,9 @@ import { pipeline } from 'node:stream/promises';
 import { testDatabaseUrl } from '../services/env.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
-import { benchServerNodeArgs, fmt, MiB, positiveInt, serverEnv, settleDisk } from './common.ts';
+import { fmt, MiB, positiveInt, serverEnv, settleDisk } from './common.ts';
 import { sampleSessions, type SessionPeaks } from './databaseSessions.ts';
-import { runBench, sleep, startChild, type ChildServer } from './processes.ts';
+import { repoRoot, runBench, sleep, startServerOf, type ChildServer } from './processes.ts';
 import { slowUpload } from './slowClient.ts';
 
 const KiB = 1024;
@@ -68,11 +68,10 @@ async function main(): Promise<void> {
   const database = await createTestDatabase();
   drops.push(database.drop);
   const databaseName = new URL(database.url).pathname.slice(1);
-  const nodeArgs = await benchServerNodeArgs();
   const dirs = { embedded: path.join(tempRoot, 'embedded'), postgres: path.join(tempRoot, 'postgres') };
   const servers: Record<Side, ChildServer> = {
-    embedded: await startChild('embedded', 'server/main/server.ts', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, nodeArgs, { timeoutMs: startTimeoutMs }),
-    postgres: await startChild('postgres', 'server/main/server.ts', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, nodeArgs, { timeoutMs: startTimeoutMs }),
+    embedded: await startServerOf(repoRoot, 'embedded', { ...serverEnv(dirs.embedded), RUN_JOBS: 'false' }, [], { timeoutMs: startTimeoutMs }),
+    postgres: await startServerOf(repoRoot, 'postgres', { ...serverEnv(dirs.postgres), RUN_JOBS: 'false', DATABASE_URL: database.url }, [], { timeoutMs: startTimeoutMs }),
   };
   children.push(servers.embedded, servers.postgres);
   console.log(`embedded  pid ${servers.embedded.pid} ${servers.embedded.url} (embedded Postgres, folder store)`);

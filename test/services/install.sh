@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite runs against (real clamd, Ceph radosgw,
-# ffmpeg, heif-convert, chromium, psql). Idempotent: skips apt entirely when everything is present,
-# so CI re-runs and local runs stay fast.
+# ffmpeg, heif-convert, chromium, psql), and the FastAPI peer `npm run bench` measures uploads
+# against (test/bench/seedFastapi.py). Idempotent: skips apt entirely when everything is
+# present, so CI re-runs and local runs stay fast.
 set -euo pipefail
 
-PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg libheif-examples chromium postgresql-client curl ca-certificates python3-tuspy)
+PKGS=(clamav clamav-daemon ceph-mon ceph-osd radosgw ffmpeg libheif-examples chromium postgresql-client curl ca-certificates python3-tuspy
+  python3-fastapi python3-uvicorn python3-aiofiles python3-uvloop python3-httptools)
 
 missing=()
 for p in "${PKGS[@]}"; do
