@@ -1,4 +1,3 @@
-import { Upload } from '@tus/utils';
 import { findUpload } from '../server/infra/db/records.ts';
 import { createPart, deleteParts, releaseParts } from '../server/infra/db/uploadParts.ts';
 import type { Concatenated, StoredPart } from '../server/infra/store/storage.ts';
@@ -7,6 +6,7 @@ import type { HookContext } from './hookContext.ts';
 import { narrowPolicy } from './typePolicy.ts';
 import { quotaRefusalAnswer, uploadCreate, type Creator, type FinalRecord, type TusError } from './uploadCreate.ts';
 import { uploadFinish } from './uploadFinish.ts';
+import type { StoredUpload } from './uploadMetadata.ts';
 
 /**
  * The tus concatenation extension's policy (README, "Parallel uploads"). Partial uploads are
@@ -27,7 +27,7 @@ export function notYourPart(url: string): string {
   return `Upload refused: Upload-Concat names ${url}, which is not a partial upload of yours\n`;
 }
 
-export async function partialCreate(context: HookContext, upload: Upload, creator: Creator): Promise<void> {
+export async function partialCreate(context: HookContext, upload: StoredUpload, creator: Creator): Promise<void> {
   const { config, db, log } = context;
   const size = upload.size ?? 0;
   const refusal = await createPart(db, { id: upload.id, owner: creator.owner, size, expires_at: new Date(Date.now() + config.uploadExpiresAfterMs) }, config.quotas);
@@ -43,7 +43,7 @@ export async function partialCreate(context: HookContext, upload: Upload, creato
  * A final upload is judged like any new upload (uploadCreate, which also takes its parts), then
  * on its first bytes, read from the head of its first parts: a refusal rejects it and removes the parts.
  */
-export async function finalCreate(context: HookContext, upload: Upload, creator: Creator, final: FinalUpload): ReturnType<typeof uploadCreate> {
+export async function finalCreate(context: HookContext, upload: StoredUpload, creator: Creator, final: FinalUpload): ReturnType<typeof uploadCreate> {
   const created = await uploadCreate(context, upload, creator, final);
   const record = await findUpload(context.db, upload.id);
   const size = upload.size ?? 0;
@@ -86,7 +86,7 @@ export async function assembleFinal(context: HookContext, finalId: string, parts
     await abandonFinal(context, finalId, error);
     throw error;
   }
-  await uploadFinish(context, new Upload({ id: finalId, size, offset: size }));
+  await uploadFinish(context, { id: finalId, size, offset: size });
   await removeParts(context, parts);
   log.info({ upload: finalId, parts: parts.length, size, ...result }, 'final upload assembled');
   return result;

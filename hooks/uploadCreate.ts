@@ -1,11 +1,10 @@
-import type { Upload } from '@tus/utils';
 import type { QuotaRefusal } from '../server/infra/db/quotas.ts';
 import type { UploadLimits } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
 import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
-import { declaredFile, ownMetadata, replaceOwnMetadata } from './uploadMetadata.ts';
+import { declaredFile, ownMetadata, replaceOwnMetadata, type StoredUpload, type UploadMetadata } from './uploadMetadata.ts';
 
 /** A tus error: @tus/server sends `status_code` and `body` as the response. */
 export interface TusError {
@@ -35,10 +34,10 @@ export interface FinalRecord {
  */
 export async function uploadCreate(
   context: HookContext,
-  upload: Upload,
+  upload: StoredUpload,
   creator: Creator,
   final?: FinalRecord,
-): Promise<{ metadata: Upload['metadata']; limits: UploadLimits }> {
+): Promise<{ metadata: UploadMetadata; limits: UploadLimits }> {
   const { config, log } = context;
   let sent = upload.metadata;
   let limits = creator.limits;
@@ -109,6 +108,6 @@ export function quotaRefusalAnswer(refusal: QuotaRefusal): { status: number; rea
     : { status: 403, reason: `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refusal.limit} unfinished uploads at once; finish or delete one first` };
 }
 
-function withoutNul(metadata: Upload['metadata']): Upload['metadata'] {
+function withoutNul(metadata: UploadMetadata): UploadMetadata {
   return metadata && Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, value?.replaceAll('\0', '\uFFFD') ?? null]));
 }

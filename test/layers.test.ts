@@ -126,6 +126,13 @@ describe('one-way layers', () => {
     expect(cycles(cycle.slice(0, 2))).toEqual([]);
   });
 
+  it('keeps the upload domain free of HTTP and of the tus engine: no Koa, no @tus/* in hooks/', () => {
+    const packages = (file: string) =>
+      ts.preProcessFile(fs.readFileSync(path.join(root, file), 'utf8'), true, true).importedFiles.map(({ fileName }) => fileName).filter((name) => !name.startsWith('.'));
+    const found = scanned.filter((file) => file.startsWith('hooks/')).flatMap((file) => packages(file).filter((name) => /^(koa|@koa\/|@tus\/)/.test(name)).map((name) => `${file} imports ${name}`));
+    expect(found).toEqual([]);
+  });
+
   it('leaves upload states one writer: only the lifecycle imports the statements that change them', () => {
     const writers = edges.filter(({ to }) => to === 'server/infra/db/uploadStates.ts').map(({ from }) => from);
     expect(writers).toEqual(['hooks/uploadLifecycle.ts']);

@@ -56,10 +56,11 @@ export async function quotaRefusal(trx: Db, quota: Quota | undefined, owner: str
   return undefined;
 }
 
-/** The bytes `owner` holds but those of `except`: what a deferred-length upload may still grow into is the quota less these. */
-export async function bytesHeld(db: Db, owner: string, except: { upload: string }): Promise<number> {
-  const { rows } = await sql<{ bytes: number }>`select ${heldBytes(owner, except)} as bytes`.execute(db);
-  return rows[0]!.bytes;
+/** The bytes `upload` of `owner` may still grow into (a deferred length): the quota less what its other holdings keep; undefined for no limit. */
+export async function bytesLeft(db: Db, quota: Quota, owner: string | null, upload: string): Promise<number | undefined> {
+  if (!owner || quota.bytes === undefined) return undefined;
+  const { rows } = await sql<{ bytes: number }>`select ${heldBytes(owner, { upload })} as bytes`.execute(db);
+  return Math.max(0, quota.bytes - rows[0]!.bytes);
 }
 
 /** Stored bytes: the owner's uploads in a state that keeps them, and its unused partials, but for those named. */

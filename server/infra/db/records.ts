@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Output, Upload, UploadStatus } from './schema.ts';
-import { bytesHeld } from './quotas.ts';
 import { uploadProgressChannel } from './uploadEventLog.ts';
 import { statusesWhere } from './uploadStatusFacts.ts';
 
@@ -10,11 +9,6 @@ import { statusesWhere } from './uploadStatusFacts.ts';
  * are in uploadStates.ts). Each function takes the database or a transaction, so a caller can
  * group writes.
  */
-
-/** The bytes an owner's other uploads (and unused partials) hold: what a deferred-length upload may still grow into. */
-export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string): Promise<number> {
-  return bytesHeld(db, owner, { upload: exceptId });
-}
 
 export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {
   return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
