@@ -1,6 +1,6 @@
 // `npm run bench:memory` (also the last part of `npm run bench`): the memory of `npm start`'s
-// process tree — the node process and everything it spawned (tsx's esbuild, the embedded
-// Postgres and its backends) — as its footprint (private pages, shared ones once: see
+// process tree — the node process and everything it spawned (the embedded Postgres and its
+// backends; a loader's helpers, for a checkout whose `npm start` has one) — as its footprint (private pages, shared ones once: see
 // processTree.ts; the targets are judged on it), with PSS and summed RSS alongside.
 // For each case, on a fresh DATA_DIR: the peak from spawn until it answers (first start,
 // including the database's creation), idle (median of 5 s of samples, 10 s after it listens),
@@ -37,13 +37,16 @@ interface Figures {
   uploadSeconds: number;
 }
 
-/** The node flags and entry script of `npm start` in `checkout`'s package.json: the bench runs what users run. */
+/**
+ * The node flags (a loader included, for a checkout whose `npm start` has one) and entry script
+ * of `npm start` in `checkout`'s package.json: the bench runs what users run.
+ */
 async function startCommand(checkout: string): Promise<{ script: string; nodeArgs: string[] }> {
   const pkg = JSON.parse(await fs.readFile(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
   const args = pkg.scripts.start.split(/\s+/);
   const script = args.at(-1)!;
   if (args[0] !== 'node' || !script.endsWith('.ts')) throw new Error(`${checkout}: npm start is not "node … <script>.ts": ${pkg.scripts.start}`);
-  return { script, nodeArgs: args.slice(1, -1).filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import') };
+  return { script, nodeArgs: args.slice(1, -1) };
 }
 
 async function measure(label: string, checkout: string, env: Record<string, string>, source: string): Promise<Figures> {

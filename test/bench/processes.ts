@@ -11,7 +11,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 
 export interface ChildServer {
   name: string;
-  /** The pid of the node process that listens (no tsx wrapper in between). */
+  /** The pid of the node process that listens (no wrapper in between). */
   pid: number;
   url: string;
   /** The last lines the child wrote (stdout and stderr), for error messages. */
@@ -23,8 +23,8 @@ export interface ChildServer {
 }
 
 /**
- * Starts `node [nodeArgs] --import tsx <script>` in the repository root. The node process
- * itself runs the script (tsx is only a loader here), so its pid is the one to measure.
+ * Starts `node [nodeArgs] <script>` in the repository root. The node process itself runs the
+ * script, so its pid is the one to measure.
  * The URL comes from a JSON `listening` log line when there is one (LOG_LEVEL=info or the
  * bare server); at LOG_LEVEL=warn there is none, so the port is read from /proc instead.
  */
@@ -35,7 +35,7 @@ export async function startChild(
   nodeArgs: string[] = [],
   { timeoutMs = 60_000, cwd = repoRoot, onSpawn }: { timeoutMs?: number; cwd?: string; onSpawn?: (pid: number) => void } = {},
 ): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   children.push(server);
   console.log(`bare server   pid ${bare.pid} ${bare.url} (test/bench/bareServer.ts: request piped to fs.createWriteStream)`);
   console.log(
-    `real server   pid ${server.pid} ${server.url} (node ${[...serverNodeArgs, '--import tsx'].join(' ')} server/main/server.ts: folder store + embedded Postgres, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
+    `real server   pid ${server.pid} ${server.url} (node ${serverNodeArgs.join(' ')} server/main/server.ts: folder store + embedded Postgres, SCAN=off, RUN_JOBS=${serverEnv('').RUN_JOBS})`,
   );
   const idle = { bare: rssOf(bare.pid), server: rssOf(server.pid) };
 
