@@ -25,4 +25,4 @@ EXPOSE 1080
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # package.json's `start`, without npm in between (npm does not pass SIGTERM on). The worker
 # service runs package.json's `worker` the same way (docker-compose.yml sets its command).
-CMD ["node", "--max-semi-space-size=1", "--no-warnings", "server/main/server.ts"]
+CMD ["node", "--max-semi-space-size=1", "--no-warnings", "--import", "./server/main/compileCache.js", "server/main/server.ts"]

@@ -34,7 +34,7 @@ export async function writeSource(file: string, size: number): Promise<void> {
  */
 export async function benchServerNodeArgs(): Promise<string[]> {
   const pkg = JSON.parse(await fs.readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  const startArgs = pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--'));
+  const startArgs = pkg.scripts.start.split(' ').slice(1, -1);
   return [...startArgs, ...(process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
 }
 
