@@ -15,8 +15,9 @@ export interface StoreRequest {
 const requests = new AsyncLocalStorage<StoreRequest>();
 
 /**
- * The stores that read the scope. Other stores' requests run without one: on Node 20 the first
- * AsyncLocalStorage in use puts a hook on every promise of the process.
+ * The stores that read the scope. Other stores' requests run without one: on Node 22 the first
+ * AsyncLocalStorage in use puts a hook on every promise of the process (Node 24's, built on
+ * AsyncContextFrame, does not).
  */
 const readers = new WeakSet<object>();
 
