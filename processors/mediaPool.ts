@@ -23,7 +23,8 @@ export function createMediaPool(threads: number, entry = new URL('./mediaWorker.
   // loaded here rather than at import, libvips (~17 MB) stays out of a process that runs no media.
   const pool = () =>
     (started ??= import('sharp').then(() => new Piscina<MediaTask, MediaOutcome>({
-      // A thread reads the TypeScript entry as this one does, with Node's type stripping: no loader to pass on.
+      // A thread inherits this one's node flags (the compile cache's preload too) and reads the
+      // TypeScript entry with Node's type stripping, as this one does: no loader to pass on.
       filename: entry.href,
       minThreads: threads,
       maxThreads: threads,
