@@ -11,7 +11,5 @@ export default defineConfig({
     // Test files share one Postgres, clamd and radosgw on a 2-core machine: run files
     // one after another (tests inside a file still run in order).
     fileParallelism: false,
-    // AWS SDK v3 prints a "node >=22 soon" warning on every client in Node 20.
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

@@ -1,12 +1,12 @@
-import { Upload } from '@tus/utils';
 import { findUpload } from '../server/infra/db/records.ts';
 import { createPart, deleteParts, releaseParts } from '../server/infra/db/uploadParts.ts';
 import type { Concatenated, StoredPart } from '../server/infra/store/storage.ts';
 import { firstBytesWanted, refuseFirstBytes, rejectFromFirstBytes } from './firstBytes.ts';
 import type { HookContext } from './hookContext.ts';
 import { narrowPolicy } from './typePolicy.ts';
-import { uploadCreate, type Creator, type TusError } from './uploadCreate.ts';
+import { quotaRefusalAnswer, uploadCreate, type Creator, type FinalRecord, type TusError } from './uploadCreate.ts';
 import { uploadFinish } from './uploadFinish.ts';
+import type { StoredUpload } from './uploadMetadata.ts';
 
 /**
  * The tus concatenation extension's policy (README, "Parallel uploads"). Partial uploads are
@@ -18,8 +18,7 @@ import { uploadFinish } from './uploadFinish.ts';
  */
 
 /** A final upload's creation: its Upload-Concat as sent, and the caller's finished parts it names, in order. */
-export interface FinalUpload {
-  uploadConcat: string;
+export interface FinalUpload extends FinalRecord {
   parts: StoredPart[];
 }
 
@@ -28,17 +27,14 @@ export function notYourPart(url: string): string {
   return `Upload refused: Upload-Concat names ${url}, which is not a partial upload of yours\n`;
 }
 
-export async function partialCreate(context: HookContext, upload: Upload, creator: Creator): Promise<void> {
+export async function partialCreate(context: HookContext, upload: StoredUpload, creator: Creator): Promise<void> {
   const { config, db, log } = context;
   const size = upload.size ?? 0;
   const refusal = await createPart(db, { id: upload.id, owner: creator.owner, size, expires_at: new Date(Date.now() + config.uploadExpiresAfterMs) }, config.quotas);
   if (refusal) {
-    const reason =
-      refusal.quota === 'bytes'
-        ? `quota exceeded: QUOTA_BYTES allows ${refusal.limit} stored bytes, ${refusal.used} are in use`
-        : `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refusal.limit} unfinished uploads at once; finish or delete one first`;
+    const { status, reason } = quotaRefusalAnswer(refusal);
     log.info({ upload: upload.id, owner: creator.owner, size, reason }, 'partial upload refused');
-    throw { status_code: refusal.quota === 'bytes' ? 413 : 403, body: `Upload refused: ${reason}\n` } satisfies TusError;
+    throw { status_code: status, body: `Upload refused: ${reason}\n` } satisfies TusError;
   }
   log.info({ upload: upload.id, owner: creator.owner, size }, 'partial upload created');
 }
@@ -47,7 +43,7 @@ export async function partialCreate(context: HookContext, upload: Upload, creato
  * A final upload is judged like any new upload (uploadCreate, which also takes its parts), then
  * on its first bytes, read from the head of its first parts: a refusal rejects it and removes the parts.
  */
-export async function finalCreate(context: HookContext, upload: Upload, creator: Creator, final: FinalUpload): ReturnType<typeof uploadCreate> {
+export async function finalCreate(context: HookContext, upload: StoredUpload, creator: Creator, final: FinalUpload): ReturnType<typeof uploadCreate> {
   const created = await uploadCreate(context, upload, creator, final);
   const record = await findUpload(context.db, upload.id);
   const size = upload.size ?? 0;
@@ -90,7 +86,7 @@ export async function assembleFinal(context: HookContext, finalId: string, parts
     await abandonFinal(context, finalId, error);
     throw error;
   }
-  await uploadFinish(context, new Upload({ id: finalId, size, offset: size }));
+  await uploadFinish(context, { id: finalId, size, offset: size });
   await removeParts(context, parts);
   log.info({ upload: finalId, parts: parts.length, size, ...result }, 'final upload assembled');
   return result;

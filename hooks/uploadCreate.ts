@@ -1,11 +1,10 @@
-import type { Upload } from '@tus/utils';
+import type { QuotaRefusal } from '../server/infra/db/quotas.ts';
 import type { UploadLimits } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
-import type { FinalUpload } from './concatenation.ts';
 import type { HookContext } from './hookContext.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
 import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
-import { declaredFile, ownMetadata, replaceOwnMetadata } from './uploadMetadata.ts';
+import { declaredFile, ownMetadata, replaceOwnMetadata, type StoredUpload, type UploadMetadata } from './uploadMetadata.ts';
 
 /** A tus error: @tus/server sends `status_code` and `body` as the response. */
 export interface TusError {
@@ -20,6 +19,12 @@ export interface Creator {
   ip: string;
 }
 
+/** What recording a final upload (concatenation) takes: its Upload-Concat as sent, and the partial uploads it claims. */
+export interface FinalRecord {
+  uploadConcat: string;
+  parts: readonly { id: string }[];
+}
+
 /**
  * Before the upload exists: refuse an empty file and a length over the creator's token; ask the app
  * (AUTHORIZE_URL), which may refuse, replace the metadata or narrow the size; refuse a declared
@@ -29,10 +34,10 @@ export interface Creator {
  */
 export async function uploadCreate(
   context: HookContext,
-  upload: Upload,
+  upload: StoredUpload,
   creator: Creator,
-  final?: FinalUpload,
-): Promise<{ metadata: Upload['metadata']; limits: UploadLimits }> {
+  final?: FinalRecord,
+): Promise<{ metadata: UploadMetadata; limits: UploadLimits }> {
   const { config, log } = context;
   let sent = upload.metadata;
   let limits = creator.limits;
@@ -86,19 +91,23 @@ export async function uploadCreate(
     config.quotas,
     final?.parts.map((part) => part.id),
   );
-  const refused = created.ok ? undefined : created.refused;
-  // Another final took one of the parts since they were checked: as if it were not there.
-  if (refused === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
-  if (refused?.quota === 'uploads in flight') {
-    refuse(403, `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refused.limit} unfinished uploads at once; finish or delete one first`);
-  }
-  if (refused?.quota === 'bytes') {
-    refuse(413, `quota exceeded: QUOTA_BYTES allows ${refused.limit} stored bytes, ${refused.used} are in use`);
+  if (!created.ok) {
+    // Another final took one of the parts since they were checked: as if it were not there.
+    if (created.refused === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
+    const { status, reason } = quotaRefusalAnswer(created.refused);
+    refuse(status, reason);
   }
   log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
   return { metadata: sent, limits };
 }
 
-function withoutNul(metadata: Upload['metadata']): Upload['metadata'] {
+/** What a creation its owner's quota refused is answered: the status, and the reason naming the setting. */
+export function quotaRefusalAnswer(refusal: QuotaRefusal): { status: number; reason: string } {
+  return refusal.quota === 'bytes'
+    ? { status: 413, reason: `quota exceeded: QUOTA_BYTES allows ${refusal.limit} stored bytes, ${refusal.used} are in use` }
+    : { status: 403, reason: `quota exceeded: QUOTA_UPLOADS_IN_FLIGHT allows ${refusal.limit} unfinished uploads at once; finish or delete one first` };
+}
+
+function withoutNul(metadata: UploadMetadata): UploadMetadata {
   return metadata && Object.fromEntries(Object.entries(metadata).map(([key, value]) => [key, value?.replaceAll('\0', '\uFFFD') ?? null]));
 }

@@ -3,40 +3,36 @@ import { findUpload } from '../server/infra/db/records.ts';
 import type { NewUpload, Upload, UploadEventRow, UploadStatus } from '../server/infra/db/schema.ts';
 import type { Quota, QuotaRefusal } from '../server/infra/db/quotas.ts';
 import { insertUpload, moveUpload, recordCreation, type TransitionColumns } from '../server/infra/db/uploadStates.ts';
+import { uploadStatusFacts } from '../server/infra/db/uploadStatusFacts.ts';
 
 /**
- * What may happen to an upload, and the only code that changes `uploads.status`. Each edge says
- * whether the new state needs a reason (every state off the main line has one; a state on it has
- * none) and which times it stamps.
+ * What may happen to an upload, and the only code that changes `uploads.status`. What being in
+ * a state means (whether it is entered with a reason, keeps bytes, is terminal) is written once
+ * in uploadStatusFacts.ts; each edge here says which times its move stamps.
  */
 interface Edge {
-  reason: boolean;
   stamps?: TransitionColumns;
 }
 
-const withReason: Edge = { reason: true };
-const onMainLine: Edge = { reason: false };
+const plain: Edge = {};
 /** The last byte is stored: the upload has its final size and no longer expires. */
-const finished: Edge = { reason: false, stamps: { finished_at: 'now', expires_at: null } };
-const madeReady: Edge = { reason: false, stamps: { ready_at: 'now' } };
+const finished: Edge = { stamps: { finished_at: 'now', expires_at: null } };
+const madeReady: Edge = { stamps: { ready_at: 'now' } };
 
 export const transitions = {
   // failed: a final upload (concatenation) the store could not assemble from its parts.
-  uploading: { received: finished, rejected: withReason, failed: withReason, expired: withReason, deleted: withReason },
-  received: { inspecting: onMainLine, failed: withReason, deleted: withReason },
-  inspecting: { processing: onMainLine, ready: madeReady, rejected: withReason, infected: withReason, failed: withReason, deleted: withReason },
-  processing: { ready: madeReady, failed: withReason, deleted: withReason },
-  ready: { deleted: withReason },
-  rejected: { deleted: withReason },
-  infected: { deleted: withReason },
+  uploading: { received: finished, rejected: plain, failed: plain, expired: plain, deleted: plain },
+  received: { inspecting: plain, failed: plain, deleted: plain },
+  inspecting: { processing: plain, ready: madeReady, rejected: plain, infected: plain, failed: plain, deleted: plain },
+  processing: { ready: madeReady, failed: plain, deleted: plain },
+  ready: { deleted: plain },
+  rejected: { deleted: plain },
+  infected: { deleted: plain },
   // A requeued job's upload goes back to where that job runs from.
-  failed: { received: onMainLine, processing: onMainLine, deleted: withReason },
-  expired: { deleted: withReason },
+  failed: { received: plain, processing: plain, deleted: plain },
+  expired: { deleted: plain },
   deleted: {},
 } as const satisfies Record<UploadStatus, Partial<Record<UploadStatus, Edge>>>;
-
-/** States whose bytes (and outputs) are removed: nothing is kept, nothing served. */
-export const keepsNoBytes: readonly UploadStatus[] = ['rejected', 'infected', 'expired', 'deleted'];
 
 /** The states an upload can move to `to` from, by the table. */
 export function statesInto(to: UploadStatus): UploadStatus[] {
@@ -121,11 +117,9 @@ export class UploadLifecycle {
   async move(db: Db, id: string, to: UploadStatus, move: Move = {}): Promise<Transition> {
     const from = move.from ?? statesInto(to);
     if (from.length === 0) throw new Error(`no move leads into ${to}`);
-    for (const state of from) {
-      const edge = edgeOf(state, to);
-      if (!edge) throw new Error(`an upload cannot go from ${state} to ${to}`);
-      if (edge.reason !== (move.reason !== undefined)) throw new Error(`${state} → ${to} ${edge.reason ? 'needs' : 'takes no'} reason`);
-    }
+    for (const state of from) if (!edgeOf(state, to)) throw new Error(`an upload cannot go from ${state} to ${to}`);
+    const needsReason = uploadStatusFacts[to].withReason;
+    if (needsReason !== (move.reason !== undefined)) throw new Error(`${from.join(', ')} → ${to} ${needsReason ? 'needs' : 'takes no'} reason`);
     // One statement sets the same columns whichever state it moves from.
     const stamps = new Set(from.map((state) => JSON.stringify(edgeOf(state, to)!.stamps ?? {})));
     if (stamps.size > 1) throw new Error(`the moves into ${to} from ${from.join(', ')} stamp different times: move from one at a time`);

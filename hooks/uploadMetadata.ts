@@ -1,7 +1,16 @@
-import { Metadata, type Upload } from '@tus/utils';
 import { normaliseMime } from './typePolicy.ts';
 
-type UploadMetadata = Upload['metadata'];
+/** An upload's metadata as clients send it with tus: keys to values, null for a key without one. */
+export type UploadMetadata = Record<string, string | null> | undefined;
+
+/** An upload as the store describes it (@tus/server's uploads are these): what the domain reads of one. */
+export interface StoredUpload {
+  id: string;
+  /** Undefined while the length is deferred. */
+  size?: number;
+  offset: number;
+  metadata?: UploadMetadata;
+}
 
 /**
  * Keys clients name the file and its type with, the first present winning: Uppy and tus-js-client
@@ -44,10 +53,21 @@ export const maxMetadataKeys = 32;
 export function metadataOverBounds(metadata: NonNullable<UploadMetadata>): string | undefined {
   const keys = Object.keys(metadata).length;
   if (keys > maxMetadataKeys) return `${keys} keys; at most ${maxMetadataKeys} are accepted`;
-  const bytes = Buffer.byteLength(Metadata.stringify(metadata));
+  const bytes = encodedLength(metadata);
   if (bytes > maxMetadataBytes) return `${bytes} bytes as Upload-Metadata; at most ${maxMetadataBytes} are accepted`;
   return undefined;
 }
 
-/** Non-empty ASCII without spaces or commas: what Upload-Metadata can carry back to a client. */
-export const isMetadataKey: (key: string) => boolean = Metadata.validateKey;
+/**
+ * What Upload-Metadata can carry back to a client: "The key MUST NOT contain spaces and commas and
+ * MUST NOT be empty", and @tus/server takes only ASCII keys.
+ */
+export function isMetadataKey(key: string): boolean {
+  return /^[\x00-\x1f\x21-\x2b\x2d-\x7f]+$/.test(key);
+}
+
+/** The length of the Upload-Metadata header carrying `metadata`: "key base64(value)" pairs, joined by commas. */
+function encodedLength(metadata: NonNullable<UploadMetadata>): number {
+  const pairs = Object.entries(metadata).map(([key, value]) => key.length + (value === null ? 0 : 1 + 4 * Math.ceil(Buffer.byteLength(value) / 3)));
+  return pairs.reduce((sum, length) => sum + length, Math.max(0, pairs.length - 1));
+}

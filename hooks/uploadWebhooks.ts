@@ -1,23 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { WebhookConfig } from '../server/infra/settings/config.ts';
 import { enqueueWebhook } from '../server/infra/db/jobQueue.ts';
-import type { UploadStatus } from '../server/infra/db/schema.ts';
+import { uploadStatusFacts } from '../server/infra/db/uploadStatusFacts.ts';
 import type { InTransition, UploadEvent } from './uploadLifecycle.ts';
 import { uploadStatusJson, type StatusLinks } from './uploadStatusJson.ts';
 
-/** The states an app is told of, by webhook type; the ones in between go to the live stream only. */
-const typeOfState: Partial<Record<UploadStatus, string>> = {
-  ready: 'upload.ready',
-  rejected: 'upload.rejected',
-  infected: 'upload.infected',
-  failed: 'upload.failed',
-  expired: 'upload.expired',
-  deleted: 'upload.deleted',
-};
-
-/** The webhook type of an event, if it has one: `upload.created` for the creation (no `from`). */
+/**
+ * The webhook type of an event, if it has one: `upload.created` for the creation (no `from`), and
+ * `upload.<state>` for a terminal state; the states in between go to the live stream only.
+ */
 export function webhookTypeOf(event: Pick<UploadEvent, 'from' | 'to'>): string | undefined {
-  return event.from === null ? 'upload.created' : typeOfState[event.to];
+  if (event.from === null) return 'upload.created';
+  return uploadStatusFacts[event.to].terminal ? `upload.${event.to}` : undefined;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { MessagePort } from 'node:worker_threads';
  *     dies: each child has a tiny `/bin/sh` guardian reading a pipe from this thread. Node
  *     closes a terminated thread's pipes (the kernel closes them when the process dies), the
  *     guardian reads EOF and SIGKILLs its child. Needed because Node runs no JavaScript in a
- *     thread being terminated: `process.on('exit')` does not fire there (checked on Node 20),
+ *     thread being terminated: `process.on('exit')` does not fire there (checked on Node 20 and 24),
  *     and a child of a thread is a child of the process, which lives on. The killed child then
  *     stays a zombie (no CPU, no memory, one pid) until the process exits: its reaper, that
  *     thread's event loop, is gone, and Node only waits for pids it still has handles for.

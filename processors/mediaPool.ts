@@ -23,13 +23,11 @@ export function createMediaPool(threads: number, entry = new URL('./mediaWorker.
   // loaded here rather than at import, libvips stays out of a process that runs no media.
   const pool = () =>
     (started ??= import('sharp').then(() => new Piscina<MediaTask, MediaOutcome>({
+      // A thread inherits this one's node flags (the compile cache's preload too) and reads the
+      // TypeScript entry with Node's type stripping, as this one does: no loader to pass on.
       filename: entry.href,
       minThreads: threads,
       maxThreads: threads,
-      // The workers load TypeScript through tsx, whatever started this process (tsx, vitest)
-      // and whatever the working directory. Only that: the parent's own flags are not passed on,
-      // since a worker refuses V8 flags.
-      execArgv: ['--import', import.meta.resolve('tsx')],
     })));
   return {
     run: async (task, { signal, onProgress } = {}) => {

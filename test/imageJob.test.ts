@@ -398,9 +398,6 @@ describe('imageJob on a piscina worker thread', () => {
   test('same outcome through the pool as in-process', async () => {
     const pool = new Piscina<ImageTask, MediaOutcome>({
       filename: fileURLToPath(new URL('./support/imageWorker.ts', import.meta.url)),
-      // Worker threads do not get vitest's (or tsx's, unless inherited) TypeScript loader:
-      // register tsx in each worker by absolute URL, so the cwd does not matter.
-      execArgv: ['--import', import.meta.resolve('tsx')],
       maxThreads: 1,
     });
     try {

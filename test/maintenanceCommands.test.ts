@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
+import { npmScriptArgs } from './support/processes.ts';
 import { pdf } from './support/samples.ts';
 import { repoRoot, testS3Client } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -25,8 +26,8 @@ describe('maintenance commands', () => {
 
   const command = (script: 'server/main/cleanup.ts' | 'server/main/requeue.ts', args: string[]) =>
     new Promise<CommandRun>((resolve) => {
-      const env = { PATH: process.env.PATH!, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...environment.env };
-      execFile(process.execPath, ['--import', 'tsx', script, ...args], { cwd: repoRoot, env, timeout: 60_000 }, (error, stdout, stderr) => {
+      const env = { PATH: process.env.PATH!, ...environment.env };
+      execFile(process.execPath, [...npmScriptArgs(script), ...args], { cwd: repoRoot, env, timeout: 60_000 }, (error, stdout, stderr) => {
         const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
         resolve({ code: error ? Number(error.code ?? 1) : 0, lines, stderr });
       });
@@ -69,14 +70,14 @@ describe('maintenance commands', () => {
     await new Promise((r) => setTimeout(r, 2500));
 
     const dry = await cleanup(['--dry-run']);
-    expect(dry, dry.stderr).toMatchObject({ code: 0 });
+    expect(dry, dry.stderr).toMatchObject({ code: 0, stderr: '' });
     expect(dry.lines).toContainEqual(expect.objectContaining({ action: 'expired', id, filename: 'partial.pdf', dryRun: true }));
     expect(dry.lines.at(-1)).toMatchObject({ expired: 1, received: 0, dryRun: true });
     expect((await fetchStatus(server.url, id)).status).toBe('uploading');
     expect(await storedObjects(id), 'a dry run keeps the bytes').not.toEqual([]);
 
     const real = await cleanup();
-    expect(real, real.stderr).toMatchObject({ code: 0 });
+    expect(real, real.stderr).toMatchObject({ code: 0, stderr: '' });
     expect(real.lines).toContainEqual(expect.objectContaining({ action: 'expired', id, dryRun: false }));
     expect(real.lines.at(-1)).toMatchObject({ expired: 1, dryRun: false });
     expect(await fetchStatus(server.url, id)).toMatchObject({ status: 'expired', reason: expect.stringContaining('not finished before') });
@@ -90,7 +91,7 @@ describe('maintenance commands', () => {
     await failInspection(id);
 
     const run = await requeue([id]);
-    expect(run, run.stderr).toMatchObject({ code: 0, lines: [{ id, requeued: true, job: 'inspect', status: 'received' }] });
+    expect(run, run.stderr).toMatchObject({ code: 0, stderr: '', lines: [{ id, requeued: true, job: 'inspect', status: 'received' }] });
     const settled = await waitUntilSettled(server.url, id);
     expect(settled).toMatchObject({ status: 'ready', reason: null });
     const job = await server.services.context.db.selectFrom('jobs').selectAll().where('upload_id', '=', id).where('kind', '=', 'inspect').executeTakeFirstOrThrow();

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listenConnectionName } from '../server/infra/db/database.ts';
 import type { RunningServer } from '../server/main/start.ts';
 import { servicesDir } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
@@ -208,8 +209,8 @@ describe('Postgres restarted under a stream of uploads', () => {
     const jobsDone = server!.logs.filter((l) => l.msg === 'job done').map((l) => l.job);
     expect(jobsDone).toHaveLength(files.length);
     expect(new Set(jobsDone).size).toBe(files.length);
-    // The queue's LISTEN connection came back.
-    expect(server!.logs.some((l) => l.msg === 'LISTEN connection back')).toBe(true);
+    // The LISTEN connections (the queue's, the event hub's) came back.
+    expect(server!.logs.some((l) => l.msg === 'dedicated connection back' && l.connection === listenConnectionName)).toBe(true);
   }, 180_000);
 
   it('a PATCH whose lock connection dies ends cleanly, and the client resumes the upload', async () => {

@@ -5,9 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ERRORS } from '@tus/utils';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lockSessionName } from '../server/infra/locks/lockSession.ts';
 import { createLogger } from '../server/infra/settings/log.ts';
-import { PostgresLocker } from '../server/infra/locks/postgresLocker.ts';
+import { lockSessionName, PostgresLocker } from '../server/infra/locks/postgresLocker.ts';
 import type { RunningServer } from '../server/main/start.ts';
 import { testDatabaseUrl } from './services/env.ts';
 import { eventually } from './support/eventually.ts';
@@ -76,7 +75,7 @@ describe('PostgresLocker (two instances on one database)', () => {
     database = await createTestDatabase();
     observer = new Observer(database.url);
     await observer.connect();
-    [a, b] = await Promise.all([PostgresLocker.create(database.url, silent, 1_000), PostgresLocker.create(database.url, silent, 1_000)]);
+    [a, b] = await Promise.all([PostgresLocker.create(database.url, silent, { acquireTimeoutMs: 1_000 }), PostgresLocker.create(database.url, silent, { acquireTimeoutMs: 1_000 })]);
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close(), observer?.end()]);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
+import { npmScriptArgs } from './support/processes.ts';
 import { randomBytesOf, png } from './support/samples.ts';
 import { repoRoot } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -27,8 +28,8 @@ function run(file: string, args: string[], env: Record<string, string>): Promise
   });
 }
 
-/** server/main/token.ts under node with tsx (what `npm run token` runs, without npm's start-up). */
-const tokenCli = (args: string[], env: Record<string, string> = {}) => run(process.execPath, ['--import', 'tsx', 'server/main/token.ts', ...args], env);
+/** What `npm run token` runs, without npm's start-up. */
+const tokenCli = (args: string[], env: Record<string, string> = {}) => run(process.execPath, [...npmScriptArgs('server/main/token.ts'), ...args], env);
 
 async function mint(args: string[], env: Record<string, string>): Promise<string> {
   const result = await tokenCli(args, env);

@@ -8,6 +8,7 @@ import { migrateToLatest, openDatabase, type Db, type OpenDatabase } from '../se
 import { findUpload, saveOutputs } from '../server/infra/db/records.ts';
 import { uploadStatuses, type UploadStatus } from '../server/infra/db/schema.ts';
 import { createPart, findPart } from '../server/infra/db/uploadParts.ts';
+import { statusesWhere, uploadStatusFacts } from '../server/infra/db/uploadStatusFacts.ts';
 import { listUploadEvents, uploadEventsChannel } from '../server/infra/db/uploadStates.ts';
 import { createLogger } from '../server/infra/settings/log.ts';
 import { eventually } from './support/eventually.ts';
@@ -89,6 +90,12 @@ describe('upload lifecycle', () => {
       expect(await findUpload(db(), id)).toEqual(before);
       expect((await listUploadEvents(db(), id)).length).toBe(before!.event_seq);
     }
+  });
+
+  it('agrees with the per-state facts: a state a pipeline job works in can fail, and bytes once gone never come back', () => {
+    expect(statusesWhere((facts) => facts.awaitsJob).filter((state) => !('failed' in transitions[state]))).toEqual([]);
+    const keepsNothing = statusesWhere((facts) => !facts.keepsBytes);
+    expect(keepsNothing.flatMap((from) => Object.keys(transitions[from]).filter((to) => uploadStatusFacts[to as UploadStatus].keepsBytes))).toEqual([]);
   });
 
   it('refuses a move of an upload that does not exist', async () => {

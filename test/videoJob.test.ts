@@ -455,7 +455,6 @@ describe('videoJob on a piscina worker thread', () => {
   const oneThreadPool = () =>
     new Piscina<VideoTask, MediaOutcome>({
       filename: new URL('./support/videoWorker.ts', import.meta.url).href,
-      execArgv: [...process.execArgv, '--import', import.meta.resolve('tsx')],
       minThreads: 0,
       maxThreads: 1,
     });

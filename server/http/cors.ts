@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
 import { HEADERS } from '@tus/server';
 
-/** The IETF resumable-upload draft's fields (server/ietfDraft/), sent and read by a page that speaks it. */
+/** The IETF resumable-upload draft's fields (server/tus/ietfDraft/), sent and read by a page that speaks it. */
 const draftFields = ['Upload-Complete', 'Upload-Incomplete', 'Upload-Limit', 'Upload-Draft-Interop-Version', 'Accept-Patch'];
 
 /**
@@ -50,7 +50,7 @@ export function tusCorsOptions(origins: string[]): { allowedOrigins?: (origin: s
 /**
  * CORS for every route, refusals included, so a page on another origin can read a 401's
  * WWW-Authenticate or a 429's Retry-After instead of seeing a network error. Set before anything
- * answers; @tus/server writes the same values on its own answers (tusServer.ts passes it this
+ * answers; @tus/server writes the same values on its own answers (tusEdge.ts passes it this
  * policy). Preflights of /api/ are answered here; those of /files/ by @tus/server.
  */
 export function cors(policy: CorsPolicy, apiPrefix: string): Middleware {

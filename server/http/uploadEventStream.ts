@@ -3,11 +3,9 @@ import type { Db } from '../infra/db/database.ts';
 import { findUpload } from '../infra/db/records.ts';
 import type { Upload, UploadEventRow, UploadStatus } from '../infra/db/schema.ts';
 import { listEventsAfter, type UploadProgress } from '../infra/db/uploadEventLog.ts';
+import { uploadStatusFacts } from '../infra/db/uploadStatusFacts.ts';
 import type { UploadEventHub } from './uploadEventHub.ts';
 import type { Logger } from '../infra/settings/log.ts';
-
-/** States an upload does not leave on its own: a stream ends once it has told one. */
-export const terminalStatuses: readonly UploadStatus[] = ['ready', 'rejected', 'infected', 'failed', 'expired', 'deleted'];
 
 /** Events read from the log at a time: what a stream holds at most, however far behind its client is. */
 const eventBatch = 50;
@@ -142,7 +140,8 @@ export async function streamUploadEvents(res: ServerResponse, options: EventStre
         const told = await tellEvents();
         if (told) continue;
       }
-      if (terminalStatuses.includes(status)) break;
+      // An upload does not leave a terminal state on its own: the stream has told all there is.
+      if (uploadStatusFacts[status].terminal) break;
       const now = Date.now();
       if (progress && now >= nextProgressAt) {
         const latest = progress;

@@ -1,7 +1,6 @@
 import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { keepsNoBytes } from '../../hooks/uploadLifecycle.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
 import type { Upload } from '../infra/db/schema.ts';
 import { pruneUploadRates } from '../infra/db/uploadRates.ts';
@@ -76,7 +75,6 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
   }
   for (let after: string | undefined; ; ) {
     const batch = await findUploadsToReclaim(db, {
-      keepingNothing: keepsNoBytes,
       settledBefore: new Date(now.getTime() - config.cleanupIntervalMs),
       failedBefore: new Date(now.getTime() - config.failedRetentionMs),
       limit: 100,

@@ -3,6 +3,7 @@ import os from 'node:os';
 import type { Db, OpenDatabase } from '../infra/db/database.ts';
 import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retryJob, settleJob, waitJob } from '../infra/db/jobQueue.ts';
 import type { Job, JobKind } from '../infra/db/schema.ts';
+import { statusesWhere } from '../infra/db/uploadStatusFacts.ts';
 import type { Logger } from '../infra/settings/log.ts';
 import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
 
@@ -97,8 +98,8 @@ export interface JobRunnerOptions {
   onJobEnd?(kind: JobKind, end: JobEnd, seconds: number): void;
 }
 
-/** The states a job on an upload runs in: giving up on the job fails the upload from any of them (a deleted one stays deleted). */
-const failableStates = ['received', 'inspecting', 'processing'] as const;
+/** The states a pipeline job works on an upload in: giving up on the job fails the upload from any of them (a deleted one stays deleted). */
+const awaitingJob = statusesWhere((facts) => facts.awaitsJob);
 /** The jobs an upload needs to become ready; giving up on any other (a webhook delivery) never fails the upload. */
 const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video']);
 
@@ -305,7 +306,7 @@ export class JobRunner {
           return false;
         }
         if (failsItsUpload.has(job.kind)) {
-          const failed = await this.options.lifecycle.move(trx, job.upload_id, 'failed', { from: failableStates, reason: `${job.kind}: ${reason}` });
+          const failed = await this.options.lifecycle.move(trx, job.upload_id, 'failed', { from: awaitingJob, reason: `${job.kind}: ${reason}` });
           if (!failed.ok) log.info({ status: failed.current?.status }, 'the upload had moved on; its state is kept');
         }
         log.error({ reason, err: error }, 'job failed for good');

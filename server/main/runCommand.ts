@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../infra/settings/config.ts';
 import { openDatabase } from '../infra/db/database.ts';
 import { createLogger } from '../infra/settings/log.ts';
 import { createLifecycle } from './start.ts';
-import { createStorage } from '../infra/store/storage.ts';
+import { createStorage } from '../infra/store/createStorage.ts';
 
 /** A mistake in a command's arguments: said on stderr with its usage, exit 2. */
 export class UsageError extends Error {}

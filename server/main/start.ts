@@ -19,7 +19,7 @@ import type { Logger } from '../infra/settings/log.ts';
 import { createMetrics } from '../http/metrics.ts';
 import { PostgresLocker } from '../infra/locks/postgresLocker.ts';
 import { openWarning } from '../http/routes/health.ts';
-import { createStorage } from '../infra/store/storage.ts';
+import { createStorage } from '../infra/store/createStorage.ts';
 import { tusEdge } from '../tus/tusEdge.ts';
 import { currentStoreRequest } from '../tus/tusRequest.ts';
 import { openUploadEventHub } from '../http/uploadEventHub.ts';
@@ -97,7 +97,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const { context, database, scanner } = services;
   // Locks in Postgres, also for the embedded one (over its socket URL): another server or a
   // worker may share it. All of this instance's locks go over one lock session.
-  const locker = await PostgresLocker.create(database.url, log.child({ part: 'locks' }));
+  const locker = await PostgresLocker.create(database.url, log.child({ part: 'locks' }), { heartbeat: config.databaseHeartbeat });
   // Per server: worker processes serve no HTTP, so their job timings are not exported.
   const metrics = createMetrics(context.db, log.child({ part: 'metrics' }));
   // Receiving bytes needs no clamd: an upload-only server's readiness must not follow clamd's

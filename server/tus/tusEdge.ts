@@ -7,7 +7,8 @@ import { uploadSizeLimit } from '../../hooks/typePolicy.ts';
 import { tusPath } from '../../hooks/uploadStatusJson.ts';
 import { tusCorsOptions } from '../http/cors.ts';
 import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
-import { bytesHeldByOthers, findUpload, recordDeclaredSize } from '../infra/db/records.ts';
+import { bytesLeft } from '../infra/db/quotas.ts';
+import { findUpload, recordDeclaredSize } from '../infra/db/records.ts';
 import type { Concatenated } from '../infra/store/storage.ts';
 import { access } from './extensions/access.ts';
 import { checksum } from './extensions/checksum.ts';
@@ -131,8 +132,8 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
       const limit = uploadSizeLimit(config, upload.limits, { filename: upload.safe_filename, type: upload.claimed_type ?? undefined });
       // A length declared at creation was checked against the bytes quota then; a deferred one
       // may grow only into what the owner's other uploads leave of it.
-      if (upload.size !== null || !upload.owner || config.quotas.bytes === undefined) return limit;
-      return Math.min(limit, Math.max(0, config.quotas.bytes - (await bytesHeldByOthers(db, upload.owner, upload.id))));
+      const left = upload.size === null ? await bytesLeft(db, config.quotas, upload.owner, upload.id) : undefined;
+      return left === undefined ? limit : Math.min(limit, left);
     },
     onUploadCreate: (_req, upload) => create(upload, currentTusRequest()),
     onUploadFinish: async (_req, upload) => {

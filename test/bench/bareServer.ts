@@ -4,7 +4,7 @@
 // into `fs.createWriteStream(path, { flags: 'r+', start: offset })` with that stream's default
 // highWaterMark. No framework, no database, no logging: what the real server is measured against.
 //
-// Run as a child process: BARE_DIR=<dir> node --import tsx test/bench/bareServer.ts
+// Run as a child process: BARE_DIR=<dir> node test/bench/bareServer.ts
 // Prints one JSON line {"msg":"listening","url":...} on stdout when ready.
 //
 // BARE_CHAIN adds, one by one, the stream layers the real server puts between the socket and

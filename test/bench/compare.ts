@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { fmt, median, positiveInt, reportCompared, type ComparedFigure } from './common.ts';
-import { repoRoot } from './processes.ts';
+import { preloadArgs, repoRoot } from './processes.ts';
 
 const before = process.env.BENCH_BASELINE_DIR ? path.resolve(process.env.BENCH_BASELINE_DIR) : undefined;
 if (!before) throw new Error('BENCH_BASELINE_DIR: the checkout to compare this one with');
@@ -39,7 +39,7 @@ async function media(summary: string, dir: string): Promise<void> {
     const sides = round % 2 === 1 ? (['before', 'after'] as const) : (['after', 'before'] as const);
     for (const side of sides) {
       const checkout = side === 'before' ? before! : repoRoot;
-      await node(['--initial-old-space-size=128', '--expose-gc', '--import', 'tsx', driver, checkout, out[side]], checkout, { MEDIA_BENCH_ROUNDS: '1', BENCH_SUMMARY: undefined });
+      await node(['--initial-old-space-size=128', '--expose-gc', ...(await preloadArgs(checkout)), driver, checkout, out[side]], checkout, { MEDIA_BENCH_ROUNDS: '1', BENCH_SUMMARY: undefined });
     }
   }
   const read = async (file: string) => (await fs.readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { image: number; video: number });
@@ -69,9 +69,9 @@ try {
   const load = () => os.loadavg().map((l) => fmt(l, 1)).join(' ');
   console.log(`before/after — ${started.toISOString()}, node ${process.version}, ${os.availableParallelism()} CPUs, load average ${load()}, ${rounds} rounds\n  before ${before}\n  after  ${repoRoot}`);
   const env = { BENCH_SUMMARY: summary, BENCH_BASELINE_DIR: before, BENCH_REPEAT: String(rounds) };
-  if (parts.includes('run')) await node(['--import', 'tsx', 'test/bench/run.ts'], repoRoot, env);
-  if (parts.includes('s3')) await node(['--import', 'tsx', 'test/bench/s3.ts'], repoRoot, { ...env, BENCH_SLOW: '0' });
-  if (parts.includes('memory')) await node(['--import', 'tsx', 'test/bench/memory.ts'], repoRoot, { ...env, BENCH_ONLY: 'embedded' });
+  if (parts.includes('run')) await node(['test/bench/run.ts'], repoRoot, env);
+  if (parts.includes('s3')) await node(['test/bench/s3.ts'], repoRoot, { ...env, BENCH_SLOW: '0' });
+  if (parts.includes('memory')) await node(['test/bench/memory.ts'], repoRoot, { ...env, BENCH_ONLY: 'embedded' });
   if (parts.includes('media')) await media(summary, dir);
   const figures = (await fs.readFile(summary, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as ComparedFigure);
   console.log(`\n## Before/after: medians of ${rounds} interleaved rounds (range), same run, node ${process.version}`);

@@ -1,7 +1,7 @@
 // Samples, from outside, the sessions a server has open on its Postgres database and the
 // advisory locks they hold: the figures the slow-uploads bench reports.
 import pg from 'pg';
-import { lockSessionName } from '../../server/infra/locks/lockSession.ts';
+import { lockSessionName } from '../../server/infra/locks/postgresLocker.ts';
 
 export interface SessionPeaks {
   /** Most connections to the database at once, of any kind. */

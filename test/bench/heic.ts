@@ -1,5 +1,5 @@
 // HEIC against JPEG through imageJob, in one run (ratios, as the machine is shared):
-//   npx tsx test/bench/heic.ts
+//   npm exec -- node test/bench/heic.ts
 // The same 12 MP picture (4032x3024 stored, displayed portrait) as an iPhone-like grid HEIC
 // (48 HEVC tiles, irot, EXIF) and as a camera JPEG (quality 90, EXIF orientation 6); imageJob
 // makes the three outputs from each, ROUNDS times, alternating. Also heif-convert alone, with its

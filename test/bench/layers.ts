@@ -1,4 +1,4 @@
-// `npx tsx test/bench/layers.ts`: where the real server's upload time goes. One 1 GiB PATCH
+// `npm exec -- node test/bench/layers.ts`: where the real server's upload time goes. One 1 GiB PATCH
 // per run against, in turn:
 //   bare pipe    the bench baseline: request piped into fs.createWriteStream
 //   bare store   + @tus/file-store's counting Transform

@@ -1,7 +1,7 @@
 // Media-processing bench: how close the whole pipeline (upload finished → inspect job → image or
 // video job → `ready`) comes to the bare processors, measured in the same run on the same box.
 //
-//   node --initial-old-space-size=128 --expose-gc --import tsx test/bench/media.ts
+//   node --initial-old-space-size=128 --expose-gc test/bench/media.ts
 //                                        (what `npm run bench` runs: the server in this process
 //                                        gets `npm start`'s node flags; or import runMediaBench)
 //
@@ -150,7 +150,7 @@ export interface ImageResult {
   ratio: number;
   target: number;
   met: boolean;
-  /** First image task on a fresh pool (thread start, tsx, sharp, imageJob) vs a warm one, ms. */
+  /** First image task on a fresh pool (thread start, sharp, imageJob) vs a warm one, ms. */
   coldTaskMs: number;
 }
 
@@ -722,7 +722,7 @@ async function imageSection(
 
   const pool = createMediaPool(threads);
   try {
-    // A cold thread: the first task on a fresh pool (worker start, tsx, sharp, imageJob) vs warm ones.
+    // A cold thread: the first task on a fresh pool (worker start, sharp, imageJob) vs warm ones.
     const coldDir = path.join(root, 'cold');
     await fs.mkdir(coldDir, { recursive: true });
     const c0 = performance.now();

@@ -1,6 +1,6 @@
 // One round of a checkout's media bench (its own test/bench/media.ts, run in that checkout),
 // for compare.ts: appends {"image": ratio, "video": ratio} as a JSON line to the file it names.
-//   cd <checkout> && node --initial-old-space-size=128 --expose-gc --import tsx <this file> <checkout> <out.jsonl>
+//   cd <checkout> && node --initial-old-space-size=128 --expose-gc [<its npm start's --import preloads>] <this file> <checkout> <out.jsonl>
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';

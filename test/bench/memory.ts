@@ -1,5 +1,5 @@
 // `npm run bench:memory` (also the last part of `npm run bench`): the memory of `npm start`'s
-// process tree — the node process and everything it spawned (tsx's esbuild, the embedded
+// process tree — the node process and everything it spawned (a loader's helper process, the embedded
 // Postgres and its backends) — as its footprint (private pages, shared ones once: see
 // processTree.ts; the targets are judged on it), with PSS and summed RSS alongside.
 // For each case, on a fresh DATA_DIR: the peak from spawn until it answers (first start,

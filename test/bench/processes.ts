@@ -11,7 +11,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 
 export interface ChildServer {
   name: string;
-  /** The pid of the node process that listens (no tsx wrapper in between). */
+  /** The pid of the node process that listens (no wrapper process in between). */
   pid: number;
   url: string;
   /** The last lines the child wrote (stdout and stderr), for error messages. */
@@ -29,11 +29,11 @@ export interface StartOptions {
 }
 
 /**
- * Starts `node [nodeArgs] --import tsx <script>` in the repository root. The node process
- * itself runs the script (tsx is only a loader here), so its pid is the one to measure.
+ * Starts `node [nodeArgs] <script>` in the repository root. The node process itself runs the
+ * script, so its pid is the one to measure.
  */
 export function startChild(name: string, script: string, env: Record<string, string>, nodeArgs: string[] = [], options: StartOptions = {}): Promise<ChildServer> {
-  return startProcess(name, process.execPath, [...nodeArgs, '--import', 'tsx', script], env, options);
+  return startProcess(name, process.execPath, [...nodeArgs, script], env, options);
 }
 
 /**
@@ -54,6 +54,12 @@ export async function startCommand(checkout: string): Promise<{ script: string; 
   const script = args.at(-1)!;
   if (args[0] !== 'node' || !/\.[cm]?[jt]s$/.test(script)) throw new Error(`${checkout}: npm start is not "node … <script>": ${pkg.scripts.start}`);
   return { script, nodeArgs: args.slice(1, -1) };
+}
+
+/** The `--import` preloads of `checkout`'s `npm start` (a loader, for a checkout that needs one): what its TypeScript runs with. */
+export async function preloadArgs(checkout: string): Promise<string[]> {
+  const { nodeArgs } = await startCommand(checkout);
+  return nodeArgs.flatMap((arg, i) => (arg === '--import' ? [arg, nodeArgs[i + 1]!] : []));
 }
 
 /**

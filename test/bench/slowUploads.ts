@@ -1,4 +1,4 @@
-// `npm run bench` (last part), or `npx tsx test/bench/slowUploads.ts`: many concurrent slow
+// `npm run bench` (last part), or `npm exec -- node test/bench/slowUploads.ts`: many concurrent slow
 // uploads on ONE server instance, on Postgres (a fresh database on the test server, upload locks
 // from server/postgresLocker.ts) against the embedded default (the Postgres server the process
 // runs, the same PostgresLocker over its Unix socket) as the baseline, both child processes in the same run, both with the folder store, SCAN=off and

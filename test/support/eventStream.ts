@@ -26,7 +26,7 @@ export interface EventStreamClient {
 /**
  * A text/event-stream client over node:http, parsing as the WHATWG "event stream interpretation"
  * does: fields `event`, `data` (joined by newlines), `id`; lines starting with a colon are
- * comments; a blank line dispatches. Unlike Node 20's missing EventSource it can send any header.
+ * comments; a blank line dispatches. Unlike Node's EventSource (behind a flag in Node 24) it can send any header.
  */
 export function openEventStream(url: string, headers: Record<string, string> = {}): Promise<EventStreamClient> {
   return new Promise((resolve, reject) => {

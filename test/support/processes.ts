@@ -7,9 +7,9 @@ import { waitOnNotify } from './waitOnNotify.ts';
 /**
  * The server and the worker as real child processes, run with the very node flags of `npm
  * start` / `npm run worker` (read from package.json), so tests can kill them for real and run
- * what users run. Those scripts are `node … <script>`: the `tsx` CLI would put a wrapper
- * process in between, and a SIGKILL sent to the wrapper never reaches the server behind it
- * (it would keep running, orphaned).
+ * what users run. Those scripts are `node … <script>`, with no wrapper process in between: a
+ * SIGKILL sent to a wrapper would never reach the server behind it (it would keep running,
+ * orphaned).
  */
 
 export type Script = 'server/main/server.ts' | 'server/main/worker.ts';
@@ -68,8 +68,8 @@ function childEnv(env: Record<string, string>): Record<string, string> {
 
 const tail = (text: string, chars = 6000) => (text.length > chars ? `…${text.slice(-chars)}` : text);
 
-/** The arguments after `node` of the npm script that runs `script`. */
-function npmScriptArgs(script: Script): string[] {
+/** The arguments after `node` of the npm script that runs `script`, e.g. `server/main/token.ts`. */
+export function npmScriptArgs(script: string): string[] {
   const { scripts } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   const command = Object.values(scripts).find((c) => c.startsWith('node ') && c.endsWith(` ${script}`));
   if (!command) throw new Error(`package.json has no script "node … ${script}"`);

@@ -9,14 +9,12 @@ import { contentDisposition, outputKey, type Storage } from '../../infra/store/s
 import { deleteOutputs, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../../infra/db/records.ts';
 import type { Db } from '../../infra/db/database.ts';
 import { uploadStatuses, type Upload, type UploadStatus } from '../../infra/db/schema.ts';
+import { uploadStatusFacts } from '../../infra/db/uploadStatusFacts.ts';
 import { httpError } from '../httpError.ts';
 import type { Logger } from '../../infra/settings/log.ts';
 import type { UploadEventHub } from '../uploadEventHub.ts';
-import { streamUploadEvents, terminalStatuses } from '../uploadEventStream.ts';
+import { streamUploadEvents } from '../uploadEventStream.ts';
 import { sendFile } from '../sendFile.ts';
-
-/** States whose bytes are gone for good: downloads answer 410 Gone. */
-const gone: UploadStatus[] = ['rejected', 'infected', 'failed', 'expired', 'deleted'];
 
 /** An event stream tells progress at most this often (uploads record it about once a second). */
 const progressIntervalMs = 1000;
@@ -84,7 +82,7 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
     const lastEventId = resumeFrom === '' ? undefined : Number(resumeFrom);
     // "A client can be told to stop reconnecting using the HTTP 204 No Content response code":
     // a stream that ended after a terminal state is not opened again by EventSource's reconnect.
-    if (lastEventId !== undefined && terminalStatuses.includes(upload.status) && upload.event_seq <= lastEventId) {
+    if (lastEventId !== undefined && uploadStatusFacts[upload.status].terminal && upload.event_seq <= lastEventId) {
       ctx.status = 204;
       return;
     }
@@ -113,8 +111,11 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
     const { id, name } = ctx.params as { id: string; name: string };
     // The events link is signed for a name no download has: it opens only its stream.
     const upload = (name === eventsLinkName ? undefined : await visibleUpload(ctx, id, name)) ?? notFound(id);
-    if (gone.includes(upload.status)) httpError(410, `upload is ${upload.status}: ${upload.reason ?? ''}`.trim());
-    if (upload.status !== 'ready') httpError(409, `upload is ${upload.status}, not ready yet`);
+    if (upload.status !== 'ready') {
+      // Terminal and not ready: it will never be served (410 Gone); otherwise it may be, later.
+      if (uploadStatusFacts[upload.status].terminal) httpError(410, `upload is ${upload.status}: ${upload.reason ?? ''}`.trim());
+      httpError(409, `upload is ${upload.status}, not ready yet`);
+    }
     const output = name === 'original' ? undefined : (await listOutputs(db, upload.id)).find((o) => o.name === name);
     if (name !== 'original' && !output) httpError(404, `upload ${upload.id} has no output ${name}`);
     const key = output ? outputKey(upload.id, name) : upload.storage_key;

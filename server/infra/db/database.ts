@@ -1,9 +1,11 @@
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { migrations } from '../../../migrations/index.ts';
+import { DedicatedConnection } from '../pg/dedicatedConnection.ts';
+import { createPool } from '../pg/pool.ts';
+import { defaultDatabaseHeartbeat, type DatabaseHeartbeat } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
 import { openEmbeddedPostgres } from './embeddedPostgres.ts';
-import { createPool, listenWithReconnect } from './pgConnections.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
@@ -14,9 +16,10 @@ export interface OpenDatabase {
   url: string;
   describe: string;
   /**
-   * LISTEN on one or more channels over one connection; `onNotify` gets each notification's payload and channel. A connection to a
-   * Postgres server that dies is reconnected; `onResubscribed` is told, as notifications may
-   * have been missed meanwhile. Returns the function that stops listening.
+   * LISTEN on one or more channels over one connection of its own (dedicatedConnection.ts);
+   * `onNotify` gets each notification's payload and channel. A connection that is lost (the
+   * server died, or stopped answering its heartbeat) is replaced; `onResubscribed` is told then,
+   * as notifications may have been missed meanwhile. Returns the function that stops listening.
    */
   listen(channels: string | readonly string[], onNotify: (payload: string, channel: string) => void, onResubscribed: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
@@ -29,7 +32,12 @@ export interface DatabaseOptions {
   databaseUrl: string | undefined;
   dataDir: string;
   embeddedPostgresUser: string;
+  /** For the LISTEN connections. */
+  databaseHeartbeat?: DatabaseHeartbeat;
 }
+
+/** How LISTEN connections show in pg_stat_activity and the logs. */
+export const listenConnectionName = 'tus-upload listen';
 
 /** The Postgres server at `databaseUrl`, else the embedded one under `dataDir` (started or shared). */
 export async function openDatabase(options: DatabaseOptions, log: Logger): Promise<OpenDatabase> {
@@ -39,15 +47,23 @@ export async function openDatabase(options: DatabaseOptions, log: Logger): Promi
   const connectionString = options.databaseUrl ?? embedded!.url;
   // Sizes and offsets are bigint columns; pg hands them back as strings unless told.
   const types = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8 || oid === NUMERIC ? Number : pg.types.getTypeParser(oid, format)) };
-  // An instance's budget is 10 connections: 9 pooled, and its lock session (server/lockSession.ts).
+  // An instance's budget is 10 connections: 9 pooled, and its lock session (locks/postgresLocker.ts).
   // createPool listens for 'error' on the pool and every client: a connection that dies (the
   // server stops, or ends it just as the pool closes) is replaced, never the end of the process.
   const pool = createPool({ connectionString, max: 9, types }, log, 'records');
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const listen: OpenDatabase['listen'] = async (channels, onNotify, onResubscribed) => {
     // LISTEN needs a connection of its own that stays open, outside the pool.
-    const subscription = await listenWithReconnect(connectionString, channels, onNotify, onResubscribed, log);
-    return () => subscription.stop();
+    const connection = await DedicatedConnection.open({
+      connectionString,
+      name: listenConnectionName,
+      channels: typeof channels === 'string' ? [channels] : channels,
+      onNotify,
+      onReplaced: onResubscribed,
+      heartbeat: options.databaseHeartbeat ?? defaultDatabaseHeartbeat,
+      log,
+    });
+    return () => connection.close();
   };
   const url = new URL(connectionString);
   const describe = embedded ? `embedded postgres ${embedded.dir}` : `postgres ${url.host}${url.pathname}`;

@@ -2,34 +2,13 @@ import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Output, Upload, UploadStatus } from './schema.ts';
 import { uploadProgressChannel } from './uploadEventLog.ts';
+import { statusesWhere } from './uploadStatusFacts.ts';
 
 /**
  * Every read of `uploads` and `outputs`, and the writes that change no upload's state (those
  * are in uploadStates.ts). Each function takes the database or a transaction, so a caller can
  * group writes.
  */
-
-/** States whose bytes are kept in the store, and so count toward an owner's bytes (a failed upload's until its retention ends). */
-export const holdingBytes: UploadStatus[] = ['uploading', 'received', 'inspecting', 'processing', 'ready', 'failed'];
-
-/** The bytes an owner's other uploads (and unused partials) hold: what a deferred-length upload may still grow into. */
-export async function bytesHeldByOthers(db: Db, owner: string, exceptId: string): Promise<number> {
-  const row = await db
-    .selectFrom('uploads')
-    .select(sql<number>`coalesce(sum(coalesce(size, "offset")), 0)::bigint`.as('bytes'))
-    .where('owner', '=', owner)
-    .where('id', '!=', exceptId)
-    .where('status', 'in', holdingBytes)
-    .where('reclaimed_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  const parts = await db
-    .selectFrom('upload_parts')
-    .select(sql<number>`coalesce(sum(size), 0)::bigint`.as('bytes'))
-    .where('owner', '=', owner)
-    .where('final_id', 'is', null)
-    .executeTakeFirstOrThrow();
-  return row.bytes + parts.bytes;
-}
 
 export async function findUpload(db: Db, id: string): Promise<Upload | undefined> {
   return db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
@@ -127,7 +106,7 @@ export async function findUnfinishedUploads(db: Db, limit: number, after?: strin
  */
 export async function findUploadsToReclaim(
   db: Db,
-  page: { keepingNothing: readonly UploadStatus[]; settledBefore: Date; failedBefore: Date; limit: number; after?: string },
+  page: { settledBefore: Date; failedBefore: Date; limit: number; after?: string },
 ): Promise<Upload[]> {
   let query = db
     .selectFrom('uploads')
@@ -135,7 +114,7 @@ export async function findUploadsToReclaim(
     .where('reclaimed_at', 'is', null)
     .where((eb) =>
       eb.or([
-        eb.and([eb('status', 'in', page.keepingNothing), eb('updated_at', '<', page.settledBefore)]),
+        eb.and([eb('status', 'in', statusesWhere((facts) => !facts.keepsBytes)), eb('updated_at', '<', page.settledBefore)]),
         eb.and([eb('status', '=', 'failed'), eb('updated_at', '<', page.failedBefore)]),
       ]),
     )

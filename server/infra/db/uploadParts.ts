@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import { counts, lockOwnerQuota, quotaUse, type Quota, type QuotaRefusal } from './quotas.ts';
+import { quotaRefusal, type Quota, type QuotaRefusal } from './quotas.ts';
 import type { UploadPart } from './schema.ts';
 
 /**
@@ -20,20 +20,10 @@ export interface NewPart {
  * together count as one upload in flight, so only the first of a parallel upload can be refused for that.
  */
 export async function createPart(db: Db, part: NewPart, quota?: Quota): Promise<QuotaRefusal | undefined> {
-  const owner = part.owner;
-  if (!owner || !counts(quota, owner)) {
-    await db.insertInto('upload_parts').values(part).execute();
-    return undefined;
-  }
   return db.transaction().execute(async (trx) => {
-    await lockOwnerQuota(trx, owner);
-    const use = await quotaUse(trx, owner);
-    if (!use.hasParts && quota.uploadsInFlight > 0 && use.uploading >= quota.uploadsInFlight) {
-      return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: use.uploading };
-    }
-    if (quota.bytes !== undefined && use.bytes + part.size > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: use.bytes };
-    await trx.insertInto('upload_parts').values(part).execute();
-    return undefined;
+    const refusal = await quotaRefusal(trx, quota, part.owner, { kind: 'partial', bytes: part.size });
+    if (!refusal) await trx.insertInto('upload_parts').values(part).execute();
+    return refusal;
   });
 }
 

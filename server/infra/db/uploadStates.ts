@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import { counts, lockOwnerQuota, quotaUse, type Quota, type QuotaRefusal } from './quotas.ts';
+import { quotaRefusal, type Quota, type QuotaRefusal } from './quotas.ts';
 import { uploadEventsChannel } from './uploadEventLog.ts';
 import type { MediaMetadata, NewUpload, Upload, UploadEventRow, UploadStatus } from './schema.ts';
 
@@ -34,23 +34,17 @@ export interface TransitionColumns {
 const notifyEvent = sql`pg_notify(${uploadEventsChannel}, '{"id":' || to_json(event.upload_id)::text || ',"seq":' || event.seq || '}')`;
 
 /**
- * Inserts a new upload, within its owner's quota when it has one. Run in a transaction: with a
- * quota, the count and the insert run under a lock per owner, so concurrent creations on any
- * instance see each other and the quota holds exactly. Returns the refusal instead of inserting
- * when it would not. A final upload (concatenation) claims its partial uploads here, in the same
+ * Inserts a new upload, within its owner's quota when it has one (quotas.ts decides, under the
+ * owner's lock for the rest of the transaction `trx`). Returns the refusal instead of inserting
+ * when it would not fit. A final upload (concatenation) claims its partial uploads here, in the same
  * transaction: it replaces the one upload in flight they counted as, and their bytes become its
  * own; 'parts taken' when one of them is not the owner's unclaimed partial any more.
  */
 export async function insertUpload(trx: Db, upload: NewUpload, quota?: Quota, parts: readonly string[] = []): Promise<QuotaRefusal | 'parts taken' | undefined> {
-  const owner = upload.owner;
-  if (owner && counts(quota, owner)) {
-    await lockOwnerQuota(trx, owner);
-    const use = await quotaUse(trx, owner, parts);
-    const inFlight = use.uploading + Number(use.hasParts);
-    if (parts.length === 0 && quota.uploadsInFlight > 0 && inFlight >= quota.uploadsInFlight) return { quota: 'uploads in flight', limit: quota.uploadsInFlight, used: inFlight };
-    if (quota.bytes !== undefined && use.bytes + Number(upload.size ?? 0) > quota.bytes) return { quota: 'bytes', limit: quota.bytes, used: use.bytes };
-  }
-  if (parts.length > 0 && !(await claimParts(trx, upload.id, owner ?? null, parts))) return 'parts taken';
+  const bytes = Number(upload.size ?? 0);
+  const refusal = await quotaRefusal(trx, quota, upload.owner, parts.length > 0 ? { kind: 'final', bytes, parts } : { kind: 'upload', bytes });
+  if (refusal) return refusal;
+  if (parts.length > 0 && !(await claimParts(trx, upload.id, upload.owner ?? null, parts))) return 'parts taken';
   await trx.insertInto('uploads').values(upload).execute();
   return undefined;
 }

@@ -1,8 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
 import type pg from 'pg';
+import { DedicatedConnection } from '../pg/dedicatedConnection.ts';
+import { defaultDatabaseHeartbeat, type DatabaseHeartbeat } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
-import { LockSession } from './lockSession.ts';
+
+/** How the lock session shows up in pg_stat_activity (tests and the bench look for it). */
+export const lockSessionName = 'tus-upload locks';
 
 const releaseChannel = 'tus_lock_release';
 /** How often a request waiting for a taken lock tries again (and asks the holder again to let go). */
@@ -26,7 +30,7 @@ interface Claim {
 
 /**
  * tus locks that hold across server instances: a Postgres session advisory lock per upload, every
- * one of them on this instance's single lock session (LockSession), so a thousand uploads being
+ * one of them on this instance's single lock session (a DedicatedConnection), so a thousand uploads being
  * written cost one connection, not a thousand. A request that finds the lock taken asks the holder
  * to let go over NOTIFY (the holder may be another instance), as tus's own in-memory locker does
  * within one process, so a client resuming after a dropped connection is not kept waiting by its own
@@ -40,27 +44,29 @@ export class PostgresLocker implements Locker {
    */
   private readonly claims = new Map<string, Claim>();
 
-  private readonly session: LockSession;
+  private readonly session: DedicatedConnection;
   readonly acquireTimeoutMs: number;
 
   private constructor(
-    session: LockSession,
+    session: DedicatedConnection,
     acquireTimeoutMs: number,
   ) {
     this.session = session;
     this.acquireTimeoutMs = acquireTimeoutMs;
   }
 
-  static async create(databaseUrl: string, log: Logger, acquireTimeoutMs = 30_000): Promise<PostgresLocker> {
+  static async create(databaseUrl: string, log: Logger, options: { acquireTimeoutMs?: number; heartbeat?: DatabaseHeartbeat } = {}): Promise<PostgresLocker> {
     let locker: PostgresLocker | undefined;
-    const session = await LockSession.open({
-      databaseUrl,
-      channel: releaseChannel,
+    const session = await DedicatedConnection.open({
+      connectionString: databaseUrl,
+      name: lockSessionName,
+      channels: [releaseChannel],
       onNotify: (id) => locker?.releaseRequested(id),
       onLost: (client) => locker?.sessionLost(client),
+      heartbeat: options.heartbeat ?? defaultDatabaseHeartbeat,
       log,
     });
-    locker = new PostgresLocker(session, acquireTimeoutMs);
+    locker = new PostgresLocker(session, options.acquireTimeoutMs ?? 30_000);
     return locker;
   }
 

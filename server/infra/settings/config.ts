@@ -13,6 +13,7 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Without DATABASE_URL, as root: the user the embedded Postgres runs as (it refuses root). */
   embeddedPostgresUser: string;
+  databaseHeartbeat: DatabaseHeartbeat;
   s3: S3Config | undefined;
   clamd: ClamdConfig | undefined;
   scan: 'required' | 'off';
@@ -49,6 +50,19 @@ export interface Config {
   corsOrigins: string[];
   http: HttpLimits;
 }
+
+/**
+ * How the Postgres connections kept open outside the pool (the lock session, each LISTEN) make
+ * sure the server still answers: TCP keepalive misses a path that stops forwarding without closing.
+ */
+export interface DatabaseHeartbeat {
+  /** The wait between one `select 1` answering and the next being sent. */
+  intervalMs: number;
+  /** A query on such a connection (a heartbeat or any other) unanswered this long ends it; a new one replaces it. */
+  timeoutMs: number;
+}
+
+export const defaultDatabaseHeartbeat: DatabaseHeartbeat = { intervalMs: 5_000, timeoutMs: 10_000 };
 
 /** How tokens are verified: `open` means no tokens at all (anyone may upload). */
 export type AuthConfig =
@@ -211,6 +225,10 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     dataDir,
     databaseUrl: read.string('DATABASE_URL'),
     embeddedPostgresUser: read.string('EMBEDDED_POSTGRES_USER') ?? 'nobody',
+    databaseHeartbeat: {
+      intervalMs: read.duration('DATABASE_HEARTBEAT', defaultDatabaseHeartbeat.intervalMs),
+      timeoutMs: read.duration('DATABASE_HEARTBEAT_TIMEOUT', defaultDatabaseHeartbeat.timeoutMs),
+    },
     s3: s3Bucket
       ? {
           bucket: s3Bucket,
@@ -270,6 +288,8 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     },
   };
   if (config.eventsHeartbeatMs < 100) problems.push('EVENTS_HEARTBEAT: must be at least 100ms');
+  if (config.databaseHeartbeat.intervalMs < 100) problems.push('DATABASE_HEARTBEAT: must be at least 100ms');
+  if (config.databaseHeartbeat.timeoutMs < 100) problems.push('DATABASE_HEARTBEAT_TIMEOUT: must be at least 100ms');
   // Shorter, and a client's ordinary pause between two TCP windows would end a part's stream.
   if (config.s3 && config.s3.streamIdleMs < 1000) problems.push('S3_STREAM_IDLE: must be at least 1s');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
