@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Context } from 'koa';
 import type { FinalUpload } from '../../hooks/concatenation.ts';
+import type { Creator } from '../../hooks/uploadCreate.ts';
 import type { Caller } from '../auth/verifyToken.ts';
 import type { Upload, UploadLimits, UploadPart } from '../infra/db/schema.ts';
 import type { StoreRequest } from '../infra/store/storeRequest.ts';
@@ -78,6 +79,12 @@ export function openTusRequest(ctx: Context, tusPath: string): TusRequest {
 export function callerOf(request: TusRequest): Caller {
   if (!request.caller) throw new Error('tus request: no caller yet (the access extension runs first)');
   return request.caller;
+}
+
+/** Who creates the upload `request` makes. */
+export function creatorOf(request: TusRequest): Creator {
+  const { owner, limits } = callerOf(request);
+  return { owner, limits, ip: request.ip };
 }
 
 /** Runs `serve` (@tus/server serving `request`) with `request` as the scope of every call it makes. */

@@ -5,9 +5,8 @@ import { closeAfterAnswer } from '../../http/lingeringClose.ts';
 import { deleteParts, findOwnPart, findPart } from '../../infra/db/uploadParts.ts';
 import type { Concatenated, StoredPart } from '../../infra/store/storage.ts';
 import type { TusExtension } from '../tusExtension.ts';
-import { callerOf, type TusRequest } from '../tusRequest.ts';
+import { callerOf, creatorOf, type TusRequest } from '../tusRequest.ts';
 import { OCTET_STREAM, refuseTusRequest } from '../tusWire.ts';
-import { creatorOf } from './creation.ts';
 
 /**
  * The tus concatenation extension (tus-js-client's parallelUploads), which @tus/server lacks (it

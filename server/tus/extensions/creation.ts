@@ -1,15 +1,8 @@
-import { Upload } from '@tus/utils';
 import type { HookContext } from '../../../hooks/hookContext.ts';
-import { uploadCreate, type Creator } from '../../../hooks/uploadCreate.ts';
+import { uploadCreate } from '../../../hooks/uploadCreate.ts';
 import { uploadFinish } from '../../../hooks/uploadFinish.ts';
 import type { TusExtension } from '../tusExtension.ts';
-import { callerOf, type TusRequest } from '../tusRequest.ts';
-
-/** Who creates the upload `request` makes. */
-export function creatorOf(request: TusRequest): Creator {
-  const { owner, limits } = callerOf(request);
-  return { owner, limits, ip: request.ip };
-}
+import { creatorOf } from '../tusRequest.ts';
 
 /**
  * The upload domain behind tus creation, finish and termination: an upload is recorded (judged by
@@ -36,7 +29,7 @@ export function creation(context: HookContext): TusExtension {
     answer: async (response, request) => {
       const offset = response.headers.get('Upload-Offset');
       if (request.engine.method !== 'HEAD' || !request.upload || offset === null || offset !== response.headers.get('Upload-Length')) return response;
-      await uploadFinish(context, new Upload({ id: request.upload.id, offset: Number(offset), size: Number(offset) }));
+      await uploadFinish(context, { id: request.upload.id, offset: Number(offset), size: Number(offset) });
       return response;
     },
     terminated: async (id) => {
