@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { cleanUpExpired } from '../server/jobs/cleanup.ts';
 import type { RunningServer } from '../server/main/start.ts';
+import { createTestBucket, testS3Client } from './services/env.ts';
 import { draftRequest } from './support/draftRequests.ts';
-import { eventually } from './support/eventually.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
@@ -25,7 +27,7 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
   let database: pg.Client;
 
   beforeAll(async () => {
-    environment = await createTestEnvironment('scaleout', { AUTH_SECRET: testAuthSecret, RATE_LIMIT_UPLOADS: '0', SCAN: 'off' });
+    environment = await createTestEnvironment('scaleout', { AUTH_SECRET: testAuthSecret, RATE_LIMIT_UPLOADS: '0', QUOTA_UPLOADS_IN_FLIGHT: '0', SCAN: 'off' });
     [a, b] = await Promise.all([startTestServer(environment), startTestServer(environment)]);
     alice = bearer(await mintToken('alice'));
     bob = bearer(await mintToken('bob'));
@@ -199,22 +201,68 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     expect(second.status, second.text).toBe(201);
     expect(uploadIdOf(second.headers.location!)).not.toBe(uploadIdOf(first.headers.location!));
 
-    // A server whose keys last a millisecond: once it is past, the same key makes a new upload, and cleanup drops the old key.
-    const brief = await startTestServer(environment, { IDEMPOTENCY_TTL: '1ms' });
+    // Past IDEMPOTENCY_TTL (the database's clock moved on, as far as the key can tell): the same key makes a new upload.
+    const brief = await startTestServer(environment, { IDEMPOTENCY_TTL: '2h' });
     try {
-      const shortKey = { ...headers, 'Idempotency-Key': quoted(randomUUID()) };
-      const made = await request(`${brief.url}/files/`, 'POST', { ...alice, ...shortKey });
+      const shortKey = randomUUID();
+      const made = await request(`${brief.url}/files/`, 'POST', { ...alice, ...headers, 'Idempotency-Key': quoted(shortKey) });
       expect(made.status, made.text).toBe(201);
-      const expired = () => database.query<{ n: number }>('select count(*)::int as n from idempotency_keys where expires_at <= now()');
-      await eventually('the key expired', async () => (await expired()).rows[0]!.n > 0);
-      const anew = await request(`${brief.url}/files/`, 'POST', { ...alice, ...shortKey });
+      const lifetime = await database.query<{ seconds: number }>('select extract(epoch from expires_at - created_at)::int as seconds from idempotency_keys where key = $1', [shortKey]);
+      expect(lifetime.rows).toEqual([{ seconds: 2 * 3600 }]);
+      await database.query("update idempotency_keys set expires_at = now() - interval '1 second' where key = $1", [shortKey]);
+      const anew = await request(`${brief.url}/files/`, 'POST', { ...alice, ...headers, 'Idempotency-Key': quoted(shortKey) });
+      expect(anew.status, anew.text).toBe(201);
       expect(uploadIdOf(anew.headers.location!)).not.toBe(uploadIdOf(made.headers.location!));
-      await eventually('the new key expired', async () => (await database.query('select 1 from idempotency_keys where upload_id = $1 and expires_at <= now()', [uploadIdOf(anew.headers.location!)])).rowCount === 1);
-      const totals = await cleanUpExpired(brief.services.context);
-      expect(totals.keys).toBeGreaterThan(0);
-      expect((await expired()).rows[0]!.n).toBe(0);
+      // The key now names the new upload; once past its time, cleanup forgets it.
+      await database.query("update idempotency_keys set expires_at = now() - interval '1 second' where key = $1", [shortKey]);
+      await cleanUpExpired(brief.services.context);
+      expect((await database.query('select 1 from idempotency_keys where expires_at <= now()')).rowCount).toBe(0);
+      expect((await database.query('select 1 from idempotency_keys where key = $1', [shortKey])).rowCount).toBe(0);
     } finally {
       await brief.close();
     }
+  });
+
+  it('a creation that failed after its record (the store refused: 5xx) is not remembered: the retry makes a new upload', async () => {
+    // An instance whose bucket is removed once it runs: the record is written, then the store refuses.
+    const bucket = await createTestBucket();
+    const broken = await startTestServer(environment, { S3_BUCKET: bucket });
+    try {
+      const s3 = testS3Client();
+      await s3.send(new DeleteBucketCommand({ Bucket: bucket })).finally(() => s3.destroy());
+      const key = randomUUID();
+      const headers = { 'Upload-Length': 100, 'Upload-Metadata': metadata('retry-after-5xx.pdf'), 'Idempotency-Key': quoted(key) };
+      const failed = await request(`${broken.url}/files/`, 'POST', { ...alice, ...headers });
+      expect(failed.status, failed.text).toBeGreaterThanOrEqual(500);
+      const recorded = await database.query<{ id: string }>("select id from uploads where owner = 'alice' and safe_filename = 'retry-after-5xx.pdf'");
+      expect(recorded.rows).toHaveLength(1);
+      expect((await database.query('select 1 from idempotency_keys where key = $1', [key])).rowCount).toBe(0);
+      const retried = await post(a, headers);
+      expect(retried.status, retried.text).toBe(201);
+      expect(uploadIdOf(retried.headers.location!)).not.toBe(recorded.rows[0]!.id);
+      const again = await post(b, headers);
+      expect(uploadIdOf(again.headers.location!)).toBe(uploadIdOf(retried.headers.location!));
+    } finally {
+      await broken.close();
+    }
+  });
+
+  it('any Idempotency-Key value a client can send (fast-check, over HTTP): a 400 problem, or on to the creation; never a 5xx', { timeout: 120_000 }, async () => {
+    const fuzz = bearer(await mintToken('fuzz'));
+    // What an HTTP header value may carry: tab, visible ASCII and space, obs-text.
+    const headerChar = fc.oneof(fc.constantFrom('"', '\\', ';', ',', ' ', '\t', '=', '(', ')'), fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)), fc.integer({ min: 0x80, max: 0xff }).map((c) => String.fromCharCode(c)));
+    const value = fc.oneof(fc.string({ unit: headerChar, maxLength: 300 }), fc.uuid().map(quoted), fc.uuid());
+    // An empty upload: a well-formed key passes on to the creation, which refuses it (400 in plain text) before anything is stored.
+    await fc.assert(
+      fc.asyncProperty(value, async (key) => {
+        const answer = await request(`${a.url}/files/`, 'POST', { ...fuzz, 'Upload-Length': 0, 'Upload-Metadata': metadata('fuzz.pdf'), 'Idempotency-Key': key });
+        expect(answer.status, `${JSON.stringify(key)}: ${answer.text}`).toBe(400);
+        const malformed = answer.headers['content-type']?.startsWith('application/problem+json');
+        if (malformed) expect(JSON.parse(answer.text)).toMatchObject({ status: 400, title: 'Idempotency-Key is malformed' });
+        else expect(answer.text).toMatch(/^Upload refused: the file is empty/);
+      }),
+      { numRuns: 1_000 },
+    );
+    expect((await database.query("select 1 from idempotency_keys where owner = 'fuzz'")).rowCount).toBe(0);
   });
 });
