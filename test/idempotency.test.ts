@@ -45,6 +45,21 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
   const post = (server: RunningServer, headers: Record<string, string | number>, body?: Buffer) =>
     request(`${server.url}/files/`, 'POST', { ...alice, ...headers, ...(body ? { 'Content-Type': OCTET } : {}) }, body);
 
+  /** How many of alice's uploads are named `filename`. */
+  const uploadsNamed = async (filename: string) =>
+    (await database.query<{ n: number }>("select count(*)::int as n from uploads where owner = 'alice' and safe_filename = $1", [filename])).rows[0]!.n;
+  /** `file` as two finished partial uploads of alice's (sent with `more`); the Upload-Concat of their final. */
+  const partialsOf = async (file: Buffer, more: Record<string, string> = {}) => {
+    const half = file.length / 2;
+    const paths: string[] = [];
+    for (const piece of [file.subarray(0, half), file.subarray(half)]) {
+      const created = await post(a, { 'Upload-Length': piece.length, 'Upload-Concat': 'partial', ...more }, piece);
+      expect(created.status, created.text).toBe(201);
+      paths.push(new URL(created.headers.location!).pathname);
+    }
+    return `final;${paths.join(' ')}`;
+  };
+
   it('a tus POST retried with its key gets the same upload (201, same Location), on either instance; one upload is made', async () => {
     const key = randomUUID();
     const headers = { 'Upload-Length': 1000, 'Upload-Metadata': metadata('a.pdf'), 'Idempotency-Key': quoted(key) };
@@ -147,8 +162,7 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     }
     const made1 = await database.query('select count(*)::int as n from idempotency_keys k join uploads u on u.id = k.upload_id where k.key = $1', [JSON.parse(headers['Idempotency-Key'])]);
     expect(made1.rows[0].n).toBe(1);
-    const statuses = await database.query<{ n: number }>("select count(*)::int as n from uploads where owner = 'alice' and safe_filename = 'race.pdf'");
-    expect(statuses.rows[0]!.n).toBe(1);
+    expect(await uploadsNamed('race.pdf')).toBe(1);
   });
 
   it('tus-js-client with the key in `headers`: uploading the same file twice (no stored URL) gives one upload, ready', async () => {
@@ -159,20 +173,14 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     expect(uploadIdOf(second.url)).toBe(uploadIdOf(first.url));
     const status = await waitUntilSettled(a.url, uploadIdOf(first.url), 30_000, alice);
     expect(status).toMatchObject({ status: 'ready', sha256: sha256(file) });
-    const count = await database.query<{ n: number }>("select count(*)::int as n from uploads where owner = 'alice' and safe_filename = 'twice.pdf'");
-    expect(count.rows[0]!.n).toBe(1);
+    expect(await uploadsNamed('twice.pdf')).toBe(1);
   });
 
   it('a concatenation final retried with its key gets the same final; its parts are not refused as taken; one final is made', async () => {
     const file = pdf(100 * 1024);
-    const half = file.length / 2;
-    const parts: string[] = [];
-    for (const piece of [file.subarray(0, half), file.subarray(half)]) {
-      const created = await post(a, { 'Upload-Length': piece.length, 'Upload-Concat': 'partial', 'Idempotency-Key': quoted('shared-by-parts') }, piece);
-      expect(created.status, created.text).toBe(201);
-      parts.push(new URL(created.headers.location!).pathname);
-    }
-    const headers = { 'Upload-Concat': `final;${parts.join(' ')}`, 'Upload-Metadata': metadata('joined.pdf'), 'Idempotency-Key': quoted(randomUUID()) };
+    // tus-js-client sends the same headers with every part: the parts ignore the key.
+    const concat = await partialsOf(file, { 'Idempotency-Key': quoted('shared-by-parts') });
+    const headers = { 'Upload-Concat': concat, 'Upload-Metadata': metadata('joined.pdf'), 'Idempotency-Key': quoted(randomUUID()) };
     const final = await post(a, headers);
     expect(final.status, final.text).toBe(201);
     const retried = await post(b, headers);
@@ -180,19 +188,12 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     expect(uploadIdOf(retried.headers.location!)).toBe(uploadIdOf(final.headers.location!));
     const status = await waitUntilSettled(a.url, uploadIdOf(final.headers.location!), 30_000, alice);
     expect(status).toMatchObject({ status: 'ready', size: file.length, sha256: sha256(file) });
-    const finals = await database.query<{ n: number }>("select count(*)::int as n from uploads where owner = 'alice' and safe_filename = 'joined.pdf'");
-    expect(finals.rows[0]!.n).toBe(1);
+    expect(await uploadsNamed('joined.pdf')).toBe(1);
   });
 
   it('two finals with one key at once, on both instances: one final is made and assembled; the other answer is it or 409', async () => {
     const file = pdf(80 * 1024);
-    const half = file.length / 2;
-    const parts: string[] = [];
-    for (const piece of [file.subarray(0, half), file.subarray(half)]) {
-      const created = await post(a, { 'Upload-Length': piece.length, 'Upload-Concat': 'partial' }, piece);
-      parts.push(new URL(created.headers.location!).pathname);
-    }
-    const headers = { 'Upload-Concat': `final;${parts.join(' ')}`, 'Upload-Metadata': metadata('raced.pdf'), 'Idempotency-Key': quoted(randomUUID()) };
+    const headers = { 'Upload-Concat': await partialsOf(file), 'Upload-Metadata': metadata('raced.pdf'), 'Idempotency-Key': quoted(randomUUID()) };
     const answers = await Promise.all([post(a, headers), post(b, headers)]);
     const made = answers.filter((answer) => answer.status === 201).map((answer) => uploadIdOf(answer.headers.location!));
     expect(made.length, answers.map((answer) => `${answer.status} ${answer.text}`).join('; ')).toBeGreaterThan(0);
@@ -203,8 +204,7 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     expect(uploadIdOf(retried.headers.location!)).toBe(made[0]);
     const status = await waitUntilSettled(a.url, made[0]!, 30_000, alice);
     expect(status).toMatchObject({ status: 'ready', size: file.length, sha256: sha256(file) });
-    const finals = await database.query<{ n: number }>("select count(*)::int as n from uploads where owner = 'alice' and safe_filename = 'raced.pdf'");
-    expect(finals.rows[0]!.n).toBe(1);
+    expect(await uploadsNamed('raced.pdf')).toBe(1);
   });
 
   it("the IETF draft's creation retried with its key gets the same Location, complete at its length", async () => {
