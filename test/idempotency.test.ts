@@ -298,3 +298,33 @@ describe('Idempotency-Key on creations (scaleout, two instances)', () => {
     expect((await database.query("select 1 from idempotency_keys where owner = 'fuzz'")).rowCount).toBe(0);
   });
 });
+
+/** The embedded default, running open (no owners): the key holds for nobody in particular too. */
+describe('Idempotency-Key on the embedded default, open', () => {
+  let environment: TestEnvironment;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment('embedded', { SCAN: 'off' });
+    server = await startTestServer(environment);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+  });
+
+  it('a retried creation-with-upload without a token gets the same upload; another key makes another', async () => {
+    const file = pdf(20 * 1024);
+    const headers = { 'Upload-Length': file.length, 'Upload-Metadata': metadata('open.pdf'), 'Content-Type': OCTET, 'Idempotency-Key': randomUUID() };
+    const first = await request(`${server.url}/files/`, 'POST', headers, file);
+    expect(first.status, first.text).toBe(201);
+    const again = await request(`${server.url}/files/`, 'POST', headers, file);
+    expect(again.status, again.text).toBe(201);
+    expect(again.headers.location).toBe(first.headers.location);
+    expect(again.headers['upload-offset']).toBe(String(file.length));
+    const other = await request(`${server.url}/files/`, 'POST', { ...headers, 'Idempotency-Key': randomUUID() }, file);
+    expect(other.headers.location).not.toBe(first.headers.location);
+    const status = await waitUntilSettled(server.url, uploadIdOf(first.headers.location!), 30_000);
+    expect(status).toMatchObject({ status: 'ready', size: file.length, sha256: sha256(file), owner: null });
+  });
+});
