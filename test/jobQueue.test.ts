@@ -73,7 +73,7 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
   }
 
   function startRunner(handlers: JobRunnerOptions['handlers'], options: Partial<JobRunnerOptions> = {}): Promise<JobRunner> {
-    const runner = new JobRunner({ database, lifecycle, handlers, log, lanes: [{ kinds: allKinds, concurrency: 2 }], leaseMs: 5_000, pollMs: 100, ...options });
+    const runner = new JobRunner({ database, lifecycle, handlers, log, lanes: [{ kinds: allKinds, concurrency: 2 }], leaseMs: 5_000, pollMs: 100, storeWaitMaxMs: 60_000, ...options });
     runners.push(runner);
     return runner.start().then(() => runner);
   }

@@ -80,6 +80,7 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
+    storeWaitMaxMs: config.storeWaitMaxMs,
     onJobEnd,
   });
 }

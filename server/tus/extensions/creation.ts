@@ -1,8 +1,8 @@
 import type { HookContext } from '../../../hooks/hookContext.ts';
-import { uploadCreate } from '../../../hooks/uploadCreate.ts';
+import { abandonCreation, uploadCreate } from '../../../hooks/uploadCreate.ts';
 import { uploadFinish } from '../../../hooks/uploadFinish.ts';
 import type { TusExtension } from '../tusExtension.ts';
-import { creatorOf } from '../tusRequest.ts';
+import { creatorOf, type TusRequest } from '../tusRequest.ts';
 
 /**
  * The upload domain behind tus creation, finish and termination: an upload is recorded (judged by
@@ -11,11 +11,14 @@ import { creatorOf } from '../tusRequest.ts';
  */
 export function creation(context: HookContext): TusExtension {
   const { db, lifecycle, log } = context;
+  /** The upload each creation request recorded, until its answer is known. */
+  const recorded = new WeakMap<TusRequest, string>();
   return {
     name: 'creation',
     create: async (upload, request) => {
       const { metadata, limits } = await uploadCreate(context, upload, creatorOf(request));
       request.limits = limits;
+      recorded.set(request, upload.id);
       return { metadata };
     },
     finish: async (upload) => {
@@ -27,6 +30,9 @@ export function creation(context: HookContext): TusExtension {
     // Recording the finish on that HEAD loses nothing (a no-op for an upload already past
     // `uploading`), and a database still away makes the HEAD a 503 again.
     answer: async (response, request) => {
+      const created = recorded.get(request);
+      // Recorded, but the creation failed after (the store refused): no Location reached the client.
+      if (created && !response.ok) await abandonCreation(context, created, `answered ${response.status}`);
       const offset = response.headers.get('Upload-Offset');
       if (request.engine.method !== 'HEAD' || !request.upload || offset === null || offset !== response.headers.get('Upload-Length')) return response;
       await uploadFinish(context, { id: request.upload.id, offset: Number(offset), size: Number(offset) });
