@@ -13,7 +13,8 @@ import { pdf, sha256 } from './support/samples.ts';
 import { serviceScript } from './support/serviceScripts.ts';
 import { startServerProcess, type LogLine, type ServerProcess } from './support/processes.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
-import { fetchStatus, minuteOfRetries, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { drillFigures, runOutageDrill } from './support/outageDrill.ts';
+import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 
 const MiB = 1024 * 1024;
 
@@ -216,42 +217,29 @@ describe('Postgres restarted under a stream of uploads', () => {
 
   it('20 tus-js-client uploads with Postgres away 20 s in the middle: one creation per file (resuming HEADs get 423), every file whole, nothing left uploading', async () => {
     const url = server!.url;
-    const files = Array.from({ length: 20 }, (_, i) => pdf(6 * MiB + i));
-    const creations = files.map(() => 0);
-    const sent = files.map(() => 0);
-    const answers = new Map<string, number>();
-    const uploads = files.map((data, i) =>
-      tusUpload(url, data, {
-        filename: `db-outage-${i}.pdf`,
-        chunkSize: MiB / 4,
-        retryDelays: minuteOfRetries,
-        pauseBeforeEachRequestMs: 250,
-        onProgress: (bytes) => (sent[i] = bytes),
-        onResponse: (method, status) => {
-          if (method === 'POST' && status === 201) creations[i]!++;
-          answers.set(`${method} ${status}`, (answers.get(`${method} ${status}`) ?? 0) + 1);
-        },
-      }),
-    );
-    // In the middle: every upload has sent a MiB or more.
-    await eventually('every upload under way', async () => sent.every((bytes) => bytes >= MiB), 60_000);
-    const sentBeforeOutage = sent.reduce((a, b) => a + b);
-    await postgresScript('stop');
-    await sleep(20_000);
-    await postgresScript('start');
-    const done = await Promise.all(uploads);
-    const statuses = await Promise.all(done.map(({ url: uploadUrl }) => waitUntilSettled(url, uploadIdOf(uploadUrl), 120_000)));
+    const drill = await runOutageDrill({
+      baseUrl: url,
+      prefix: 'db-outage',
+      files: 20,
+      fileSize: 6 * MiB,
+      chunkSize: MiB / 4,
+      pauseMs: 250,
+      outageMs: 20_000,
+      takeAway: () => postgresScript('stop'),
+      bringBack: () => postgresScript('start'),
+    });
+    const statuses = await Promise.all(drill.urls.map((uploadUrl) => waitUntilSettled(url, uploadIdOf(uploadUrl), 120_000)));
 
-    statuses.forEach((status, i) => expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: files[i]!.length, sha256: sha256(files[i]!) }));
+    statuses.forEach((status, i) => expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: drill.data[i]!.length, sha256: sha256(drill.data[i]!) }));
     const db = new pg.Client({ connectionString: postgres.url });
     await db.connect();
     const { rows } = await db.query<{ status: string; n: number }>(`select status, count(*)::int as n from uploads where filename like 'db-outage-%' group by status`);
     await db.end();
-    console.log(`Postgres away 20 s under 20 uploads: ${JSON.stringify({ creationsPerFile: creations, rows, sentBeforeOutage, answers: Object.fromEntries(answers) })}`);
-    expect(sentBeforeOutage).toBeLessThan(files.length * 6 * MiB);
-    expect(creations).toEqual(files.map(() => 1));
-    expect(answers.get('HEAD 423')).toBeGreaterThan(0);
-    expect(rows).toEqual([{ status: 'ready', n: files.length }]);
+    console.log(`Postgres away 20 s under 20 uploads: ${JSON.stringify({ ...drillFigures(drill), rows })}`);
+    expect(drill.sentBeforeOutage).toBeLessThan(20 * 6 * MiB);
+    expect(drill.creations).toEqual(drill.data.map(() => 1));
+    expect(drill.answers['HEAD 423']).toBeGreaterThan(0);
+    expect(rows).toEqual([{ status: 'ready', n: 20 }]);
     const failures = server!.logs.filter((l) => l.msg === 'tus request failed: database unavailable');
     expect(failures.length).toBeGreaterThan(0);
     expect(server!.logs.filter((l) => l.msg === 'tus request failed: store unavailable')).toEqual([]);

@@ -1,7 +1,6 @@
 // The object store away: a proxy between the server and radosgw refuses new connections and cuts
 // the open ones, as when the store's host goes away. Clients resume (never start over), a
 // creation that fails half-way leaves nothing, and jobs wait for the store without using attempts.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,8 @@ import { killAll, startServerProcess, startWorkerProcess, type ServerProcess, ty
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, type TestEnvironment } from './support/testServer.ts';
 import { request } from './support/tusRequests.ts';
-import { fetchStatus, minuteOfRetries, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { drillFigures, runOutageDrill } from './support/outageDrill.ts';
+import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 
 const MiB = 1024 * 1024;
 const metadataOf = (filename: string) => `filename ${Buffer.from(filename).toString('base64')}`;
@@ -122,42 +122,28 @@ describe('the store away (a proxy between the server and S3 refusing and cutting
 
   it('20 tus-js-client uploads (6 MiB, 0.5 MiB chunks) with the store away 20 s in the middle: one creation per file, every file whole, nothing left open', async () => {
     worker ??= await startWorkerProcess(environment.env);
-    const files = Array.from({ length: 20 }, (_, i) => pdf(6 * MiB + i));
-    const creations = files.map(() => 0);
-    const answers = new Map<string, number>();
-    const sent = files.map(() => 0);
-    const uploads = files.map((data, i) =>
-      tusUpload(server.url, data, {
-        filename: `store-outage-${i}.pdf`,
-        chunkSize: MiB / 2,
-        retryDelays: minuteOfRetries,
-        pauseBeforeEachRequestMs: 300,
-        onProgress: (bytes) => (sent[i] = bytes),
-        onResponse: (method, status) => {
-          if (method === 'POST' && status === 201) creations[i]!++;
-          answers.set(`${method} ${status}`, (answers.get(`${method} ${status}`) ?? 0) + 1);
-        },
-      }),
-    );
-    // In the middle: every upload has sent a MiB or more.
-    await eventually('every upload under way', async () => sent.every((bytes) => bytes >= MiB), 60_000);
-    const sentBeforeOutage = sent.reduce((a, b) => a + b);
-    await proxy.down();
-    await sleep(20_000);
-    await proxy.up();
-    const done = await Promise.all(uploads);
-    const statuses = await Promise.all(done.map(({ url }) => waitUntilSettled(server.url, uploadIdOf(url), 120_000)));
+    const drill = await runOutageDrill({
+      baseUrl: server.url,
+      prefix: 'store-outage',
+      files: 20,
+      fileSize: 6 * MiB,
+      chunkSize: MiB / 2,
+      pauseMs: 300,
+      outageMs: 20_000,
+      takeAway: () => proxy.down(),
+      bringBack: () => proxy.up(),
+    });
+    const statuses = await Promise.all(drill.urls.map((url) => waitUntilSettled(server.url, uploadIdOf(url), 120_000)));
 
-    statuses.forEach((status, i) => expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: files[i]!.length, sha256: sha256(files[i]!) }));
+    statuses.forEach((status, i) => expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: drill.data[i]!.length, sha256: sha256(drill.data[i]!) }));
     const { rows } = await db.query<{ status: string; n: number }>(`select status, count(*)::int as n from uploads where filename like 'store-outage-%' group by status`);
     const leftOpen = await openMultipartUploads();
-    const figures = { creationsPerFile: creations, rows, leftOpen: leftOpen.length, cutConnections: proxy.cut(), sentBeforeOutage, answers: Object.fromEntries(answers) };
-    console.log(`store away 20 s under 20 uploads: ${JSON.stringify(figures)}`);
-    expect(sentBeforeOutage).toBeLessThan(files.length * 6 * MiB);
-    expect(creations).toEqual(files.map(() => 1));
+    console.log(`store away 20 s under 20 uploads: ${JSON.stringify({ ...drillFigures(drill), rows, leftOpen: leftOpen.length, cutConnections: proxy.cut() })}`);
+    expect(drill.sentBeforeOutage).toBeLessThan(20 * 6 * MiB);
+    expect(drill.creations).toEqual(drill.data.map(() => 1));
     // The outage was met: resuming HEADs were told to wait, and no upload was replaced.
-    expect(answers.get('HEAD 423')).toBeGreaterThan(0);
-    expect(rows).toEqual([{ status: 'ready', n: files.length }]);
+    expect(drill.answers['HEAD 423']).toBeGreaterThan(0);
+    expect(rows).toEqual([{ status: 'ready', n: 20 }]);
     expect(leftOpen).toEqual([]);
     expect(logged('tus request failed: store unavailable').length).toBeGreaterThan(0);
     expect(logged('tus request failed: database unavailable')).toEqual([]);
