@@ -69,6 +69,10 @@ describe('the store away (a proxy between the server and S3 refusing and cutting
       const head = await request(knownUrl, 'HEAD', {});
       expect(head.status).toBe(423);
       expect(head.headers['retry-after']).toBe('2');
+      // The IETF draft's clients read Retry-After: a 503 for them.
+      const draftHead = await request(knownUrl, 'HEAD', { 'Upload-Draft-Interop-Version': 6 });
+      expect(draftHead.status).toBe(503);
+      expect(draftHead.headers['retry-after']).toBe('2');
       // The database answers for an upload that does not exist: never a 423 then.
       expect((await request(`${server.url}/files/${'0'.repeat(32)}`, 'HEAD', {})).status).toBe(404);
 
@@ -86,7 +90,7 @@ describe('the store away (a proxy between the server and S3 refusing and cutting
     ]);
     expect(await openMultipartUploads()).toEqual([uploadIdOf(knownUrl)]);
     const failures = logged('tus request failed: store unavailable');
-    expect(failures.map((l) => l.method).sort()).toEqual(['HEAD', 'PATCH', 'POST']);
+    expect(failures.map((l) => l.method).sort()).toEqual(['HEAD', 'HEAD', 'PATCH', 'POST']);
     expect(failures.every((l) => l.unavailable === 'store')).toBe(true);
     expect(logged('tus request failed: database unavailable')).toEqual([]);
 

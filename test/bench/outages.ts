@@ -23,6 +23,8 @@ import { MiB, positiveInt } from './common.ts';
 const outageMs = positiveInt('BENCH_OUTAGE', 120) * 1000;
 const files = positiveInt('BENCH_FILES', 20);
 const drillShape = { files, fileSize: 6 * MiB, chunkSize: MiB / 2, pauseMs: 300, outageMs, userRetries: 5 };
+/** The private Postgres keeps its data between runs: this run's files are told apart by name. */
+const run = Date.now().toString(36);
 
 interface Row {
   outage: string;
@@ -51,8 +53,8 @@ async function storeOutage(): Promise<Row> {
   const server = await startServerProcess(environment.env);
   const s3 = testS3Client();
   try {
-    const drill = await runOutageDrill({ ...drillShape, baseUrl: server.url, prefix: 'store', takeAway: () => proxy.down(), bringBack: () => proxy.up() });
-    const left = await leftBehind(server.url, environment.env.DATABASE_URL!, 'store', drill);
+    const drill = await runOutageDrill({ ...drillShape, baseUrl: server.url, prefix: `store-${run}`, takeAway: () => proxy.down(), bringBack: () => proxy.up() });
+    const left = await leftBehind(server.url, environment.env.DATABASE_URL!, `store-${run}`, drill);
     if (left.ready !== files) throw new Error(`store outage: ${left.ready} of ${files} ready`);
     const { Uploads = [] } = await s3.send(new ListMultipartUploadsCommand({ Bucket: environment.env.S3_BUCKET }));
     return { outage: 'store', drill, ...left, openMultipart: Uploads.length };
@@ -74,11 +76,11 @@ async function databaseOutage(): Promise<Row> {
     const drill = await runOutageDrill({
       ...drillShape,
       baseUrl: server.url,
-      prefix: 'database',
+      prefix: `database-${run}`,
       takeAway: () => postgresScript('stop'),
       bringBack: () => postgresScript('start'),
     });
-    const left = await leftBehind(server.url, postgres.url, 'database', drill);
+    const left = await leftBehind(server.url, postgres.url, `database-${run}`, drill);
     if (left.ready !== files) throw new Error(`database outage: ${left.ready} of ${files} ready`);
     return { outage: 'Postgres', drill, ...left, openMultipart: undefined };
   } finally {
@@ -89,8 +91,12 @@ async function databaseOutage(): Promise<Row> {
 }
 
 try {
-  const rows = [await storeOutage(), await databaseOutage()];
-  for (const row of rows) console.log(JSON.stringify({ outage: row.outage, ...drillFigures(row.drill), notReady: row.notReady, inFlight: row.inFlight, openMultipart: row.openMultipart }));
+  const rows: Row[] = [];
+  for (const outage of [storeOutage, databaseOutage]) {
+    const row = await outage();
+    rows.push(row);
+    console.log(JSON.stringify({ outage: row.outage, ...drillFigures(row.drill), notReady: row.notReady, inFlight: row.inFlight, openMultipart: row.openMultipart }));
+  }
   console.log(`\n${files} uploads of 6 MiB (0.5 MiB chunks, retry delays adding up to 59 s, users retrying), each dependency away ${outageMs / 1000} s:\n`);
   console.log('| outage | creations per file (max) | uploads created | user retries | HEAD 423 answers | records not `ready` | still in flight | open multipart uploads |');
   console.log('|---|---|---|---|---|---|---|---|');
