@@ -186,6 +186,11 @@ describe('Postgres restarted under a stream of uploads', () => {
     expect(create.status).toBe(503);
     expect(create.headers.get('retry-after')).toBe('2');
     expect(await create.text()).toBe('The database is unavailable; try again shortly\n');
+    // A resuming HEAD is told to wait (423, which tus clients retry), even for an id that may not
+    // exist: the database cannot say.
+    const head = await fetch(`${url}/files/${'0'.repeat(32)}`, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    expect(head.status).toBe(423);
+    expect(head.headers.get('retry-after')).toBe('2');
     await sleep(8_000 - (Date.now() - stopped));
     await postgresScript('start');
 
