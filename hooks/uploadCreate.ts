@@ -111,6 +111,25 @@ export async function uploadCreate(
   return { metadata: sent, limits };
 }
 
+/**
+ * A creation that failed after its record was written (the store refused to make the upload, or
+ * its first body): its client never learnt the upload's URL and will create another, so this one
+ * leaves nothing that counts against its owner's quota (bytes or unfinished uploads) or stays open
+ * in the store. Removal the store refuses now is done again by the cleanup (a deleted upload's
+ * bytes are removed once more) or its expiry sweep.
+ */
+export async function abandonCreation(context: HookContext, id: string, reason: string): Promise<void> {
+  const { db, lifecycle, storage, log } = context;
+  try {
+    const moved = await lifecycle.move(db, id, 'deleted', { from: ['uploading'], reason: `creation failed: ${reason}` });
+    if (!moved.ok) return;
+    log.info({ upload: id, reason }, 'creation failed half-way; the upload was removed');
+    await storage.removeUpload(id);
+  } catch (err) {
+    log.warn({ err, upload: id }, 'removing a half-made upload failed; the cleanup removes it');
+  }
+}
+
 /** What a creation its owner's quota refused is answered: the status, and the reason naming the setting. */
 export function quotaRefusalAnswer(refusal: QuotaRefusal): { status: number; reason: string } {
   return refusal.quota === 'bytes'

@@ -20,6 +20,7 @@ import { createMetrics } from '../http/metrics.ts';
 import { PostgresLocker } from '../infra/locks/postgresLocker.ts';
 import { openWarning } from '../http/routes/health.ts';
 import { createStorage } from '../infra/store/createStorage.ts';
+import { unavailableDependency } from '../infra/settings/unavailableDependency.ts';
 import { tusEdge } from '../tus/tusEdge.ts';
 import { currentStoreRequest } from '../tus/tusRequest.ts';
 import { openUploadEventHub } from '../http/uploadEventHub.ts';
@@ -48,7 +49,12 @@ export async function openServices(config: Config, log: Logger): Promise<Service
   await migrateToLatest(database.db, log);
   // The S3 store learns of the tus request it serves through the edge's request scope.
   const storage = await createStorage(config, log, currentStoreRequest);
-  await storage.ping();
+  // A wrong bucket or credentials stop the start; a store that is away does not (a process restarted
+  // during its outage would fail again and again): requests answer as in any outage, jobs wait.
+  await storage.ping().catch((error: unknown) => {
+    if (unavailableDependency(error) !== 'store') throw error;
+    log.warn({ err: error, store: storage.describe }, 'the store is unreachable; starting anyway');
+  });
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
   const pool = createMediaPool(config.workerThreads);
@@ -80,6 +86,7 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
+    storeWaitMaxMs: config.storeWaitMaxMs,
     onJobEnd,
   });
 }

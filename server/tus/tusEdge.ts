@@ -7,10 +7,11 @@ import { uploadSizeLimit } from '../../hooks/typePolicy.ts';
 import { tusPath } from '../../hooks/uploadStatusJson.ts';
 import { tusCorsOptions } from '../http/cors.ts';
 import { closeAfterAnswer } from '../http/lingeringClose.ts';
-import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
 import { bytesLeft } from '../infra/db/quotas.ts';
 import { findUpload, recordDeclaredSize } from '../infra/db/records.ts';
 import type { Upload as UploadRecord } from '../infra/db/schema.ts';
+import { LOCKS_UNAVAILABLE } from '../infra/locks/postgresLocker.ts';
+import { unavailableDependency, unavailableRetryAfterSeconds, type Dependency } from '../infra/settings/unavailableDependency.ts';
 import type { Concatenated } from '../infra/store/storage.ts';
 import { access } from './extensions/access.ts';
 import { checksum } from './extensions/checksum.ts';
@@ -113,10 +114,11 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
 
   /** What a failure is answered with (@tus/server's own mapping, where none of these apply). */
   async function failureMapping(request: TusRequest, error: unknown): Promise<{ status_code: number; body: string } | undefined> {
-    // A client that is told 503 (with Retry-After) tries again: nothing is lost.
-    if (isDatabaseUnavailable(error)) {
-      log.warn({ err: error }, 'tus request failed: database unavailable');
-      return { status_code: 503, body: 'The database is unavailable; try again shortly\n' };
+    // The lock session is a database connection: its loss is the database's outage.
+    const away = error === LOCKS_UNAVAILABLE ? 'database' : unavailableDependency(error);
+    if (away) {
+      log.warn({ err: error, unavailable: away, method: request.engine.method, upload: request.id }, `tus request failed: ${away} unavailable`);
+      return whileUnavailable(request, away);
     }
     if (error === ERRORS.INVALID_TERMINATION) {
       // A refusal, not a malformed request: 403 rather than @tus/server's 400, and say what works.
@@ -212,9 +214,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
         response = await failureAnswer(request, error);
       }
     }
-    // The engine's 503s are all "the database is away; come back".
-    if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
-    return response;
+    return withRetryAfter(response);
   };
 
   return async (ctx, next) => {
@@ -229,6 +229,35 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
       ctx.respond = false;
       await sendAnswer(ctx.res, await runInRequestScope(request, () => serve(request)));
     };
-    await step(0);
+    try {
+      await step(0);
+    } catch (error) {
+      // A step before the engine (the access check reads the upload's record) met an outage: answered as the engine's own failures are.
+      if (!unavailableDependency(error) || ctx.res.headersSent) throw error;
+      ctx.respond = false;
+      await sendAnswer(ctx.res, withRetryAfter(await failureAnswer(request, error)));
+    }
   };
+}
+
+/**
+ * The answer to a request that met an outage of the database or the store. tus-js-client and Uppy
+ * start a NEW upload (from byte 0) when their resuming HEAD gets anything but a 2xx or a 423, and
+ * retry on 423: a tus 1.0 HEAD of an upload is answered 423 Locked. Every other request gets 503,
+ * which those clients retry (then resume with a HEAD), and the IETF draft's clients read with its
+ * Retry-After. While the database is away the server cannot tell a known upload from a missing
+ * one: every well-formed id gets the same 423 (another owner's upload included), and a missing
+ * one its 404 once the database is back.
+ */
+function whileUnavailable(request: TusRequest, away: Dependency): { status_code: number; body: string } {
+  if (request.engine.method === 'HEAD' && request.id && !request.draft) {
+    return { status_code: 423, body: `The ${away} is unavailable; the upload is kept: resume it shortly\n` };
+  }
+  return { status_code: 503, body: `The ${away} is unavailable; try again shortly\n` };
+}
+
+/** A 503 or a 423 (an upload locked, or an outage) says when to come back. */
+function withRetryAfter(response: Response): Response {
+  if (response.status === 503 || response.status === 423) response.headers.set('Retry-After', String(unavailableRetryAfterSeconds));
+  return response;
 }

@@ -19,6 +19,8 @@ export interface Config {
   scan: 'required' | 'off';
   /** How long an inspection waits for an unreachable clamd (without using its attempts) before the upload fails. */
   scanWaitMaxMs: number;
+  /** How long a job waits for an unreachable store (without using its attempts) before it gives up. */
+  storeWaitMaxMs: number;
   maxUploadSize: number;
   uploadExpiresAfterMs: number;
   /** How long an Idempotency-Key keeps naming the upload its creation made (hooks/idempotentCreation.ts). */
@@ -250,6 +252,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     clamd,
     scan,
     scanWaitMaxMs: read.duration('SCAN_WAIT_MAX', 24 * 3600_000),
+    storeWaitMaxMs: read.duration('STORE_WAIT_MAX', 24 * 3600_000),
     maxUploadSize: read.size('MAX_UPLOAD_SIZE', largestType, 1),
     uploadExpiresAfterMs: read.duration('UPLOAD_EXPIRES_AFTER', 24 * 3600_000),
     idempotencyTtlMs: read.duration('IDEMPOTENCY_TTL', 24 * 3600_000),
