@@ -41,7 +41,14 @@ export function idempotency(context: HookContext, retriedAnswer: RetriedAnswer):
       if (earlier.kind === 'different' || earlier.kind === 'outstanding') return refuse(ctx, earlier.problem);
       if (earlier.kind === 'same') request.retried = earlier.upload;
       else request.idempotency = claim;
-      return next();
+      await next();
+      // A request with the same key, racing this one, may have taken what this one was then
+      // judged on (a final's parts): this refusal is that request's upload, or 409 until it is made.
+      if (request.idempotency && ctx.respond !== false && ctx.status >= 400 && ctx.status < 500) {
+        const now = await earlierCreation(context, callerOf(request).owner, claim);
+        if (now.kind === 'same') replaceAnswer(ctx, await retriedAnswer(request, now.upload));
+        else if (now.kind === 'outstanding') refuse(ctx, now.problem);
+      }
     },
 
     answer: async (response, request) => {
@@ -82,6 +89,13 @@ function refuse(ctx: Context, problem: IdempotencyProblem): void {
   ctx.type = problemJson;
   ctx.body = problem.body;
   closeAfterAnswer(ctx);
+}
+
+/** Puts a retried creation's answer (no body) in place of the refusal a later step set. */
+function replaceAnswer(ctx: Context, response: Response): void {
+  ctx.body = null;
+  ctx.status = response.status;
+  response.headers.forEach((value, name) => ctx.set(name, value));
 }
 
 function problemResponse(problem: IdempotencyProblem, base: Headers): Response {
