@@ -3,6 +3,7 @@ import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
 import type { Upload } from '../infra/db/schema.ts';
+import { applyRetentions, type RetentionTotals } from '../infra/db/retention.ts';
 import { pruneUploadRates } from '../infra/db/uploadRates.ts';
 import { findLeftoverParts } from '../infra/db/uploadParts.ts';
 
@@ -22,7 +23,7 @@ export interface CleanupOptions {
 
 export type CleanupAction = 'expired' | 'received' | 'reclaimed';
 
-export interface CleanupTotals {
+export interface CleanupTotals extends RetentionTotals {
   expired: number;
   received: number;
   reclaimed: number;
@@ -41,13 +42,14 @@ export interface CleanupTotals {
  *   rows: what a crash between its transition and that removal left. Each upload once.
  * - Partial uploads (concatenation) that expired unused, or whose final was made but did not remove
  *   them (the process died), are removed.
- * Then the store sweeps its own expired leftovers, including those no record points to, and the
- * rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
+ * Then the store sweeps its own expired leftovers, including those no record points to, the
+ * rate limit forgets addresses idle for a minute (its table would otherwise keep every one), and
+ * the database forgets the rows past their retention (retention.ts).
  */
 export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<CleanupTotals> {
   const { db, storage, log, lifecycle, config } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
-  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0 };
+  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, uploadRows: 0, webhookRows: 0, jobRows: 0, eventRows: 0 };
   const done = (action: CleanupAction, upload: Upload) => {
     onUpload?.({ action, upload });
     totals[action]++;
@@ -98,6 +100,17 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
   }
   totals.swept = await storage.sweepExpired();
   await pruneUploadRates(db);
+  const before = (ms: number) => new Date(now.getTime() - ms);
+  const { retention } = config;
+  Object.assign(
+    totals,
+    await applyRetentions(db, {
+      uploads: before(retention.deletedUploadsMs),
+      webhookMessages: before(retention.webhookMessagesMs),
+      jobs: before(retention.jobsMs),
+      events: before(retention.eventsMs),
+    }),
+  );
   if (Object.values(totals).some((n) => n > 0)) log.info(totals, 'cleanup');
   return totals;
 }
