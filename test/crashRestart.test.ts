@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.ts';
@@ -83,4 +85,16 @@ describe('crash restart of the embedded default', () => {
     console.info(`[drill] embedded crash restart: ${rounds} group SIGKILLs, starts ${restartDelayMs} ms later all up; uploads in flight per kill ${inFlightAtKill.join(', ')}; stale lock files removed ${recovered}; ${files} files whole, 1 creation each`);
     expect(await server.kill('SIGTERM')).toEqual({ code: 0, signal: null });
   }, 600_000);
+
+  it('starts when postmaster.pid names a pid that now runs another program (a reboot or a new container reused it)', async () => {
+    const server = await startServerProcess(environment.env);
+    await server.killGroup('SIGKILL');
+    const lockFile = path.join(environment.dataDir, 'postgres', 'postmaster.pid');
+    const lines = (await fs.readFile(lockFile, 'utf8')).split('\n');
+    // This test's own pid: alive, and not a postgres.
+    await fs.writeFile(lockFile, [String(process.pid), ...lines.slice(1)].join('\n'));
+    const again = await startServerProcess(environment.env);
+    expect(again.logs.find((l) => l.msg === 'embedded postgres: removed the lock file of a dead server')).toMatchObject({ pid: process.pid });
+    expect(await again.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+  }, 300_000);
 });

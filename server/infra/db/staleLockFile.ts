@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { hasProcfs, isAlive } from '../processes/liveProcess.ts';
 import type { Logger } from '../settings/log.ts';
 
 /**
@@ -37,27 +38,6 @@ export async function readLockFile(dir: string): Promise<LockFile | undefined> {
   return { pid, socketDir: lines[4] ?? '', sharedMemory, text };
 }
 
-/** A process that has not exited; a zombie (exited, not yet reaped) is not alive. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  return processState(pid) !== 'Z';
-}
-
-/** The state letter of /proc/<pid>/stat (R, S, D, Z, …); undefined without /proc or once gone. */
-function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name in parentheses may itself hold spaces and parentheses.
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Whether `pid` runs `postgres -D dir`; undefined when its command line cannot be read. */
 function isPostmasterOf(pid: number, dir: string): boolean | undefined {
   let argv: string[];
@@ -88,7 +68,7 @@ function attachedProcesses(sharedMemory: LockFile['sharedMemory']): number {
  * (wait and look again); `unknown` without /proc (Postgres decides).
  */
 export async function removeStaleLockFile(dir: string, lock: LockFile, port: number, log: Logger): Promise<'removed' | 'live' | 'unknown'> {
-  if (!existsSync('/proc/self/stat')) return 'unknown';
+  if (!hasProcfs()) return 'unknown';
   const dead = !isAlive(lock.pid) || isPostmasterOf(lock.pid, dir) === false;
   if (!dead || attachedProcesses(lock.sharedMemory) > 0) return 'live';
   // Renamed, then checked: another process starting at the same time may have removed this one
