@@ -4,11 +4,10 @@ import { loadConfig } from '../server/infra/settings/config.ts';
 import { cleanUpExpired } from '../server/jobs/cleanup.ts';
 import type { RunningServer } from '../server/main/start.ts';
 import { eventually } from './support/eventually.ts';
-import { freePort } from './support/freePort.ts';
 import { pdf } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
-import { startWebhookReceiver, webhookSecret, type WebhookReceiver } from './support/webhookReceiver.ts';
+import { receiverWithSettings, type WebhookReceiver } from './support/webhookReceiver.ts';
 
 const day = 24 * 3600_000;
 
@@ -38,17 +37,10 @@ describe('retentions applied by the cleanup (scaleout)', () => {
   let receiver: WebhookReceiver;
 
   beforeAll(async () => {
-    const secret = webhookSecret();
-    receiver = await startWebhookReceiver(secret);
-    const port = await freePort();
-    environment = await createTestEnvironment('scaleout', {
-      PORT: String(port),
-      PUBLIC_URL: `http://127.0.0.1:${port}`,
-      WEBHOOK_URL: receiver.url,
-      WEBHOOK_SECRET: secret,
-      // Cleanup runs by hand here: the server's own schedule must not race it.
-      CLEANUP_INTERVAL: '1h',
-    });
+    let settings: Record<string, string>;
+    ({ receiver, settings } = await receiverWithSettings());
+    // Cleanup runs by hand here: the server's own schedule must not race it.
+    environment = await createTestEnvironment('scaleout', { ...settings, CLEANUP_INTERVAL: '1h' });
     server = await startTestServer(environment);
   });
   afterAll(async () => {

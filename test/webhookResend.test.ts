@@ -2,11 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
 import { runCommandScript } from './support/commands.ts';
 import { eventually } from './support/eventually.ts';
-import { freePort } from './support/freePort.ts';
 import { pdf } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
-import { startWebhookReceiver, webhookSecret, type WebhookReceiver } from './support/webhookReceiver.ts';
+import { receiverWithSettings, type WebhookReceiver } from './support/webhookReceiver.ts';
 
 /**
  * `npm run webhooks -- --resend` as a child process, against a server (in this process) that runs
@@ -20,17 +19,9 @@ describe('npm run webhooks -- --resend (scaleout)', () => {
   const webhooks = (args: string[]) => runCommandScript('server/main/webhooks.ts', args, environment.env);
 
   beforeAll(async () => {
-    const secret = webhookSecret();
-    receiver = await startWebhookReceiver(secret);
-    const port = await freePort();
-    environment = await createTestEnvironment('scaleout', {
-      PORT: String(port),
-      PUBLIC_URL: `http://127.0.0.1:${port}`,
-      WEBHOOK_URL: receiver.url,
-      WEBHOOK_SECRET: secret,
-      WEBHOOK_MAX_ATTEMPTS: '2',
-      WEBHOOK_RETRY_DELAY: '50ms',
-    });
+    let settings: Record<string, string>;
+    ({ receiver, settings } = await receiverWithSettings({ WEBHOOK_MAX_ATTEMPTS: '2', WEBHOOK_RETRY_DELAY: '50ms' }));
+    environment = await createTestEnvironment('scaleout', settings);
     server = await startTestServer(environment);
   });
   afterAll(async () => {

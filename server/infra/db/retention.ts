@@ -41,32 +41,33 @@ async function inBatches(db: Db, deleteBatch: RawBuilder<unknown>): Promise<numb
   }
 }
 
+/** One batch of the rows of `table` whose ids `select` picks. */
+const byId = (table: 'uploads' | 'webhook_messages' | 'jobs', select: RawBuilder<unknown>) =>
+  sql`delete from ${sql.table(table)} where id in (${select} limit ${batchSize} for update skip locked)`;
+
+/** No job whose `column` is `id` is still queued or running. */
+const noJobToRun = (column: 'upload_id' | 'webhook_id', id: RawBuilder<unknown>) =>
+  sql`not exists (select 1 from jobs j where j.${sql.ref(column)} = ${id} and j.status in ('queued', 'running'))`;
+
 export async function applyRetentions(db: Db, cutoffs: RetentionCutoffs): Promise<RetentionTotals> {
   const uploadRows = await inBatches(
     db,
-    sql`delete from uploads where id in (
-          select u.id from uploads u
-           where u.status in ('deleted', 'expired') and u.reclaimed_at < ${cutoffs.uploads}
-             and not exists (select 1 from jobs j where j.upload_id = u.id and j.status in ('queued', 'running'))
-           limit ${batchSize} for update skip locked)`,
+    byId('uploads', sql`select u.id from uploads u where u.status in ('deleted', 'expired') and u.reclaimed_at < ${cutoffs.uploads} and ${noJobToRun('upload_id', sql.ref('u.id'))}`),
   );
   const webhookRows = await inBatches(
     db,
-    sql`delete from webhook_messages where id in (
-          select m.id from webhook_messages m
-           where m.created_at < ${cutoffs.webhookMessages}
-             and not exists (select 1 from jobs j where j.webhook_id = m.id and j.status in ('queued', 'running'))
-           limit ${batchSize} for update skip locked)`,
+    byId('webhook_messages', sql`select m.id from webhook_messages m where m.created_at < ${cutoffs.webhookMessages} and ${noJobToRun('webhook_id', sql.ref('m.id'))}`),
   );
   const jobRows = await inBatches(
     db,
-    sql`delete from jobs where id in (
-          select j.id from jobs j
+    byId(
+      'jobs',
+      sql`select j.id from jobs j
            where j.updated_at < ${cutoffs.jobs}
              and (j.status = 'done'
                or (j.status = 'failed' and j.kind <> 'webhook'
-                   and exists (select 1 from uploads u where u.id = j.upload_id and (u.status <> 'failed' or u.reclaimed_at is not null))))
-           limit ${batchSize} for update skip locked)`,
+                   and exists (select 1 from uploads u where u.id = j.upload_id and (u.status <> 'failed' or u.reclaimed_at is not null))))`,
+    ),
   );
   const eventRows = await inBatches(
     db,
