@@ -127,6 +127,7 @@ describe('the embedded database (no DATABASE_URL)', () => {
     );
 
     const inFlightAtKill: number[] = [];
+    const startMs: number[] = [];
     for (let round = 0; round < rounds; round++) {
       // Each kill after the clients moved on since the last start: mid-PATCH, not while they wait to retry.
       const before = sent.reduce((a, b) => a + b, 0);
@@ -135,7 +136,9 @@ describe('the embedded database (no DATABASE_URL)', () => {
       const killed = await servers.at(-1)!.killGroup('SIGKILL');
       expect(killed.signal).toBe('SIGKILL');
       await sleep(restartDelayMs);
+      const starting = Date.now();
       servers.push(await startServerProcess(env));
+      startMs.push(Date.now() - starting);
     }
     const results = await Promise.all(uploads);
 
@@ -149,7 +152,7 @@ describe('the embedded database (no DATABASE_URL)', () => {
       expect(await waitUntilSettled(server.url, uploadIdOf(url), 60_000)).toMatchObject({ status: 'ready', size: data[i]!.length, sha256: sha256(data[i]!) });
     }
     const recovered = servers.flatMap((s) => s.logs.filter((l) => l.msg === 'embedded postgres: removed the lock file of a dead server')).length;
-    console.info(`[drill] embedded crash restart: ${rounds} group SIGKILLs, starts ${restartDelayMs} ms later all up; uploads in flight per kill ${inFlightAtKill.join(', ')}; stale lock files removed ${recovered}; ${files} files whole, 1 creation each`);
+    console.info(`[drill] embedded crash restart: ${rounds} group SIGKILLs, starts ${restartDelayMs} ms later all up (each took ${Math.min(...startMs)}–${Math.max(...startMs)} ms to listen); uploads in flight per kill ${inFlightAtKill.join(', ')}; stale lock files removed ${recovered}; ${files} files whole, 1 creation each`);
     expect(await server.kill('SIGTERM')).toEqual({ code: 0, signal: null });
   }, 600_000);
 
