@@ -53,8 +53,14 @@ function isPostmasterOf(pid: number, dir: string): boolean | undefined {
 /** Processes attached to the lock's SysV segment (0 once it is gone). */
 function attachedProcesses(sharedMemory: LockFile['sharedMemory']): number {
   if (!sharedMemory) return 0;
-  const rows = readFileSync('/proc/sysvipc/shm', 'utf8').split('\n').slice(1);
-  for (const row of rows) {
+  // Unreadable (a kernel without SysV IPC): Postgres's own check of the segment still stands.
+  let table: string;
+  try {
+    table = readFileSync('/proc/sysvipc/shm', 'utf8');
+  } catch {
+    return 0;
+  }
+  for (const row of table.split('\n').slice(1)) {
     // Columns: key shmid perms size cpid lpid nattch …
     const fields = row.trim().split(/\s+/).map(Number);
     if (fields[0] === sharedMemory.key && fields[1] === sharedMemory.id) return fields[6]!;
