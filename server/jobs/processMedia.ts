@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
 import { findUpload, saveOutputs } from '../infra/db/records.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import { outputKey } from '../infra/store/storage.ts';
+import { processTempPath } from '../infra/processes/processTempFiles.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 
 /** Every output each kind of media must have before its upload may become `ready`. */
@@ -28,7 +28,8 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
     if (!upload) throw new PermanentJobError('the upload record is gone');
     if (upload.status !== 'processing') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
 
-    const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `media-${upload.id}-`));
+    // Named for this process: what a crash leaves is removed at the next start (processTempFiles.ts).
+    const workDir = await fs.mkdtemp(processTempPath('media', `${upload.id}-`));
     try {
       const outputDir = path.join(workDir, 'outputs');
       await fs.mkdir(outputDir);

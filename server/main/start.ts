@@ -12,6 +12,7 @@ import type { Config } from '../infra/settings/config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from '../infra/db/database.ts';
 import { createHttpServer } from '../http/httpServer.ts';
 import { stoppableHandler } from '../http/httpShutdown.ts';
+import { removeDeadProcessesTempFiles } from '../infra/processes/processTempFiles.ts';
 import { scheduleCleanup } from '../jobs/cleanup.ts';
 import { deliverWebhook, webhookPolicy } from '../jobs/deliverWebhook.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/jobRunner.ts';
@@ -47,6 +48,7 @@ export function createLifecycle(config: Config): UploadLifecycle {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
+  await removeDeadProcessesTempFiles(log);
   // The S3 store learns of the tus request it serves through the edge's request scope.
   const storage = await createStorage(config, log, currentStoreRequest);
   // A wrong bucket or credentials stop the start; a store that is away does not (a process restarted

@@ -34,6 +34,8 @@ export interface Config {
   cleanupIntervalMs: number;
   /** How long a failed upload's original is kept (for a requeue) before cleanup removes it. */
   failedRetentionMs: number;
+  /** How long the database keeps what it no longer needs (server/infra/db/retention.ts). */
+  retention: { deletedUploadsMs: number; webhookMessagesMs: number; jobsMs: number; eventsMs: number };
   rateLimitPerMinute: number;
   maxImagePixels: number;
   maxVideoPixels: number;
@@ -264,6 +266,12 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     runJobs: read.boolean('RUN_JOBS', true),
     cleanupIntervalMs: read.duration('CLEANUP_INTERVAL', 15 * 60_000),
     failedRetentionMs: read.duration('FAILED_RETENTION', 7 * 24 * 3600_000),
+    retention: {
+      deletedUploadsMs: read.duration('DELETED_RETENTION', 30 * 24 * 3600_000),
+      webhookMessagesMs: read.duration('WEBHOOK_RETENTION', 30 * 24 * 3600_000),
+      jobsMs: read.duration('JOB_RETENTION', 30 * 24 * 3600_000),
+      eventsMs: read.duration('EVENT_RETENTION', 30 * 24 * 3600_000),
+    },
     rateLimitPerMinute: read.integer('RATE_LIMIT_UPLOADS', 60, 0, 1_000_000),
     // 100 megapixels: above any phone or DSLR photo, far below what fills memory when decoded.
     maxImagePixels: read.integer('MAX_IMAGE_PIXELS', 100_000_000, 1, 2 ** 31),
