@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultTypePolicy } from '../server/infra/settings/config.ts';
-import { narrowPolicy, refuseDeclared, refuseDetected } from '../hooks/typePolicy.ts';
+import { allowedTypeOf, narrowPolicy, refuseDeclared, refuseDetected } from '../hooks/typePolicy.ts';
 
 /** HEIC and HEIF are one family; AVIF is allowed on its own. */
 describe('type policy: the HEIC/HEIF family', () => {
@@ -31,5 +31,45 @@ describe('type policy: the HEIC/HEIF family', () => {
     expect(refuseDetected(defaultTypePolicy, upload('IMG_0001.jpg', null), { mime: 'image/heic', ext: 'heic' })).toBe(
       'content is image/heic but the filename ends in .jpg',
     );
+  });
+});
+
+/** Audio: file-type names containers, the upload says whether it holds sound or pictures. */
+describe('type policy: audio and its container families', () => {
+  const upload = (filename: string, claimedType: string | null) => ({ filename, claimedType, size: 2_000_000 });
+
+  it.each([
+    ['audio/x-m4a', 'Voice Memo.m4a', { mime: 'audio/x-m4a', ext: 'm4a' }, 'audio/mp4'], // iPhone, Safari
+    ['audio/mp4', 'Recording.m4a', { mime: 'video/mp4', ext: 'mp4' }, 'audio/mp4'], // Android, brand isom
+    [null, 'Recording.m4a', { mime: 'video/mp4', ext: 'mp4' }, 'audio/mp4'],
+    ['audio/mpeg', 'song.mp3', { mime: 'audio/mpeg', ext: 'mp3' }, 'audio/mpeg'],
+    ['audio/x-wav', 'take.wav', { mime: 'audio/wav', ext: 'wav' }, 'audio/wav'],
+    ['audio/ogg', 'note.opus', { mime: 'audio/ogg; codecs=opus', ext: 'opus' }, 'audio/ogg'],
+    ['audio/webm', 'voice.webm', { mime: 'video/webm', ext: 'webm' }, 'audio/webm'], // MediaRecorder
+    ['video/webm', 'clip.webm', { mime: 'video/webm', ext: 'webm' }, 'video/webm'],
+    [null, 'clip.webm', { mime: 'video/webm', ext: 'webm' }, 'video/webm'],
+    ['video/mp4', 'clip.mp4', { mime: 'video/mp4', ext: 'mp4' }, 'video/mp4'],
+  ])('claimed %s as %s, detected %j: accepted as %s', (claimed, filename, detected, member) => {
+    if (claimed) expect(refuseDeclared(defaultTypePolicy, { filename, type: claimed, size: 2_000_000 })).toBeUndefined();
+    expect(refuseDetected(defaultTypePolicy, upload(filename, claimed), detected)).toBeUndefined();
+    expect(allowedTypeOf(defaultTypePolicy, upload(filename, claimed), detected.mime)?.mime).toBe(member);
+  });
+
+  it('the families are no wildcard: an MP3 claimed as m4a, a WebM named .m4a, a video claimed as mp3 are refused', () => {
+    expect(refuseDetected(defaultTypePolicy, upload('song.m4a', 'audio/mp4'), { mime: 'audio/mpeg', ext: 'mp3' })).toBe(
+      'content is audio/mpeg but the upload claimed audio/mp4',
+    );
+    expect(refuseDetected(defaultTypePolicy, upload('voice.m4a', null), { mime: 'video/webm', ext: 'webm' })).toBe(
+      'content is video/webm but the filename ends in .m4a',
+    );
+    expect(refuseDetected(defaultTypePolicy, upload('clip.mp3', 'audio/mpeg'), { mime: 'video/mp4', ext: 'mp4' })).toBe(
+      'content is video/mp4 but the upload claimed audio/mpeg',
+    );
+  });
+
+  it('a token allowing only audio admits an Android m4a (video/mp4 by its bytes) and not a video', () => {
+    const audioOnly = narrowPolicy(defaultTypePolicy, { types: ['audio/mp4'] });
+    expect(refuseDetected(audioOnly, upload('Recording.m4a', 'audio/mp4'), { mime: 'video/mp4', ext: 'mp4' })).toBeUndefined();
+    expect(refuseDetected(audioOnly, upload('clip.mp4', 'video/mp4'), { mime: 'video/mp4', ext: 'mp4' })).toMatch(/claimed video\/mp4/);
   });
 });
