@@ -1,0 +1,88 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../server/main/start.ts';
+import { integratedLoudness, isomM4a, mp3, phoneM4a, recordedWebm } from './support/audioSamples.ts';
+import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
+import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { silentClip, topLevelBoxes } from './support/videoSamples.ts';
+
+/** Voice notes and music through the whole pipeline: upload → inspect → audio job → outputs served; placeholders in the API. */
+describe.each(setups)('audio and placeholders (%s)', (setup) => {
+  let environment: TestEnvironment;
+  let server: RunningServer;
+  let samples: { dir: string; cleanup: () => Promise<void> };
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment(setup, { WORKER_THREADS: '2', WAVEFORM_POINTS: '200', AUDIO_LOUDNESS: '-18' });
+    server = await startTestServer(environment);
+    samples = await makeSampleDir();
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+    await samples?.cleanup();
+  });
+
+  async function uploadFile(file: string, filename: string, filetype: string | undefined) {
+    const { url } = await tusUpload(server.url, await readFile(file), { filename, filetype });
+    return waitUntilSettled(server.url, uploadIdOf(url), 120_000);
+  }
+  async function fetchOutput(url: string | null): Promise<Buffer> {
+    const res = await fetch(url!);
+    expect(res.status).toBe(200);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  it.each([
+    ['an iPhone voice memo', phoneM4a, 'Voice Memo.m4a', 'audio/x-m4a', 'audio/x-m4a'],
+    ['an Android m4a (brand isom, video/mp4 by its bytes)', isomM4a, 'Recording.m4a', 'audio/mp4', 'video/mp4'],
+    ['a browser-recorded WebM (video/webm by its bytes, no duration)', recordedWebm, 'voice.webm', 'audio/webm', 'video/webm'],
+    ['an mp3 sent without a type', mp3, 'song.mp3', undefined, 'audio/mpeg'],
+  ])(
+    '%s becomes a normalised m4a and a waveform, served like any output',
+    async (_name, make, filename, filetype, detectedType) => {
+      const status = await uploadFile(await make(samples.dir), filename, filetype);
+      expect(status).toMatchObject({ status: 'ready', reason: null, detectedType });
+      expect(status.jobs.map((j) => [j.kind, j.status])).toContainEqual(['audio', 'done']);
+      expect(status.media).toMatchObject({ sampleRate: 48000, channels: 1, loudness: { target: -18 } });
+      expect((status.media as { duration: number }).duration).toBeCloseTo(4, 1);
+      const byName = Object.fromEntries(status.outputs.map((o) => [o.name, o]));
+      expect(Object.keys(byName).sort()).toEqual(['audio', 'waveform']);
+      expect(byName.audio).toMatchObject({ contentType: 'audio/mp4', width: null, height: null });
+
+      const audio = await fetchOutput(byName.audio!.url);
+      expect(audio.length).toBe(byName.audio!.size);
+      const boxes = topLevelBoxes(audio).map((b) => b.type);
+      expect(boxes.indexOf('moov')).toBeLessThan(boxes.indexOf('mdat'));
+      const served = path.join(samples.dir, `served-${status.id}.m4a`);
+      await writeFile(served, audio);
+      expect(Math.abs((await integratedLoudness(served)) - -18)).toBeLessThanOrEqual(1);
+
+      const waveform = JSON.parse((await fetchOutput(byName.waveform!.url)).toString('utf8')) as { length: number; data: number[] };
+      expect(waveform.length).toBe(200);
+      expect(waveform.data).toHaveLength(400);
+      expect(Math.max(...waveform.data)).toBeLessThanOrEqual(127);
+      expect(Math.min(...waveform.data)).toBeGreaterThanOrEqual(-128);
+    },
+    180_000,
+  );
+
+  it('a video without sound declared as audio fails with the reason, and its bytes are not served', async () => {
+    const status = await uploadFile(await silentClip(samples.dir, { seconds: 1 }), 'not-a-voice-note.m4a', 'audio/mp4');
+    expect(status).toMatchObject({ status: 'failed', outputs: [], detectedType: 'video/mp4' });
+    expect(status.reason).toMatch(/^a video without sound: the file has no audio stream \(found: video h264\)/);
+    expect((await fetch(`${server.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
+  }, 180_000);
+
+  it("an image's thumbhash is in its status, in the list and decodes to its own shape", async () => {
+    const status = await uploadFile(await cameraJpeg(samples.dir, 1200, 900), 'IMG_0003.jpg', 'image/jpeg');
+    expect(status.status).toBe('ready');
+    const thumbhash = (status.media as { thumbhash?: { hash: string; aspectRatio: number; averageColor: string } }).thumbhash;
+    expect(thumbhash).toMatchObject({ hash: expect.stringMatching(/^[A-Za-z0-9+/]+=*$/), averageColor: expect.stringMatching(/^#[0-9a-f]{6}$/) });
+    expect(thumbhash!.aspectRatio).toBeCloseTo(0.75, 1); // orientation 6: 900x1200 upright
+    const list = (await (await fetch(`${server.url}/api/uploads`)).json()) as { items: Array<{ id: string; media: { thumbhash?: unknown } | null }> };
+    expect(list.items.find((item) => item.id === status.id)?.media?.thumbhash).toEqual(thumbhash);
+  }, 180_000);
+});
