@@ -1,6 +1,7 @@
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
+import { Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
+import { controlledJob } from './controlledJob.ts';
 import { AAC } from './encoderPresets.ts';
 import { ffmpegWords } from './ffmpeg.ts';
 import { AUDIO_DEMUXERS, describeExit, numberOr, parseProbe, runFfprobe, type ProbeStream } from './ffprobe.ts';
@@ -39,21 +40,19 @@ export async function audioJob(task: AudioTask): Promise<MediaOutcome> {
   const input = path.resolve(task.input);
   const outputDir = path.resolve(task.outputDir);
   const files = { audio: path.join(outputDir, 'audio.m4a'), waveform: path.join(outputDir, 'waveform.json') };
-  const control = new JobControl(task.timeoutMs, task.port);
-  const { children } = control;
-  const words = (text: string) => ffmpegWords(text, [[input, 'input'], [outputDir, 'output']]);
-  /** A bad input is the upload's fault; anything else (a signal, a full disk) is retried. */
-  const judge = (exit: Exit, what: string): MediaOutcome => {
-    const reason = words(errorLines(exit.stderr)) || `ffmpeg exited with ${describeExit(exit)}`;
-    if (control.stopped) throw new Stopped();
-    if (exit.signal !== null || SYSTEM_TROUBLE.test(exit.stderr)) throw new Error(`ffmpeg failed: ${reason}`);
-    return { ok: false, reason: `${what}: ${reason}` };
-  };
+  return controlledJob(task, files, async (control) => {
+    const { children } = control;
+    const words = (text: string) => ffmpegWords(text, [[input, 'input'], [outputDir, 'output']]);
+    /** A bad input is the upload's fault; anything else (a signal, a full disk) is retried. */
+    const judge = (exit: Exit, what: string): MediaOutcome => {
+      const reason = words(errorLines(exit.stderr)) || `ffmpeg exited with ${describeExit(exit)}`;
+      if (control.stopped) throw new Stopped();
+      if (exit.signal !== null || SYSTEM_TROUBLE.test(exit.stderr)) throw new Error(`ffmpeg failed: ${reason}`);
+      return { ok: false, reason: `${what}: ${reason}` };
+    };
 
-  let outcome: MediaOutcome | undefined;
-  try {
     await mkdir(outputDir, { recursive: true });
-    if ((await stat(input)).size === 0) return (outcome = { ok: false, reason: 'not a readable audio file: the file is empty (0 bytes)' });
+    if ((await stat(input)).size === 0) return { ok: false, reason: 'not a readable audio file: the file is empty (0 bytes)' };
 
     // 1. Probe.
     const probed = await runFfprobe(children, input, AUDIO_DEMUXERS);
@@ -61,14 +60,14 @@ export async function audioJob(task: AudioTask): Promise<MediaOutcome> {
     if (probed.code !== 0) {
       const reason = words(probed.stderr) || `ffprobe exited with ${describeExit(probed)}`;
       if (probed.signal !== null || SYSTEM_TROUBLE.test(probed.stderr)) throw new Error(`ffprobe failed: ${reason}`);
-      return (outcome = { ok: false, reason: `not a readable audio file: ${reason}` });
+      return { ok: false, reason: `not a readable audio file: ${reason}` };
     }
     const probe = parseProbe(probed.stdout);
     const audio = probe.streams.find((s) => s.codec_type === 'audio');
     if (!audio) {
       const video = probe.streams.some((s) => s.codec_type === 'video' && s.disposition?.attached_pic !== 1);
       const found = probe.streams.map(describeStream).join(', ') || 'no streams at all';
-      return (outcome = { ok: false, reason: `${video ? 'a video without sound' : 'no sound'}: the file has no audio stream (found: ${found})` });
+      return { ok: false, reason: `${video ? 'a video without sound' : 'no sound'}: the file has no audio stream (found: ${found})` };
     }
 
     // 2. Measure.
@@ -77,11 +76,11 @@ export async function audioJob(task: AudioTask): Promise<MediaOutcome> {
       ...['-map', `0:${audio.index}`, '-af', `${loudnorm(task.loudness)}:print_format=json`, '-f', 'null', '-'],
     ]);
     control.check();
-    if (measuring.code !== 0) return (outcome = judge(measuring, 'cannot decode the audio'));
+    if (measuring.code !== 0) return judge(measuring, 'cannot decode the audio');
     const measured = loudnormMeasures(measuring.stderr);
     if (!measured) throw new Error(`ffmpeg's loudnorm printed no measures: ${words(measuring.stderr)}`);
     if (!(Number(measured.input_i) > SILENCE)) {
-      return (outcome = { ok: false, reason: `the audio is silent (loudness ${measured.input_i} LUFS, below ${SILENCE}): nothing to hear or normalise` });
+      return { ok: false, reason: `the audio is silent (loudness ${measured.input_i} LUFS, below ${SILENCE}): nothing to hear or normalise` };
     }
 
     // 3. Normalise, encode and draw, from one decode.
@@ -106,8 +105,8 @@ export async function audioJob(task: AudioTask): Promise<MediaOutcome> {
       (chunk) => peaks.push(chunk),
     );
     control.check();
-    if (encoded.code !== 0) return (outcome = judge(encoded, 'cannot encode the audio'));
-    if (peaks.samples === 0) return (outcome = { ok: false, reason: `no audio could be decoded${suffix(words(errorLines(encoded.stderr)))}` });
+    if (encoded.code !== 0) return judge(encoded, 'cannot encode the audio');
+    if (peaks.samples === 0) return { ok: false, reason: `no audio could be decoded${suffix(words(errorLines(encoded.stderr)))}` };
 
     const duration = Math.round((peaks.samples / WAVEFORM_RATE) * 1000) / 1000;
     const pairs = peaks.finish();
@@ -139,14 +138,8 @@ export async function audioJob(task: AudioTask): Promise<MediaOutcome> {
       loudness: { measured: Number(measured.input_i), target: task.loudness, truePeak: Number(measured.input_tp) },
       creationTime: probe.format.tags?.creation_time ?? null,
     };
-    return (outcome = { ok: true, outputs, media });
-  } catch (err) {
-    if (err instanceof Stopped) return (outcome = { ok: false, reason: control.reason() });
-    throw err;
-  } finally {
-    await control.release();
-    if (outcome?.ok !== true) await Promise.allSettled(Object.values(files).map((file) => rm(file, { force: true })));
-  }
+    return { ok: true, outputs, media };
+  });
 }
 
 /** Only local files, only the accepted containers; every log line tagged with its level. */

@@ -1,39 +1,17 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../server/main/start.ts';
+import { describe, expect, it } from 'vitest';
 import { integratedLoudness, isomM4a, mp3, phoneM4a, recordedWebm } from './support/audioSamples.ts';
-import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
-import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
-import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { cameraJpeg } from './support/imageSamples.ts';
+import { useMediaServer } from './support/mediaServer.ts';
+import { setups } from './support/testServer.ts';
 import { silentClip, topLevelBoxes } from './support/videoSamples.ts';
 
 /** Voice notes and music through the whole pipeline: upload → inspect → audio job → outputs served; placeholders in the API. */
 describe.each(setups)('audio and placeholders (%s)', (setup) => {
-  let environment: TestEnvironment;
-  let server: RunningServer;
-  let samples: { dir: string; cleanup: () => Promise<void> };
-
-  beforeAll(async () => {
-    environment = await createTestEnvironment(setup, { WORKER_THREADS: '2', WAVEFORM_POINTS: '200', AUDIO_LOUDNESS: '-18' });
-    server = await startTestServer(environment);
-    samples = await makeSampleDir();
-  });
-  afterAll(async () => {
-    await server?.close();
-    await environment?.destroy();
-    await samples?.cleanup();
-  });
-
-  async function uploadFile(file: string, filename: string, filetype: string | undefined) {
-    const { url } = await tusUpload(server.url, await readFile(file), { filename, filetype });
-    return waitUntilSettled(server.url, uploadIdOf(url), 120_000);
-  }
-  async function fetchOutput(url: string | null): Promise<Buffer> {
-    const res = await fetch(url!);
-    expect(res.status).toBe(200);
-    return Buffer.from(await res.arrayBuffer());
-  }
+  const media = useMediaServer(setup, { WORKER_THREADS: '2', WAVEFORM_POINTS: '200', AUDIO_LOUDNESS: '-18' });
+  const uploadFile = (file: string, filename: string, filetype: string | undefined) => media.upload(file, filename, filetype, 120_000);
+  const { fetchOutput } = media;
 
   it.each([
     ['an iPhone voice memo', phoneM4a, 'Voice Memo.m4a', 'audio/x-m4a', 'audio/x-m4a'],
@@ -43,7 +21,7 @@ describe.each(setups)('audio and placeholders (%s)', (setup) => {
   ])(
     '%s becomes a normalised m4a and a waveform, served like any output',
     async (_name, make, filename, filetype, detectedType) => {
-      const status = await uploadFile(await make(samples.dir), filename, filetype);
+      const status = await uploadFile(await make(media.dir), filename, filetype);
       expect(status).toMatchObject({ status: 'ready', reason: null, detectedType });
       expect(status.jobs.map((j) => [j.kind, j.status])).toContainEqual(['audio', 'done']);
       expect(status.media).toMatchObject({ sampleRate: 48000, channels: 1, loudness: { target: -18 } });
@@ -56,7 +34,7 @@ describe.each(setups)('audio and placeholders (%s)', (setup) => {
       expect(audio.length).toBe(byName.audio!.size);
       const boxes = topLevelBoxes(audio).map((b) => b.type);
       expect(boxes.indexOf('moov')).toBeLessThan(boxes.indexOf('mdat'));
-      const served = path.join(samples.dir, `served-${status.id}.m4a`);
+      const served = path.join(media.dir, `served-${status.id}.m4a`);
       await writeFile(served, audio);
       expect(Math.abs((await integratedLoudness(served)) - -18)).toBeLessThanOrEqual(1);
 
@@ -70,19 +48,19 @@ describe.each(setups)('audio and placeholders (%s)', (setup) => {
   );
 
   it('a video without sound declared as audio fails with the reason, and its bytes are not served', async () => {
-    const status = await uploadFile(await silentClip(samples.dir, { seconds: 1 }), 'not-a-voice-note.m4a', 'audio/mp4');
+    const status = await uploadFile(await silentClip(media.dir, { seconds: 1 }), 'not-a-voice-note.m4a', 'audio/mp4');
     expect(status).toMatchObject({ status: 'failed', outputs: [], detectedType: 'video/mp4' });
     expect(status.reason).toMatch(/^a video without sound: the file has no audio stream \(found: video h264\)/);
-    expect((await fetch(`${server.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
+    expect((await fetch(`${media.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
   }, 180_000);
 
   it("an image's thumbhash is in its status, in the list and decodes to its own shape", async () => {
-    const status = await uploadFile(await cameraJpeg(samples.dir, 1200, 900), 'IMG_0003.jpg', 'image/jpeg');
+    const status = await uploadFile(await cameraJpeg(media.dir, 1200, 900), 'IMG_0003.jpg', 'image/jpeg');
     expect(status.status).toBe('ready');
     const thumbhash = (status.media as { thumbhash?: { hash: string; aspectRatio: number; averageColor: string } }).thumbhash;
     expect(thumbhash).toMatchObject({ hash: expect.stringMatching(/^[A-Za-z0-9+/]+=*$/), averageColor: expect.stringMatching(/^#[0-9a-f]{6}$/) });
     expect(thumbhash!.aspectRatio).toBeCloseTo(0.75, 1); // orientation 6: 900x1200 upright
-    const list = (await (await fetch(`${server.url}/api/uploads`)).json()) as { items: Array<{ id: string; media: { thumbhash?: unknown } | null }> };
+    const list = (await (await fetch(`${media.url}/api/uploads`)).json()) as { items: Array<{ id: string; media: { thumbhash?: unknown } | null }> };
     expect(list.items.find((item) => item.id === status.id)?.media?.thumbhash).toEqual(thumbhash);
   }, 180_000);
 });

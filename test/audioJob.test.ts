@@ -2,8 +2,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMediaPool, type MediaPool } from '../processors/mediaPool.ts';
-import type { AudioTask, MediaOutcome, ProducedOutput } from '../processors/mediaTasks.ts';
+import type { AudioTask } from '../processors/mediaTasks.ts';
 import { liveProcessesWith, zombieChildren } from './support/childProcesses.ts';
+import { okOutcome as ok, output } from './support/mediaOutcomes.ts';
 import {
   integratedLoudness,
   isomM4a,
@@ -29,17 +30,6 @@ let outputs = 0;
 function task(input: string, overrides: Partial<AudioTask> = {}): AudioTask {
   outputs += 1;
   return { kind: 'audio', input, outputDir: path.join(dir, `out-${outputs}`), timeoutMs: 120_000, loudness: -16, waveformPoints: POINTS, ...overrides };
-}
-
-function ok(outcome: MediaOutcome): Extract<MediaOutcome, { ok: true }> {
-  if (!outcome.ok) throw new Error(`expected ok, got: ${outcome.reason}`);
-  return outcome;
-}
-
-function output(outcome: Extract<MediaOutcome, { ok: true }>, name: ProducedOutput['name']): ProducedOutput {
-  const found = outcome.outputs.find((o) => o.name === name);
-  if (!found) throw new Error(`no ${name} output`);
-  return found;
 }
 
 interface Waveform {

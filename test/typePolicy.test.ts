@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultTypePolicy } from '../server/infra/settings/config.ts';
+import { ConfigError, defaultTypePolicy, loadConfig } from '../server/infra/settings/config.ts';
 import { allowedTypeOf, narrowPolicy, refuseDeclared, refuseDetected } from '../hooks/typePolicy.ts';
 
 /** HEIC and HEIF are one family; AVIF is allowed on its own. */
@@ -71,5 +71,33 @@ describe('type policy: audio and its container families', () => {
     const audioOnly = narrowPolicy(defaultTypePolicy, { types: ['audio/mp4'] });
     expect(refuseDetected(audioOnly, upload('Recording.m4a', 'audio/mp4'), { mime: 'video/mp4', ext: 'mp4' })).toBeUndefined();
     expect(refuseDetected(audioOnly, upload('clip.mp4', 'video/mp4'), { mime: 'video/mp4', ext: 'mp4' })).toMatch(/claimed video\/mp4/);
+  });
+});
+
+describe('audio settings', () => {
+  it('MAX_AUDIO_SIZE limits every audio type of the default policy; AUDIO_LOUDNESS and WAVEFORM_POINTS are read', () => {
+    const config = loadConfig({ MAX_AUDIO_SIZE: '50MiB', AUDIO_LOUDNESS: '-23', WAVEFORM_POINTS: '400', AUDIO_TIMEOUT: '2m' });
+    const audio = config.typePolicy.filter((t) => t.mime.startsWith('audio/'));
+    expect(audio.map((t) => t.mime)).toEqual(['audio/mp4', 'audio/mpeg', 'audio/wav', 'audio/ogg', 'audio/webm']);
+    expect(new Set(audio.map((t) => t.maxSize))).toEqual(new Set([50 * 1024 * 1024]));
+    expect(config.typePolicy.find((t) => t.mime === 'video/mp4')?.maxSize).toBe(500 * 1024 * 1024);
+    expect(config).toMatchObject({ audioLoudness: -23, waveformPoints: 400, audioTimeoutMs: 120_000 });
+    expect(loadConfig({})).toMatchObject({ audioLoudness: -16, waveformPoints: 1000 });
+  });
+
+  it('bad audio settings are all named at once', () => {
+    const problems = (() => {
+      try {
+        loadConfig({ AUDIO_LOUDNESS: '3', WAVEFORM_POINTS: '2', MAX_AUDIO_SIZE: '1MiB', TYPE_POLICY: 'audio/mpeg:mp3:5MiB' });
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    })();
+    expect(problems.sort()).toEqual([
+      'AUDIO_LOUDNESS: "3" is not a whole number from -70 to -5',
+      'MAX_AUDIO_SIZE: TYPE_POLICY is set, give the audio limits there',
+      'WAVEFORM_POINTS: "2" is not a whole number from 10 to 100000',
+    ]);
   });
 });
