@@ -1,15 +1,30 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { integratedLoudness, isomM4a, mp3, phoneM4a, recordedWebm } from './support/audioSamples.ts';
+import { freePort } from './support/freePort.ts';
 import { cameraJpeg } from './support/imageSamples.ts';
 import { useMediaServer } from './support/mediaServer.ts';
 import { setups } from './support/testServer.ts';
 import { silentClip, topLevelBoxes } from './support/videoSamples.ts';
+import { startWebhookReceiver, webhookSecret, type WebhookReceiver } from './support/webhookReceiver.ts';
 
 /** Voice notes and music through the whole pipeline: upload → inspect → audio job → outputs served; placeholders in the API. */
 describe.each(setups)('audio and placeholders (%s)', (setup) => {
-  const media = useMediaServer(setup, { WORKER_THREADS: '2', WAVEFORM_POINTS: '200', AUDIO_LOUDNESS: '-18' });
+  const secret = webhookSecret();
+  let receiver: WebhookReceiver | undefined;
+  const media = useMediaServer(setup, async () => {
+    receiver = await startWebhookReceiver(secret);
+    const port = await freePort();
+    return {
+      WORKER_THREADS: '2', WAVEFORM_POINTS: '200', AUDIO_LOUDNESS: '-18',
+      // Webhook bodies carry absolute links: the server's own address, known before it starts.
+      PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: secret,
+    };
+  });
+  afterAll(async () => {
+    await receiver?.stop();
+  });
   const uploadFile = (file: string, filename: string, filetype: string | undefined) => media.upload(file, filename, filetype, 120_000);
   const { fetchOutput } = media;
 
@@ -54,7 +69,7 @@ describe.each(setups)('audio and placeholders (%s)', (setup) => {
     expect((await fetch(`${media.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
   }, 180_000);
 
-  it("an image's thumbhash is in its status, in the list and decodes to its own shape", async () => {
+  it("an image's thumbhash is in its status, in the list and in its webhook, in its own shape", async () => {
     const status = await uploadFile(await cameraJpeg(media.dir, 1200, 900), 'IMG_0003.jpg', 'image/jpeg');
     expect(status.status).toBe('ready');
     const thumbhash = (status.media as { thumbhash?: { hash: string; aspectRatio: number; averageColor: string } }).thumbhash;
@@ -62,5 +77,7 @@ describe.each(setups)('audio and placeholders (%s)', (setup) => {
     expect(thumbhash!.aspectRatio).toBeCloseTo(0.75, 1); // orientation 6: 900x1200 upright
     const list = (await (await fetch(`${media.url}/api/uploads`)).json()) as { items: Array<{ id: string; media: { thumbhash?: unknown } | null }> };
     expect(list.items.find((item) => item.id === status.id)?.media?.thumbhash).toEqual(thumbhash);
+    const ready = await receiver!.waitFor('upload.ready', (d) => d.payload.type === 'upload.ready' && d.payload.data.id === status.id);
+    expect((ready.payload.data.media as { thumbhash?: unknown }).thumbhash).toEqual(thumbhash);
   }, 180_000);
 });

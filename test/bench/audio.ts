@@ -3,8 +3,8 @@
 //
 //   node test/bench/audio.ts          (`npm run bench:audio`; also the last part of `npm run bench`)
 //
-// Samples (generated with ffmpeg, not timed): a 10 min mono voice note as an iPhone writes it
-// (AAC 64k in M4A) and a 3 min stereo MP3 (`test/support/audioSamples.ts`).
+// Samples (generated with ffmpeg, not timed): a 2 min mono voice note as an iPhone writes it
+// (AAC 64k in M4A) and a 1 min stereo MP3 (`test/support/audioSamples.ts`).
 //   job    `audioJob` on `createMediaPool(1)`, the pool and worker entry the server uses:
 //          ffprobe, loudnorm's measuring pass, then one decode → normalised AAC 128k m4a + waveform.
 //   plain  one ffmpeg run: the same input → AAC 128k m4a, +faststart, no normalisation, no waveform.
@@ -38,8 +38,8 @@ const pool = createMediaPool(1);
 try {
   console.log(`audio bench — node ${process.version}, ${os.availableParallelism()} CPUs, load ${os.loadavg().map((l) => fmt(l, 1)).join(' ')}, ${rounds} round(s)`);
   const samples = [
-    { name: '10 min mono voice note (AAC 64k M4A)', file: await phoneM4a(root, { seconds: 600 }) },
-    { name: '3 min stereo MP3 (96k)', file: await mp3(root, { seconds: 180, channels: 2 }) },
+    { name: '2 min mono voice note (AAC 64k M4A)', file: await phoneM4a(root, { seconds: 120 }) },
+    { name: '1 min stereo MP3 (96k)', file: await mp3(root, { seconds: 60, channels: 2 }) },
   ];
   let run = 0;
   for (const { name, file } of samples) {

@@ -18,14 +18,15 @@ export interface MediaServer {
 
 /**
  * A server of `setup` and a sample folder for the media tests of one describe block: started
- * before its tests, stopped and removed after them.
+ * before its tests, stopped and removed after them. `overrides` may be made when it starts (a
+ * webhook receiver's address).
  */
-export function useMediaServer(setup: Setup, overrides: Record<string, string>): MediaServer {
+export function useMediaServer(setup: Setup, overrides: Record<string, string> | (() => Promise<Record<string, string>>)): MediaServer {
   let environment: TestEnvironment | undefined;
   let server: RunningServer | undefined;
   let samples: { dir: string; cleanup: () => Promise<void> } | undefined;
   beforeAll(async () => {
-    environment = await createTestEnvironment(setup, overrides);
+    environment = await createTestEnvironment(setup, typeof overrides === 'function' ? await overrides() : overrides);
     server = await startTestServer(environment);
     samples = await makeSampleDir();
   });
