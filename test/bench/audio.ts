@@ -8,10 +8,12 @@
 //   job    `audioJob` on `createMediaPool(1)`, the pool and worker entry the server uses:
 //          ffprobe, loudnorm's measuring pass, then one decode → normalised AAC 128k m4a + waveform.
 //   plain  one ffmpeg run: the same input → AAC 128k m4a, +faststart, no normalisation, no waveform.
-// Rounds alternate which side goes first; the table shows medians and the ratio job / plain.
+// Rounds alternate which side goes first; the table shows medians and the ratio job / plain, of
+// wall time and of CPU time (this process's threads and its ended children: ffmpeg, ffprobe).
 //
 // Settings (environment): AUDIO_BENCH_ROUNDS=3.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,10 +29,20 @@ if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`AUDIO_BENCH_ROUNDS
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
 
-async function timed(work: () => Promise<unknown>): Promise<number> {
+/** CPU seconds of this process (every thread) and of its children that have ended (ffmpeg, ffprobe): /proc's cutime + cstime, at 100 ticks a second. */
+function cpuSeconds(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  const children = (Number(fields[13]) + Number(fields[14])) / 100;
+  const own = process.cpuUsage();
+  return children + (own.user + own.system) / 1e6;
+}
+
+/** Wall and CPU seconds of one run: on a shared, noisy box the CPU shows the work whatever the neighbours do. */
+async function timed(work: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
   const started = performance.now();
+  const cpu0 = cpuSeconds();
   await work();
-  return (performance.now() - started) / 1000;
+  return { wall: (performance.now() - started) / 1000, cpu: cpuSeconds() - cpu0 };
 }
 
 const root = await reachableTempDir('audio-bench-');
@@ -43,8 +55,8 @@ try {
   ];
   let run = 0;
   for (const { name, file } of samples) {
-    const job: number[] = [];
-    const plain: number[] = [];
+    const job: Array<{ wall: number; cpu: number }> = [];
+    const plain: Array<{ wall: number; cpu: number }> = [];
     for (let round = 0; round < rounds; round++) {
       const sides = [
         async () => {
@@ -65,9 +77,15 @@ try {
       for (const side of sides) await side();
     }
     console.log(`\n## ${name}`);
-    console.log(`  plain AAC encode   ${fmt(median(plain))} s  (${plain.map((s) => fmt(s)).join(', ')})`);
-    console.log(`  audio job          ${fmt(median(job))} s  (${job.map((s) => fmt(s)).join(', ')})`);
-    console.log(`  ratio job / plain  ${fmt(median(job) / median(plain))}×`);
+    const line = (runs: Array<{ wall: number; cpu: number }>) => {
+      const wall = median(runs.map((r) => r.wall));
+      const cpu = median(runs.map((r) => r.cpu));
+      return { wall, cpu, text: `wall ${fmt(wall)} s (${runs.map((r) => fmt(r.wall)).join(', ')}), CPU ${fmt(cpu)} s (${runs.map((r) => fmt(r.cpu)).join(', ')})` };
+    };
+    const [p, j] = [line(plain), line(job)];
+    console.log(`  plain AAC encode   ${p.text}`);
+    console.log(`  audio job          ${j.text}`);
+    console.log(`  ratio job / plain  wall ${fmt(j.wall / p.wall)}×, CPU ${fmt(j.cpu / p.cpu)}×`);
   }
   console.log(`\nload at the end ${os.loadavg().map((l) => fmt(l, 1)).join(' ')}`);
 } finally {
