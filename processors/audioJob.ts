@@ -27,7 +27,7 @@ import { WaveformPeaks } from './waveformPeaks.ts';
 
 const FFMPEG = process.env.FFMPEG_PATH || 'ffmpeg';
 
-/** True peak and loudness range `loudnorm` aims at: its defaults, with the peak under AAC's overshoot. */
+/** True peak (dBTP) and loudness range (LU) `loudnorm` aims at: the peak leaves room for AAC's overshoot; the range is its default. */
 const TRUE_PEAK = -1.5;
 const LOUDNESS_RANGE = 11;
 /** Below this (LUFS) `loudnorm` measures nothing: EBU R128's absolute gate. */
