@@ -104,7 +104,7 @@ export interface JobRunnerOptions {
 /** The states a pipeline job works on an upload in: giving up on the job fails the upload from any of them (a deleted one stays deleted). */
 const awaitingJob = statusesWhere((facts) => facts.awaitsJob);
 /** The jobs an upload needs to become ready; giving up on any other (a webhook delivery) never fails the upload. */
-const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video']);
+const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video', 'audio']);
 
 /** One lane's claim loop state: the jobs it runs and how it is woken. */
 class LaneState {

@@ -74,14 +74,14 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
     database,
     lifecycle: context.lifecycle,
     log: log.child({ part: 'jobs' }),
-    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
+    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, audio: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
     policies: webhooks && { webhook: webhookPolicy(webhooks) },
     lanes: [
       { kinds: ['inspect'], concurrency: config.workerThreads },
       // One media job more than there are threads: its task waits in the pool's queue, so a thread
       // that finishes starts the next image at once instead of idling while a job is claimed and
       // its input made ready. At most one job per process waits like this (other workers may be idle).
-      { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
+      { kinds: ['image', 'video', 'audio'], concurrency: config.workerThreads + 1 },
       // Deliveries wait on the app, not on this machine: a lane of their own, so a slow or absent
       // app never holds up an inspection or a media job. Without WEBHOOK_URL they stay queued.
       ...(webhooks ? [{ kinds: ['webhook' as const], concurrency: webhookConcurrency }] : []),

@@ -9,7 +9,7 @@ export type UploadStatus = (typeof uploadStatuses)[number];
 
 export const jobStatuses = ['queued', 'running', 'done', 'failed'] as const;
 export type JobStatus = (typeof jobStatuses)[number];
-export const jobKinds = ['inspect', 'image', 'video', 'webhook'] as const;
+export const jobKinds = ['inspect', 'image', 'video', 'audio', 'webhook'] as const;
 export type JobKind = (typeof jobKinds)[number];
 /** The jobs an upload goes through on its way to `ready`; a webhook job only tells of it. */
 export type PipelineJobKind = Exclude<JobKind, 'webhook'>;
