@@ -31,9 +31,13 @@ export function sendFile(ctx: Context, file: { path: string; size: number }, hea
     }
   }
   ctx.length = file.size === 0 ? 0 : end - start + 1;
-  if (ctx.method === 'HEAD' || file.size === 0) {
-    ctx.status = ctx.status === 206 ? 206 : 200;
-    ctx.body = ctx.method === 'HEAD' ? null : '';
+  if (ctx.method === 'HEAD') {
+    // Headers alone, which Koa sends for a HEAD without a body (a null body would make it a 204).
+    if (ctx.status !== 206) ctx.status = 200;
+    return;
+  }
+  if (file.size === 0) {
+    ctx.body = '';
     return;
   }
   ctx.body = createReadStream(file.path, { start, end, highWaterMark: 256 * 1024 });
