@@ -106,11 +106,10 @@ describe('PostgresLocker (two instances on one database)', () => {
       asked++;
       void held.unlock();
     });
-    const started = Date.now();
+    // Without the holder letting go the taker would wait for ever (`never`): that it gets the lock is the asking's doing.
     const taker = b.newLock('release-me');
     await taker.lock(never, noop);
     expect(asked).toBeGreaterThanOrEqual(1);
-    expect(Date.now() - started).toBeLessThan(1_000);
     await taker.unlock();
   });
 
@@ -215,19 +214,16 @@ describe('a PATCH whose lock is lost (scaleout server)', () => {
 
     const id = uploadIdOf(url);
     const holder = await eventually('the PATCH to hold its lock', () => observer.holderOf(id).catch(() => undefined), 5_000);
-    const killedAt = Date.now();
     await observer.terminate(holder);
 
     const res = await answered;
     await trickle;
-    const endedAfterMs = Date.now() - killedAt;
     res.resume();
     expect(res.statusCode).toBe(204);
     const offset = Number(res.headers['upload-offset']);
     expect(offset).toBeGreaterThan(0);
+    // Ended before its body was whole: @tus/server stops a request asked to let go (after lockDrainTimeout), whatever the machine's speed.
     expect(offset).toBeLessThan(data.length);
-    // @tus/server lets a request asked to let go drain for lockDrainTimeout (3 s) before it stops it.
-    expect(endedAfterMs).toBeLessThan(6_000);
     patch.destroy();
 
     // The client resumes from where the server says it stands, like any resuming tus client.
