@@ -409,7 +409,7 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
       await eventually('the image job to be done', async () => (await jobOf(held!, 'image')).status === 'done', 60_000);
       expect((await jobOf(waiting!)).status).toBe('queued');
       releaseInspect();
-      await eventually('both inspect jobs to be done', async () => (await jobOf(waiting!)).status === 'done', 10_000);
+      await eventually('both inspect jobs to be done', async () => (await jobOf(waiting!)).status === 'done', 60_000);
     });
 
     it('does not lose a notification that arrives while a claim is under way', async () => {

@@ -89,7 +89,7 @@ describe.each(setups)('leftovers (%s)', (setup) => {
     const job = await db().selectFrom('jobs').select('result').where('upload_id', '=', id).where('kind', '=', 'video').executeTakeFirstOrThrow();
     expect((job.result as { outputs: string[] }).outputs.sort()).toEqual(['mp4', 'poster', 'thumbnail']);
     // Removed once the job's transaction committed (the job shows `done` a moment before).
-    await eventually('its outputs to be removed', async () => ((await storedKeys(id)).length === 0 ? true : undefined), 10_000);
+    await eventually('its outputs to be removed', async () => ((await storedKeys(id)).length === 0 ? true : undefined), 60_000);
     expect(await outputRows(id)).toEqual([]);
   }, 240_000);
 

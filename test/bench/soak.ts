@@ -29,14 +29,14 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import sharp from 'sharp';
 import * as tus from 'tus-js-client';
-import { clamdSocket, createTestBucket, testS3 } from '../services/env.ts';
+import { clamdSocket, testDatabaseUrl } from '../services/env.ts';
 import { openEventStream } from '../support/eventStream.ts';
 import { freePort } from '../support/freePort.ts';
 import { iphoneHeic } from '../support/heicSamples.ts';
 import { photoPixels } from '../support/imageSamples.ts';
 import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { pdf, png } from '../support/samples.ts';
-import { createTestDatabase } from '../support/testServer.ts';
+import { createTestDatabase, testBucketSettings } from '../support/testServer.ts';
 import { tusRefusal, tusUpload, uploadIdOf, waitUntilSettled } from '../support/uploads.ts';
 import { h264Clip, webmClip } from '../support/videoSamples.ts';
 import { startWebhookReceiver, webhookSecret, type WebhookReceiver } from '../support/webhookReceiver.ts';
@@ -216,18 +216,13 @@ async function startSetup(name: SetupName, root: string): Promise<Soak> {
   if (name === 'scaleout') {
     const created = await createTestDatabase();
     cleanups.push(created.drop);
-    const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' });
+    const client = new pg.Client({ connectionString: testDatabaseUrl });
     await client.connect();
     cleanups.push(() => client.end());
     database = { client, name: new URL(created.url).pathname.slice(1) };
     Object.assign(env, {
       DATABASE_URL: created.url,
-      S3_BUCKET: await createTestBucket(),
-      S3_ENDPOINT: testS3.endpoint,
-      S3_REGION: testS3.region,
-      S3_ACCESS_KEY_ID: testS3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: testS3.secretAccessKey,
-      S3_FORCE_PATH_STYLE: 'true',
+      ...(await testBucketSettings()),
       ...(scan === 'clamd' ? { SCAN: 'required', CLAMD_SOCKET: clamdSocket } : {}),
     });
   }
