@@ -7,13 +7,14 @@
 //  - resumes (the connection dropped halfway, then HEAD and the rest), concatenations (two
 //    partial uploads and a final), uploads deleted while unfinished, and uploads abandoned
 //    halfway that the cleanup expires;
-//  - webhooks to an app (soak-local) that is down a quarter of the time and answers 500 to one
-//    delivery in ten.
+//  - webhooks to an app in this process that is down a quarter of the time and answers 500 to
+//    one delivery in ten.
 // Sampled at the start, every interval and at the end: the server's RSS and V8 heap (from its
 // /metrics), its open file descriptors, its database connections (pg_stat_activity on the
 // scale-out database; the embedded Postgres's client backends) and the files in its TMPDIR.
-// Prints each resource's first sample after the warm-up, its last, and the least-squares slope per
-// hour over the samples after the warm-up, then what was left in TMPDIR after the server stopped.
+// Prints each resource at the start, after the warm-up and at the end (once the traffic stopped and
+// the last jobs finished), and the least-squares slope per hour while the traffic ran, after the
+// warm-up and over the second half of the run; then what was left in TMPDIR after the server stopped.
 //
 // Settings (environment):
 //   SOAK_MINUTES=30          how long the traffic runs (per setup; the setups run at the same time)
@@ -91,7 +92,7 @@ interface SampleFile {
 const children: ChildServer[] = [];
 const cleanups: Array<() => Promise<void>> = [];
 
-async function samples(dir: string): Promise<SampleFile[]> {
+async function makeFiles(dir: string): Promise<SampleFile[]> {
   const pixels = photoPixels(1024, 768);
   const raw = { raw: { width: 1024, height: 768, channels: 3 as const } };
   const file = async (name: string, type: string, make: () => Promise<string>) => ({ name, type, data: await fs.readFile(await make()) });
@@ -401,7 +402,10 @@ async function runSetup(name: SetupName, root: string, files: SampleFile[]): Pro
 }
 
 function report(soak: Soak, left: { files: number; bytes: number; names: string[] }): void {
-  const after = soak.sampled.filter((s) => s.atMinutes >= warmupMinutes);
+  // The last sample is the end one, taken once the traffic had stopped: not part of the slopes.
+  const during = soak.sampled.slice(0, -1);
+  const after = during.filter((s) => s.atMinutes >= warmupMinutes);
+  const secondHalf = during.filter((s) => s.atMinutes >= minutes / 2);
   const first = after[0] ?? soak.sampled[0]!;
   const last = soak.sampled.at(-1)!;
   const rows: Array<[string, (s: Sample) => number, string, (v: number) => string]> = [
@@ -412,11 +416,11 @@ function report(soak: Soak, left: { files: number; bytes: number; names: string[
     ['files in TMPDIR', (s) => s.tempFiles, '', (v) => fmt(v, 0)],
   ];
   console.log(`\n## ${soak.name}: ${minutes} min, ${after.length} samples after ${fmt(warmupMinutes, 1)} min of warm-up\n`);
-  console.log('| resource | start | after warm-up | end | slope after warm-up (per hour) |');
+  console.log('| resource | start | after warm-up | end | slope after warm-up · second half (per hour) |');
   console.log('|---|---:|---:|---:|---:|');
   for (const [label, value, unit, show] of rows) {
     const u = unit ? ` ${unit}` : '';
-    console.log(`| ${label} | ${show(value(soak.sampled[0]!))}${u} | ${show(value(first))}${u} | ${show(value(last))}${u} | ${fmt(slopePerHour(after, value), 2)}${u}/h |`);
+    console.log(`| ${label} | ${show(value(soak.sampled[0]!))}${u} | ${show(value(first))}${u} | ${show(value(last))}${u} | ${fmt(slopePerHour(after, value), 1)} · ${fmt(slopePerHour(secondHalf, value), 1)}${u}/h |`);
   }
   console.log(`\noperations: ${[...soak.counts].map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log(`failed: ${soak.failures.size === 0 ? 'none' : [...soak.failures].map(([k, v]) => `\n  ${v} × ${k}`).join('')}`);
@@ -431,7 +435,7 @@ async function main(): Promise<void> {
       `${setupNames.join(' and ')} for ${minutes} min at ${rate} operation(s)/s, a sample every ${fmt(sampleEveryMs / 1000, 0)} s` +
       (setupNames.includes('scaleout') ? `; scale-out scanning: ${scan}` : ''),
   );
-  const files = await samples(root);
+  const files = await makeFiles(root);
   console.log(`files: ${files.map((f) => `${f.name} (${fmt(f.data.length / 1024, 0)} KiB)`).join(', ')}`);
   const reports = await Promise.all(setupNames.map((name) => runSetup(name, root, files)));
   for (const print of reports) print();
