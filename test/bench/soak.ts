@@ -235,12 +235,16 @@ async function startSetup(name: SetupName, root: string): Promise<Soak> {
 /** The app is down for 15 s of every minute and answers one delivery in ten with 500. */
 function flakyApp(app: WebhookReceiver): void {
   let n = 0;
+  let ended = false;
   app.answer = () => (++n % 10 === 0 ? 500 : 204);
   const timer = setInterval(() => {
-    void app.stop().then(() => sleep(15_000)).then(() => app.start());
+    // Not up again once the bench is over: a listening app would keep this process alive.
+    void app.stop().then(() => sleep(15_000)).then(() => (ended ? undefined : app.start()));
   }, 60_000);
-  timer.unref();
-  cleanups.push(async () => clearInterval(timer));
+  cleanups.push(async () => {
+    ended = true;
+    clearInterval(timer);
+  });
 }
 
 type Operation = (soak: Soak, files: SampleFile[], n: number) => Promise<void>;
