@@ -16,7 +16,26 @@ const aliases: Record<string, string> = {
   'image/heif': 'image/heic',
   'image/heic-sequence': 'image/heic',
   'image/heif-sequence': 'image/heic',
+  // file-type calls an iPhone's m4a `audio/x-m4a`, an Opus file `audio/ogg; codecs=opus`.
+  'audio/x-m4a': 'audio/mp4',
+  'audio/m4a': 'audio/mp4',
+  'audio/mp3': 'audio/mpeg',
+  'audio/x-wav': 'audio/wav',
+  'audio/wave': 'audio/wav',
+  'audio/vnd.wave': 'audio/wav',
+  'audio/opus': 'audio/ogg',
 };
+
+/**
+ * Containers file-type names by the most they can hold: an Android m4a (brand `isom`, `mp42`)
+ * reads as `video/mp4`, every WebM (a browser's voice note too) as `video/webm`. Within a family
+ * the upload's claim, else its extension, says which member it is; the audio or video job then
+ * checks that the streams bear it out.
+ */
+const families: string[][] = [
+  ['video/mp4', 'audio/mp4'],
+  ['video/webm', 'audio/webm'],
+];
 
 export function normaliseMime(mime: string): string {
   const bare = mime.split(';')[0]!.trim().toLowerCase();
@@ -84,6 +103,24 @@ export function uploadSizeLimit(
   return limitFor(narrowPolicy(config.typePolicy, limits), declared, Math.min(config.maxUploadSize, limits.maxSize ?? Infinity));
 }
 
+/** The allowed type the detected bytes are for this upload: within a family, the member its claim (else its extension) names. */
+export function allowedTypeOf(
+  policy: TypePolicy,
+  upload: { filename: string; claimedType: string | null },
+  detectedMime: string,
+): AllowedType | undefined {
+  const detected = normaliseMime(detectedMime);
+  const members = (families.find((f) => f.includes(detected)) ?? [detected]).flatMap((mime) => findAllowedType(policy, mime) ?? []);
+  const claimed = upload.claimedType ? normaliseMime(upload.claimedType) : undefined;
+  const ext = extensionOf(upload.filename);
+  return (
+    members.find((t) => normaliseMime(t.mime) === claimed) ??
+    members.find((t) => ext !== undefined && t.extensions.includes(ext)) ??
+    findAllowedType(policy, detected) ??
+    members[0]
+  );
+}
+
 /**
  * The verdict on the stored bytes: the detected type must be allowed, agree with the claimed
  * type and the extension, and fit its limit. Returns the reason for `rejected`, or undefined.
@@ -94,7 +131,7 @@ export function refuseDetected(
   detected: { mime: string; ext: string } | undefined,
 ): string | undefined {
   if (!detected) return 'the file type could not be recognised from its content';
-  const allowed = findAllowedType(policy, detected.mime);
+  const allowed = allowedTypeOf(policy, upload, detected.mime);
   if (!allowed) return `content is ${detected.mime}, which is not allowed`;
   if (upload.claimedType && normaliseMime(upload.claimedType) !== normaliseMime(allowed.mime)) {
     return `content is ${allowed.mime} but the upload claimed ${upload.claimedType}`;

@@ -2,6 +2,7 @@ import type { QuotaRefusal } from '../server/infra/db/quotas.ts';
 import type { UploadLimits } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
+import { keyTakenRefusal, type KeyClaim } from './idempotentCreation.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
 import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
 import { declaredFile, ownMetadata, replaceOwnMetadata, type StoredUpload, type UploadMetadata } from './uploadMetadata.ts';
@@ -12,11 +13,15 @@ export interface TusError {
   body: string;
 }
 
-/** Who creates an upload: its owner (null when the server runs open), what their token allows, and their address. */
+/**
+ * Who creates an upload: its owner (null when the server runs open), what their token allows, and
+ * their address; and the Idempotency-Key the creation claims, if it sent one (idempotentCreation.ts).
+ */
 export interface Creator {
   owner: string | null;
   limits: UploadLimits;
   ip: string;
+  idempotency?: KeyClaim;
 }
 
 /** What recording a final upload (concatenation) takes: its Upload-Concat as sent, and the partial uploads it claims. */
@@ -90,8 +95,13 @@ export async function uploadCreate(
     },
     config.quotas,
     final?.parts.map((part) => part.id),
+    creator.idempotency,
   );
   if (!created.ok) {
+    if (created.refused === 'key taken') {
+      log.info({ upload: upload.id, owner: creator.owner }, 'upload not created: a creation with the same Idempotency-Key made it first');
+      throw keyTakenRefusal;
+    }
     // Another final took one of the parts since they were checked: as if it were not there.
     if (created.refused === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
     const { status, reason } = quotaRefusalAnswer(created.refused);
@@ -99,6 +109,25 @@ export async function uploadCreate(
   }
   log.info({ upload: upload.id, owner: creator.owner, filename: safeFilename, type, size: upload.size }, 'upload created');
   return { metadata: sent, limits };
+}
+
+/**
+ * A creation that failed after its record was written (the store refused to make the upload, or
+ * its first body): its client never learnt the upload's URL and will create another, so this one
+ * leaves nothing that counts against its owner's quota (bytes or unfinished uploads) or stays open
+ * in the store. Removal the store refuses now is done again by the cleanup (a deleted upload's
+ * bytes are removed once more) or its expiry sweep.
+ */
+export async function abandonCreation(context: HookContext, id: string, reason: string): Promise<void> {
+  const { db, lifecycle, storage, log } = context;
+  try {
+    const moved = await lifecycle.move(db, id, 'deleted', { from: ['uploading'], reason: `creation failed: ${reason}` });
+    if (!moved.ok) return;
+    log.info({ upload: id, reason }, 'creation failed half-way; the upload was removed');
+    await storage.removeUpload(id);
+  } catch (err) {
+    log.warn({ err, upload: id }, 'removing a half-made upload failed; the cleanup removes it');
+  }
 }
 
 /** What a creation its owner's quota refused is answered: the status, and the reason naming the setting. */

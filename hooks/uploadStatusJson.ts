@@ -114,7 +114,7 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
   };
 }
 
-/** The verdict once inspected; `waiting` while the inspection waits for an unreachable clamd. */
+/** The verdict once inspected; `waiting` while the inspection waits for an unreachable clamd or store. */
 function scanOf(inspect: Awaited<ReturnType<typeof listJobs>>[number] | undefined): string | null {
   if (!inspect) return null;
   if (inspect.status === 'done') return (inspect.result?.scan as { status?: string } | undefined)?.status ?? null;

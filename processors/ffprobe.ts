@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import type { Children } from './childProcesses.ts';
+import { runChild, type Exit } from './runChild.ts';
 
 /** ffprobe for the video job: run it on a file (JSON out), and what its answer says about the input. */
 
@@ -11,32 +11,18 @@ const FFPROBE = process.env.FFPROBE_PATH || 'ffprobe';
 // ---------------------------------------------------------------------------------------------
 // Running ffprobe
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 export function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
   return exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
 }
 
-export function runFfprobe(children: Children, file: string): Promise<Exit> {
-  const args = [
-    ...['-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS],
+/** Demuxers for the audio job: the video containers (m4a is mp4, a voice note WebM) and mp3, wav, ogg. */
+export const AUDIO_DEMUXERS = `${VIDEO_DEMUXERS},mp3,wav,ogg`;
+
+export function runFfprobe(children: Children, file: string, demuxers = VIDEO_DEMUXERS): Promise<Exit> {
+  return runChild(children, FFPROBE, [
+    ...['-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-format_whitelist', demuxers],
     ...['-print_format', 'json', '-show_format', '-show_streams', '-i', `file:${file}`],
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(FFPROBE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject); // cannot spawn ffprobe: ours to fix, so thrown
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    children.adopt(child);
-  });
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +48,7 @@ export interface ProbeStream {
   r_frame_rate?: string;
   duration?: string;
   channels?: number;
+  sample_rate?: string;
   disposition?: Record<string, number>;
   tags?: Record<string, string>;
   side_data_list?: ProbeSideData[];

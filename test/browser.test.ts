@@ -6,6 +6,7 @@ import puppeteer, { type Browser, type BrowserContext, type HTTPRequest, type Pa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
 import { eventually } from './support/eventually.ts';
+import { phoneM4a } from './support/audioSamples.ts';
 import { cameraJpeg, makeSampleDir } from './support/imageSamples.ts';
 import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
@@ -108,7 +109,7 @@ describe('Uppy demo page in Chromium', () => {
     const html = await fetch(`${server.url}/`);
     expect(html.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(await html.text()).toContain('/assets/uppy.min.js');
-    for (const [name, type] of [['uppy.min.js', 'text/javascript; charset=utf-8'], ['uppy.min.css', 'text/css; charset=utf-8']] as const) {
+    for (const [name, type] of [['uppy.min.js', 'text/javascript; charset=utf-8'], ['uppy.min.css', 'text/css; charset=utf-8'], ['thumbhash.js', 'text/javascript; charset=utf-8']] as const) {
       const res = await fetch(`${server.url}/assets/${name}`);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe(type);
@@ -139,6 +140,48 @@ describe('Uppy demo page in Chromium', () => {
     expect(status.outputs.map((o) => o.name).sort()).toEqual(['resized', 'thumbnail', 'webp']);
     const original = await fetch(status.links.original!);
     expect(sha256(Buffer.from(await original.arrayBuffer()))).toBe(sha256(bytes));
+    await page.close();
+  });
+
+  it('paints the thumbhash placeholder before the thumbnail arrives', { timeout: 120_000 }, async () => {
+    const page = await openDemo();
+    // The thumbnail is held back until the placeholder has been checked.
+    await page.setRequestInterception(true);
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    page.on('request', (request) => {
+      if (/\/files\/thumbnail(\?|$)/.test(request.url())) void held.then(() => request.continue());
+      else void request.continue();
+    });
+    await addFile(page, await cameraJpeg(samples.dir, 800, 600, 'placeholder.jpg'));
+    const shown = await settledOnPage(page);
+    expect(shown.status).toBe('ready');
+    const img = await page.waitForSelector(`li[data-upload-id="${shown.id}"] img.preview`);
+    const before = await img!.evaluate((el) => ({ background: el.style.backgroundImage, complete: (el as HTMLImageElement).complete }));
+    expect(before.complete).toBe(false);
+    expect(before.background).toMatch(/^url\("data:image\/png;base64,/);
+    release();
+    expect((await loadedThumbnail(page, shown.id)).width).toBeGreaterThan(0);
+    await page.close();
+  });
+
+  it('plays a voice note on its tile and in the list', { timeout: 120_000 }, async () => {
+    const page = await openDemo();
+    await addFile(page, await phoneM4a(samples.dir));
+    const shown = await settledOnPage(page);
+    expect(shown.status).toBe('ready');
+    expect(shown.links.sort()).toEqual(['audio', 'original', 'waveform']);
+    await page.waitForSelector('.uppy-Dashboard-Item audio');
+    for (const selector of [`li[data-upload-id="${shown.id}"] audio`, '.uppy-Dashboard-Item audio']) {
+      const audio = await page.waitForSelector(selector);
+      await audio!.evaluate((el) => {
+        const player = el as HTMLAudioElement;
+        player.muted = true;
+        return player.play();
+      });
+      await page.waitForFunction((el) => (el as HTMLAudioElement).currentTime > 0.5, { timeout: 30_000 }, audio);
+      await audio!.evaluate((el) => (el as HTMLAudioElement).pause());
+    }
     await page.close();
   });
 

@@ -107,6 +107,7 @@ describe('a dedicated connection whose path stops forwarding without closing', (
       lanes: [{ kinds: ['inspect'], concurrency: 1 }],
       leaseMs: 60_000,
       pollMs: 600_000,
+      storeWaitMaxMs: 60_000,
     });
     await runner.start();
     try {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import { sql, type KyselyPlugin, type RootOperationNode } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrateToLatest, openDatabase, type OpenDatabase } from '../server/infra/db/database.ts';
@@ -10,6 +11,9 @@ import type { Job, JobKind, UploadStatus } from '../server/infra/db/schema.ts';
 import { UploadLifecycle } from '../hooks/uploadLifecycle.ts';
 import { internalErrorReason, JobRunner, PermanentJobError, type JobHandler, type JobRunnerOptions } from '../server/jobs/jobRunner.ts';
 import { createLogger } from '../server/infra/settings/log.ts';
+import { markStoreFailures } from '../server/infra/store/storeUnavailable.ts';
+import { testS3, testS3ClientConfig } from './services/env.ts';
+import { startOutageProxy } from './support/outageProxy.ts';
 import { createTestDatabase, createTestEnvironment } from './support/testServer.ts';
 import { eventually } from './support/eventually.ts';
 
@@ -76,7 +80,7 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
   }
 
   function startRunner(handlers: JobRunnerOptions['handlers'], options: Partial<JobRunnerOptions> = {}): Promise<JobRunner> {
-    const runner = new JobRunner({ database, lifecycle, handlers, log, lanes: [{ kinds: allKinds, concurrency: 2 }], leaseMs: 5_000, pollMs: 100, ...options });
+    const runner = new JobRunner({ database, lifecycle, handlers, log, lanes: [{ kinds: allKinds, concurrency: 2 }], leaseMs: 5_000, pollMs: 100, storeWaitMaxMs: 60_000, ...options });
     runners.push(runner);
     return runner.start().then(() => runner);
   }
@@ -249,6 +253,48 @@ describe.each<Backend>(['postgres', 'embedded'])('job queue on %s', (backend) =>
       expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(1_450);
       expect(calls[2]! - calls[1]!).toBeGreaterThan((calls[1]! - calls[0]!) * 0.9);
       expect((await findUpload(database.db, id!))?.status).toBe('ready');
+    });
+
+    it('waits, whatever the kind of job, while the store is unreachable (no attempt used), and gives up after STORE_WAIT_MAX', async () => {
+      // A real S3 client (marked as the store's clients are) behind a proxy that refuses connections.
+      const proxy = await startOutageProxy(testS3.endpoint);
+      const s3 = new S3Client({ ...testS3ClientConfig(), endpoint: proxy.url, maxAttempts: 1 });
+      markStoreFailures(s3);
+      try {
+        await proxy.down();
+        let runs = 0;
+        // A media job writing its outputs: the store answers from its third run on.
+        const image: JobHandler = async () => {
+          if (++runs === 3) await proxy.up();
+          await s3.send(new ListBucketsCommand({}));
+          return done({ stored: true });
+        };
+        const id = await newUpload('processing');
+        await enqueueJob(database.db, id, 'image', 1);
+        const imageRunner = await startRunner({ image });
+        const job = await eventually('the job to be done', async () => {
+          const j = await jobOf(id, 'image');
+          return j.status === 'done' && j;
+        });
+        // One attempt allowed, three runs: the two that met the outage used none.
+        expect(job).toMatchObject({ attempts: 3, waits: 2, waiting_since: null, result: { stored: true } });
+        expect(attemptsUsed(job)).toBe(1);
+        // It has no inspect handler.
+        await imageRunner.stop();
+
+        await proxy.down();
+        const [given] = await queueJobs(1, 5);
+        await startRunner({ inspect: async () => (await s3.send(new ListBucketsCommand({})), done()) }, { storeWaitMaxMs: 1_500 });
+        const failed = await eventually('the job to give up', async () => {
+          const j = await jobOf(given!);
+          return j.status === 'failed' && j;
+        });
+        expect(failed.last_error).toMatch(/^the store is unreachable; still unreachable after \d+(\.\d)?s \(STORE_WAIT_MAX is 1\.5s\)$/);
+        expect(attemptsUsed(failed)).toBeLessThanOrEqual(1);
+      } finally {
+        s3.destroy();
+        await proxy.close();
+      }
     });
 
     it('fails the job and its upload at once on a PermanentJobError', async () => {

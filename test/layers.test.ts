@@ -16,6 +16,8 @@ const layers = [
   { name: 'settings and logs', rank: 1, prefix: 'server/infra/settings/' },
   // The pool, and the connections kept open outside it that the database and the locks both use.
   { name: 'postgres connections', rank: 2, prefix: 'server/infra/pg/' },
+  // This machine's processes: which still run, and the temp files each one leaves.
+  { name: 'processes', rank: 2, prefix: 'server/infra/processes/' },
   { name: 'database', rank: 3, prefix: 'server/infra/db/' },
   { name: 'migrations', rank: 3, prefix: 'migrations/' },
   { name: 'store', rank: 3, prefix: 'server/infra/store/' },

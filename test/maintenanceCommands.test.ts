@@ -1,19 +1,11 @@
-import { execFile } from 'node:child_process';
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
-import { npmScriptArgs } from './support/processes.ts';
+import { runCommandScript } from './support/commands.ts';
 import { pdf } from './support/samples.ts';
-import { repoRoot, testS3Client } from './services/env.ts';
+import { testS3Client } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
-
-interface CommandRun {
-  code: number;
-  /** stdout, one parsed JSON line each. */
-  lines: Record<string, unknown>[];
-  stderr: string;
-}
 
 /**
  * `npm run cleanup` / `npm run requeue` as child processes: what those scripts run, without npm's
@@ -24,14 +16,7 @@ describe('maintenance commands', () => {
   let server: RunningServer;
   const s3 = testS3Client();
 
-  const command = (script: 'server/main/cleanup.ts' | 'server/main/requeue.ts', args: string[]) =>
-    new Promise<CommandRun>((resolve) => {
-      const env = { PATH: process.env.PATH!, ...environment.env };
-      execFile(process.execPath, [...npmScriptArgs(script), ...args], { cwd: repoRoot, env, timeout: 60_000 }, (error, stdout, stderr) => {
-        const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
-        resolve({ code: error ? Number(error.code ?? 1) : 0, lines, stderr });
-      });
-    });
+  const command = (script: 'server/main/cleanup.ts' | 'server/main/requeue.ts', args: string[]) => runCommandScript(script, args, environment.env);
   const cleanup = (args: string[] = []) => command('server/main/cleanup.ts', args);
   const requeue = (args: string[]) => command('server/main/requeue.ts', args);
 
@@ -83,7 +68,7 @@ describe('maintenance commands', () => {
     expect(await fetchStatus(server.url, id)).toMatchObject({ status: 'expired', reason: expect.stringContaining('not finished before') });
     expect(await storedObjects(id)).toEqual([]);
 
-    expect((await cleanup()).lines, 'nothing left to do').toEqual([{ expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, dryRun: false }]);
+    expect((await cleanup()).lines, 'nothing left to do').toEqual([{ expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, keys: 0, tempFiles: expect.any(Number), uploadRows: 0, webhookRows: 0, jobRows: 0, eventRows: 0, dryRun: false }]);
   });
 
   it('requeue <id> runs a failed inspection again with fresh attempts, and the upload becomes ready', async () => {

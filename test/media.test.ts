@@ -1,42 +1,18 @@
-import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import type { RunningServer } from '../server/main/start.ts';
 import { iphoneHeic } from './support/heicSamples.ts';
-import { alphaPng, avifPhoto, cameraJpeg, makeSampleDir, photoPixels, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
-import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
-import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { alphaPng, avifPhoto, cameraJpeg, photoPixels, pixelBombPng, truncatedJpeg } from './support/imageSamples.ts';
+import { useMediaServer } from './support/mediaServer.ts';
+import { setups } from './support/testServer.ts';
 import { corruptMp4, h264Clip, phoneClip, topLevelBoxes } from './support/videoSamples.ts';
 
 /** The whole pipeline for images and videos: upload → inspect → process → outputs served. */
 describe.each(setups)('media processing (%s)', (setup) => {
-  let environment: TestEnvironment;
-  let server: RunningServer;
-  let samples: { dir: string; cleanup: () => Promise<void> };
-
-  beforeAll(async () => {
-    environment = await createTestEnvironment(setup, { WORKER_THREADS: '2' });
-    server = await startTestServer(environment);
-    samples = await makeSampleDir();
-  });
-  afterAll(async () => {
-    await server?.close();
-    await environment?.destroy();
-    await samples?.cleanup();
-  });
-
-  async function uploadFile(file: string, filename: string, filetype: string, timeoutMs = 60_000) {
-    const { url } = await tusUpload(server.url, await readFile(file), { filename, filetype, chunkSize: 8 * 1024 * 1024 });
-    return waitUntilSettled(server.url, uploadIdOf(url), timeoutMs);
-  }
-  async function fetchOutput(url: string | null): Promise<Buffer> {
-    const res = await fetch(url!);
-    expect(res.status).toBe(200);
-    return Buffer.from(await res.arrayBuffer());
-  }
+  const media = useMediaServer(setup, { WORKER_THREADS: '2' });
+  const { upload: uploadFile, fetchOutput } = media;
 
   it('turns a camera JPEG into upright resized, thumbnail and WebP outputs without GPS', async () => {
-    const status = await uploadFile(await cameraJpeg(samples.dir, 2000, 1500), 'IMG_0001.jpg', 'image/jpeg');
+    const status = await uploadFile(await cameraJpeg(media.dir, 2000, 1500), 'IMG_0001.jpg', 'image/jpeg');
     expect(status.status).toBe('ready');
     expect(status.media).toMatchObject({ format: 'jpeg', width: 1500, height: 2000, orientation: 6, gps: true });
     expect((status.media as { exif: { make: string } }).exif.make).toBe('Canon');
@@ -54,7 +30,7 @@ describe.each(setups)('media processing (%s)', (setup) => {
   });
 
   it('turns an iPhone HEIC declared image/heif (as Uppy in Chromium does) into upright portrait outputs without GPS', async () => {
-    const heic = await iphoneHeic(samples.dir, photoPixels(2048, 1536), { width: 2048, height: 1536 });
+    const heic = await iphoneHeic(media.dir, photoPixels(2048, 1536), { width: 2048, height: 1536 });
     const status = await uploadFile(heic, 'IMG_0002.HEIC', 'image/heif');
     expect(status.status).toBe('ready');
     expect(status.detectedType).toBe('image/heic');
@@ -74,32 +50,32 @@ describe.each(setups)('media processing (%s)', (setup) => {
   });
 
   it('turns an AVIF into landscape outputs', async () => {
-    const status = await uploadFile(await avifPhoto(samples.dir), 'PXL_0001.avif', 'image/avif');
+    const status = await uploadFile(await avifPhoto(media.dir), 'PXL_0001.avif', 'image/avif');
     expect(status.status).toBe('ready');
     expect(status.media).toMatchObject({ format: 'heif', compression: 'av1', width: 2400, height: 1600 });
     expect(status.outputs.find((o) => o.name === 'resized')).toMatchObject({ width: 1620, height: 1080 });
   });
 
   it('keeps transparency in the WebP of a PNG with alpha', async () => {
-    const status = await uploadFile(await alphaPng(samples.dir), 'logo.png', 'image/png');
+    const status = await uploadFile(await alphaPng(media.dir), 'logo.png', 'image/png');
     expect(status.status).toBe('ready');
     const webp = status.outputs.find((o) => o.name === 'webp')!;
     expect((await sharp(await fetchOutput(webp.url)).metadata()).hasAlpha).toBe(true);
   });
 
   it('fails a truncated JPEG and a pixel bomb with a reason, and keeps working', async () => {
-    const truncated = await uploadFile(await truncatedJpeg(samples.dir), 'cut.jpg', 'image/jpeg');
+    const truncated = await uploadFile(await truncatedJpeg(media.dir), 'cut.jpg', 'image/jpeg');
     expect(truncated).toMatchObject({ status: 'failed', outputs: [] });
     expect(truncated.reason).toBeTruthy();
-    const bomb = await uploadFile(await pixelBombPng(samples.dir), 'bomb.png', 'image/png');
+    const bomb = await uploadFile(await pixelBombPng(media.dir), 'bomb.png', 'image/png');
     expect(bomb.status).toBe('failed');
     expect(bomb.reason).toMatch(/20000 x 20000 pixels, over the limit/);
-    const after = await uploadFile(await alphaPng(samples.dir, 100, 80), 'after.png', 'image/png');
+    const after = await uploadFile(await alphaPng(media.dir, 100, 80), 'after.png', 'image/png');
     expect(after.status).toBe('ready');
   });
 
   it('transcodes a video to a faststart H.264 MP4 with a poster and a thumbnail', async () => {
-    const status = await uploadFile(await h264Clip(samples.dir, { seconds: 3, width: 640, height: 360 }), 'clip.mp4', 'video/mp4', 120_000);
+    const status = await uploadFile(await h264Clip(media.dir, { seconds: 3, width: 640, height: 360 }), 'clip.mp4', 'video/mp4', 120_000);
     expect(status.status).toBe('ready');
     expect(status.media).toMatchObject({ width: 640, height: 360, hasAudio: true, videoCodec: 'h264', audioCodec: 'aac' });
     expect(status.jobs.find((j) => j.kind === 'video')).toMatchObject({ status: 'done', progress: 100 });
@@ -111,7 +87,7 @@ describe.each(setups)('media processing (%s)', (setup) => {
   });
 
   it('honours the rotation of a phone video', async () => {
-    const status = await uploadFile(await phoneClip(samples.dir, 1), 'phone.mp4', 'video/mp4', 120_000);
+    const status = await uploadFile(await phoneClip(media.dir, 1), 'phone.mp4', 'video/mp4', 120_000);
     expect(status.status).toBe('ready');
     // Stored 1920x1080 with rotation 90: upright 1080x1920, and the portrait box keeps it whole.
     expect(status.outputs.find((o) => o.name === 'mp4')).toMatchObject({ width: 1080, height: 1920 });
@@ -119,9 +95,9 @@ describe.each(setups)('media processing (%s)', (setup) => {
   });
 
   it('fails a corrupt MP4 with ffmpeg’s reason', async () => {
-    const status = await uploadFile(await corruptMp4(samples.dir), 'broken.mp4', 'video/mp4');
+    const status = await uploadFile(await corruptMp4(media.dir), 'broken.mp4', 'video/mp4');
     expect(status).toMatchObject({ status: 'failed', outputs: [] });
     expect(status.reason).toBeTruthy();
-    expect((await fetch(`${server.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
+    expect((await fetch(`${media.url}/api/uploads/${status.id}/files/original`)).status).toBe(410);
   });
 });

@@ -3,6 +3,7 @@
 // (the machine's shared services are never stopped).
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenConnectionName } from '../server/infra/db/database.ts';
 import type { RunningServer } from '../server/main/start.ts';
@@ -12,6 +13,7 @@ import { pdf, sha256 } from './support/samples.ts';
 import { serviceScript } from './support/serviceScripts.ts';
 import { startServerProcess, type LogLine, type ServerProcess } from './support/processes.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { drillFigures, runOutageDrill } from './support/outageDrill.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 
 const MiB = 1024 * 1024;
@@ -184,6 +186,11 @@ describe('Postgres restarted under a stream of uploads', () => {
     expect(create.status).toBe(503);
     expect(create.headers.get('retry-after')).toBe('2');
     expect(await create.text()).toBe('The database is unavailable; try again shortly\n');
+    // A resuming HEAD is told to wait (423, which tus clients retry), even for an id that may not
+    // exist: the database cannot say.
+    const head = await fetch(`${url}/files/${'0'.repeat(32)}`, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    expect(head.status).toBe(423);
+    expect(head.headers.get('retry-after')).toBe('2');
     await sleep(8_000 - (Date.now() - stopped));
     await postgresScript('start');
 
@@ -212,6 +219,39 @@ describe('Postgres restarted under a stream of uploads', () => {
     // The LISTEN connections (the queue's, the event hub's) came back.
     expect(server!.logs.some((l) => l.msg === 'dedicated connection back' && l.connection === listenConnectionName)).toBe(true);
   }, 180_000);
+
+  it('20 tus-js-client uploads with Postgres away 20 s in the middle: one creation per file (resuming HEADs get 423), every file whole, nothing left uploading', async () => {
+    const url = server!.url;
+    // The private server keeps its data from run to run: this run's files by their names.
+    const prefix = `db-outage-${Date.now().toString(36)}`;
+    const drill = await runOutageDrill({
+      baseUrl: url,
+      prefix,
+      files: 20,
+      fileSize: 6 * MiB,
+      chunkSize: MiB / 4,
+      pauseMs: 250,
+      outageMs: 20_000,
+      takeAway: () => postgresScript('stop'),
+      bringBack: () => postgresScript('start'),
+    });
+    const statuses = await Promise.all(drill.urls.map((uploadUrl) => waitUntilSettled(url, uploadIdOf(uploadUrl), 120_000)));
+
+    statuses.forEach((status, i) => expect(status, JSON.stringify(status)).toMatchObject({ status: 'ready', size: drill.data[i]!.length, sha256: sha256(drill.data[i]!) }));
+    const db = new pg.Client({ connectionString: postgres.url });
+    await db.connect();
+    const { rows } = await db.query<{ status: string; n: number }>(`select status, count(*)::int as n from uploads where filename like $1 group by status`, [`${prefix}-%`]);
+    await db.end();
+    console.log(`Postgres away 20 s under 20 uploads: ${JSON.stringify({ ...drillFigures(drill), rows })}`);
+    expect(drill.sentBeforeOutage).toBeLessThan(20 * 6 * MiB);
+    expect(drill.creations).toEqual(drill.data.map(() => 1));
+    expect(drill.answers['HEAD 423']).toBeGreaterThan(0);
+    expect(rows).toEqual([{ status: 'ready', n: 20 }]);
+    const failures = server!.logs.filter((l) => l.msg === 'tus request failed: database unavailable');
+    expect(failures.length).toBeGreaterThan(0);
+    expect(server!.logs.filter((l) => l.msg === 'tus request failed: store unavailable')).toEqual([]);
+    expect(server!.exit(), server!.describe()).toBeUndefined();
+  }, 240_000);
 
   it('a PATCH whose lock connection dies ends cleanly, and the client resumes the upload', async () => {
     const url = server!.url;

@@ -12,6 +12,7 @@ import { rotationOf } from '../processors/ffprobe.ts';
 import { liveProcessesWith, zombieChildren } from './support/childProcesses.ts';
 import type { MediaOutcome, ProducedOutput, VideoTask } from '../processors/mediaTasks.ts';
 import { videoJob } from '../processors/videoJob.ts';
+import { okOutcome, output } from './support/mediaOutcomes.ts';
 import {
   anamorphicClip,
   audioOnly,
@@ -76,17 +77,6 @@ async function runJob(name: string, input: string, timeoutMs = 120_000, maxPixel
   } finally {
     channel.port1.close();
   }
-}
-
-function okOutcome(outcome: MediaOutcome): Extract<MediaOutcome, { ok: true }> {
-  if (!outcome.ok) throw new Error(`expected ok, got: ${outcome.reason}`);
-  return outcome;
-}
-
-function output(outcome: Extract<MediaOutcome, { ok: true }>, name: ProducedOutput['name']): ProducedOutput {
-  const found = outcome.outputs.find((o) => o.name === name);
-  if (!found) throw new Error(`no ${name} output`);
-  return found;
 }
 
 async function waitUntil<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms: number): Promise<T> {

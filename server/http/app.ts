@@ -3,7 +3,7 @@ import type { Scanner } from '../../processors/clamd.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { allowedMethods } from './allowedMethods.ts';
 import { authenticate, type CallerState } from '../auth/authenticate.ts';
-import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
+import { unavailableDependency, unavailableRetryAfterSeconds } from '../infra/settings/unavailableDependency.ts';
 import { cors, corsPolicy } from './cors.ts';
 import type { Metrics } from './metrics.ts';
 import { demoRoutes } from './routes/demo.ts';
@@ -32,11 +32,12 @@ export function createApp(context: HookContext, tus: Middleware, scanner: Scanne
     try {
       await next();
     } catch (error) {
-      if (isDatabaseUnavailable(error)) {
-        log.warn({ err: error, path: ctx.path }, 'database unavailable');
+      const away = unavailableDependency(error);
+      if (away) {
+        log.warn({ err: error, path: ctx.path, unavailable: away }, `${away} unavailable`);
         ctx.status = 503;
-        ctx.set('Retry-After', String(databaseRetryAfterSeconds));
-        ctx.body = { error: 'the database is unavailable; try again shortly' };
+        ctx.set('Retry-After', String(unavailableRetryAfterSeconds));
+        ctx.body = { error: `the ${away} is unavailable; try again shortly` };
         return;
       }
       const status = (error as { status?: number }).status ?? 500;

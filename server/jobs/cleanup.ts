@@ -1,8 +1,11 @@
 import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
+import { deleteExpiredKeys } from '../infra/db/idempotencyKeys.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
 import type { Upload } from '../infra/db/schema.ts';
+import { removeDeadProcessesTempFiles } from '../infra/processes/processTempFiles.ts';
+import { applyRetentions, type RetentionTotals } from '../infra/db/retention.ts';
 import { pruneUploadRates } from '../infra/db/uploadRates.ts';
 import { findLeftoverParts } from '../infra/db/uploadParts.ts';
 
@@ -22,12 +25,16 @@ export interface CleanupOptions {
 
 export type CleanupAction = 'expired' | 'received' | 'reclaimed';
 
-export interface CleanupTotals {
+export interface CleanupTotals extends RetentionTotals {
+  /** Temp files and folders of processes that ended (processTempFiles.ts). */
+  tempFiles: number;
   expired: number;
   received: number;
   reclaimed: number;
   parts: number;
   swept: number;
+  /** Idempotency-Keys past IDEMPOTENCY_TTL, forgotten. */
+  keys: number;
 }
 
 /**
@@ -41,13 +48,16 @@ export interface CleanupTotals {
  *   rows: what a crash between its transition and that removal left. Each upload once.
  * - Partial uploads (concatenation) that expired unused, or whose final was made but did not remove
  *   them (the process died), are removed.
- * Then the store sweeps its own expired leftovers, including those no record points to, and the
- * rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
+ * Then the store sweeps its own expired leftovers, including those no record points to, the
+ * Idempotency-Keys past IDEMPOTENCY_TTL are forgotten, the rate limit forgets addresses idle for
+ * a minute (its table would otherwise keep every one), the temp files of processes on this
+ * machine that ended are removed, and the database forgets the rows past their retention
+ * (retention.ts).
  */
 export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<CleanupTotals> {
   const { db, storage, log, lifecycle, config } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
-  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0 };
+  const totals: CleanupTotals = { tempFiles: 0, expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, keys: 0, uploadRows: 0, webhookRows: 0, jobRows: 0, eventRows: 0 };
   const done = (action: CleanupAction, upload: Upload) => {
     onUpload?.({ action, upload });
     totals[action]++;
@@ -97,7 +107,20 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
     totals.parts += batch.length;
   }
   totals.swept = await storage.sweepExpired();
+  totals.keys = await deleteExpiredKeys(db);
+  totals.tempFiles = await removeDeadProcessesTempFiles(log);
   await pruneUploadRates(db);
+  const before = (ms: number) => new Date(now.getTime() - ms);
+  const { retention } = config;
+  Object.assign(
+    totals,
+    await applyRetentions(db, {
+      uploads: before(retention.deletedUploadsMs),
+      webhookMessages: before(retention.webhookMessagesMs),
+      jobs: before(retention.jobsMs),
+      events: before(retention.eventsMs),
+    }),
+  );
   if (Object.values(totals).some((n) => n > 0)) log.info(totals, 'cleanup');
   return totals;
 }

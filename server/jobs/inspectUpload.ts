@@ -4,7 +4,7 @@ import { inspectStream } from '../../processors/inspect.ts';
 import { enqueueJob } from '../infra/db/jobQueue.ts';
 import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';
+import { allowedTypeOf, narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';
 
 /**
  * The `inspect` job: one streaming read of the stored bytes gives the detected type, the
@@ -56,14 +56,13 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
       log.warn({ reason }, 'upload infected');
       return refuse('infected', reason);
     }
-    const refusal = refuseDetected(
-      narrowPolicy(config.typePolicy, upload.limits),
-      { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size },
-      found.detected,
-    );
+    const policy = narrowPolicy(config.typePolicy, upload.limits);
+    const declared = { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size };
+    const refusal = refuseDetected(policy, declared, found.detected);
     if (refusal) return refuse('rejected', refusal);
-    // Images and videos go on to their processing job; other allowed types (PDF) are done.
-    const media = mediaKindOf(facts.detected_type);
+    // Images, videos and audio go on to their processing job; other allowed types (PDF) are done.
+    // An mp4 or WebM declared as audio is audio (typePolicy.ts's families).
+    const media = mediaKindOf(found.detected && allowedTypeOf(policy, declared, found.detected.mime)?.mime);
     return {
       result,
       commit: async (trx) => {
@@ -78,8 +77,9 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
   };
 }
 
-function mediaKindOf(mime: string | null): 'image' | 'video' | undefined {
+function mediaKindOf(mime: string | undefined): 'image' | 'video' | 'audio' | undefined {
   if (mime?.startsWith('image/')) return 'image';
   if (mime?.startsWith('video/')) return 'video';
+  if (mime?.startsWith('audio/')) return 'audio';
   return undefined;
 }

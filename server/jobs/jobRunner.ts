@@ -5,6 +5,7 @@ import { attemptsUsed, claimJob, extendLease, jobsChannel, recordProgress, retry
 import type { Job, JobKind } from '../infra/db/schema.ts';
 import { statusesWhere } from '../infra/db/uploadStatusFacts.ts';
 import type { Logger } from '../infra/settings/log.ts';
+import { unavailableDependency } from '../infra/settings/unavailableDependency.ts';
 import type { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
 
 /** What a job hands back: its DB writes, committed together with the job's completion. */
@@ -94,6 +95,8 @@ export interface JobRunnerOptions {
   lanes: JobLane[];
   leaseMs: number;
   pollMs: number;
+  /** How long a job waits for an unreachable store (STORE_WAIT_MAX). */
+  storeWaitMaxMs: number;
   /** Told of every run this runner settled (e.g. for metrics); a run whose lease passed on is not its to tell. */
   onJobEnd?(kind: JobKind, end: JobEnd, seconds: number): void;
 }
@@ -101,7 +104,7 @@ export interface JobRunnerOptions {
 /** The states a pipeline job works on an upload in: giving up on the job fails the upload from any of them (a deleted one stays deleted). */
 const awaitingJob = statusesWhere((facts) => facts.awaitsJob);
 /** The jobs an upload needs to become ready; giving up on any other (a webhook delivery) never fails the upload. */
-const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video']);
+const failsItsUpload: ReadonlySet<JobKind> = new Set<JobKind>(['inspect', 'image', 'video', 'audio']);
 
 /** One lane's claim loop state: the jobs it runs and how it is woken. */
 class LaneState {
@@ -262,16 +265,16 @@ export class JobRunner {
 
   /** Retries, waits or gives up after a run that threw; returns how the run ended, if this run recorded it. */
   private async afterFailure(job: Job, error: unknown, started: number, log: Logger): Promise<JobEnd | undefined> {
+    const unreachable = this.unreachableService(error);
     // Stored and shown to the owner; the error itself is logged below.
-    const shown =
-      error instanceof PermanentJobError || error instanceof RetryableJobError ? error.message : error instanceof ServiceUnreachableError ? error.shown : internalErrorReason;
+    const shown = error instanceof PermanentJobError || error instanceof RetryableJobError ? error.message : unreachable ? unreachable.shown : internalErrorReason;
     const giveUp = async (reason: string) => ((await this.giveUp(job, reason, log, error)) ? 'failed' : undefined);
     let again: { requeue: typeof retryJob; delayMs: number; note: string };
-    if (error instanceof ServiceUnreachableError) {
+    if (unreachable) {
       // Both ends of the wait so far are database times (the claim set updated_at); this run's own length is local.
       const waitedMs = (job.waiting_since ? job.updated_at.getTime() - job.waiting_since.getTime() : 0) + (Date.now() - started);
-      if (waitedMs >= error.waitMaxMs) {
-        return giveUp(`${shown}; still unreachable after ${seconds(waitedMs)} (${error.waitMaxSetting} is ${seconds(error.waitMaxMs)})`);
+      if (waitedMs >= unreachable.waitMaxMs) {
+        return giveUp(`${shown}; still unreachable after ${seconds(waitedMs)} (${unreachable.waitMaxSetting} is ${seconds(unreachable.waitMaxMs)})`);
       }
       again = { requeue: waitJob, delayMs: backoffMs(job.waits + 1, maxWaitBackoffMs), note: 'a service the job needs is unreachable; waiting (no attempt used)' };
     } else if (error instanceof PermanentJobError || attemptsUsed(job) >= job.max_attempts) {
@@ -287,6 +290,17 @@ export class JobRunner {
     if (!requeued) return undefined;
     log.warn({ err: error, retryInMs: again.delayMs }, again.note);
     return 'retry';
+  }
+
+  /**
+   * The service a failed run could not reach, if that is why it failed: what its handler said, or
+   * the store — a rule for every kind of job (reading the original, writing outputs), so none
+   * spends its attempts on an outage of the store.
+   */
+  private unreachableService(error: unknown): ServiceUnreachableError | undefined {
+    if (error instanceof ServiceUnreachableError) return error;
+    if (unavailableDependency(error) !== 'store') return undefined;
+    return new ServiceUnreachableError((error as Error).message, 'the store is unreachable', this.options.storeWaitMaxMs, 'STORE_WAIT_MAX');
   }
 
   private policyOf(job: Job): JobPolicy {

@@ -1,21 +1,22 @@
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
 import { findUpload, saveOutputs } from '../infra/db/records.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import { outputKey } from '../infra/store/storage.ts';
+import { processTempPath } from '../infra/processes/processTempFiles.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 
 /** Every output each kind of media must have before its upload may become `ready`. */
-export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
+export const expectedOutputs: Record<MediaTask['kind'], OutputName[]> = {
   image: ['resized', 'thumbnail', 'webp'],
   video: ['mp4', 'poster', 'thumbnail'],
+  audio: ['audio', 'waveform'],
 };
 
 /**
- * The `image` and `video` jobs: get the original as a local file (ffmpeg and sharp want a
+ * The `image`, `video` and `audio` jobs: get the original as a local file (ffmpeg and sharp want a
  * seekable file; S3 gives a stream, copied to a temp dir), run the processor on the pool,
  * store each output, then record outputs, metadata and `ready` together. Bad media ends `failed` with the
  * processor's reason; an unexpected error is retried. Temp files are always removed.
@@ -23,20 +24,23 @@ export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
 export function processMedia(context: HookContext, pool: MediaPool): JobHandler {
   const { db, storage, config, lifecycle } = context;
   return async (job, { signal, reportProgress, log }): Promise<JobOutcome> => {
-    const kind = job.kind === 'video' ? 'video' : 'image';
+    const kind = job.kind === 'video' || job.kind === 'audio' ? job.kind : 'image';
     const upload = await findUpload(db, job.upload_id);
     if (!upload) throw new PermanentJobError('the upload record is gone');
     if (upload.status !== 'processing') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
 
-    const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `media-${upload.id}-`));
+    // Named for this process: what a crash leaves is removed at the next start (processTempFiles.ts).
+    const workDir = await fs.mkdtemp(processTempPath('media', `${upload.id}-`));
     try {
       const outputDir = path.join(workDir, 'outputs');
       await fs.mkdir(outputDir);
       const input = await storage.originalFile(upload.storage_key, workDir, signal);
-      const task: MediaTask =
-        kind === 'video'
-          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels }
-          : { kind, input, outputDir, timeoutMs: config.imageTimeoutMs, maxPixels: config.maxImagePixels };
+      const tasks: Record<MediaTask['kind'], () => MediaTask> = {
+        image: () => ({ kind: 'image', input, outputDir, timeoutMs: config.imageTimeoutMs, maxPixels: config.maxImagePixels }),
+        video: () => ({ kind: 'video', input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels }),
+        audio: () => ({ kind: 'audio', input, outputDir, timeoutMs: config.audioTimeoutMs, loudness: config.audioLoudness, waveformPoints: config.waveformPoints }),
+      };
+      const task = tasks[kind]();
       let lastReport = 0;
       const outcome = await pool.run(task, {
         signal,

@@ -8,7 +8,7 @@ export type RequeueOutcome =
   | { id: string; requeued: false; reason: string };
 
 /** Where each job starts: a requeued job's upload goes back to the state the job runs from. */
-const runsFrom: Record<PipelineJobKind, UploadStatus> = { inspect: 'received', image: 'processing', video: 'processing' };
+const runsFrom: Record<PipelineJobKind, UploadStatus> = { inspect: 'received', image: 'processing', video: 'processing', audio: 'processing' };
 
 /** Thrown inside the transaction to undo the status change when the job was no longer failed. */
 class MovedOn extends Error {}

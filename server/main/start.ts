@@ -12,6 +12,7 @@ import type { Config } from '../infra/settings/config.ts';
 import { migrateToLatest, openDatabase, type OpenDatabase } from '../infra/db/database.ts';
 import { createHttpServer } from '../http/httpServer.ts';
 import { stoppableHandler } from '../http/httpShutdown.ts';
+import { removeDeadProcessesTempFiles } from '../infra/processes/processTempFiles.ts';
 import { scheduleCleanup } from '../jobs/cleanup.ts';
 import { deliverWebhook, webhookPolicy } from '../jobs/deliverWebhook.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/jobRunner.ts';
@@ -20,6 +21,7 @@ import { createMetrics } from '../http/metrics.ts';
 import { PostgresLocker } from '../infra/locks/postgresLocker.ts';
 import { openWarning } from '../http/routes/health.ts';
 import { createStorage } from '../infra/store/createStorage.ts';
+import { unavailableDependency } from '../infra/settings/unavailableDependency.ts';
 import { tusEdge } from '../tus/tusEdge.ts';
 import { currentStoreRequest } from '../tus/tusRequest.ts';
 import { openUploadEventHub } from '../http/uploadEventHub.ts';
@@ -46,9 +48,15 @@ export function createLifecycle(config: Config): UploadLifecycle {
 export async function openServices(config: Config, log: Logger): Promise<Services> {
   const database = await openDatabase(config, log);
   await migrateToLatest(database.db, log);
+  await removeDeadProcessesTempFiles(log);
   // The S3 store learns of the tus request it serves through the edge's request scope.
   const storage = await createStorage(config, log, currentStoreRequest);
-  await storage.ping();
+  // A wrong bucket or credentials stop the start; a store that is away does not (a process restarted
+  // during its outage would fail again and again): requests answer as in any outage, jobs wait.
+  await storage.ping().catch((error: unknown) => {
+    if (unavailableDependency(error) !== 'store') throw error;
+    log.warn({ err: error, store: storage.describe }, 'the store is unreachable; starting anyway');
+  });
   const scanner = config.scan === 'required' && config.clamd ? createScanner(config.clamd) : undefined;
   // Threads start with the first media task: a process that runs no media jobs pays nothing for the pool.
   const pool = createMediaPool(config.workerThreads);
@@ -66,20 +74,21 @@ export function createJobRunner({ context, database, scanner, pool }: Services, 
     database,
     lifecycle: context.lifecycle,
     log: log.child({ part: 'jobs' }),
-    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
+    handlers: { inspect: inspectUpload(context, scanner), image: media, video: media, audio: media, ...(webhooks && { webhook: deliverWebhook(context.db, webhooks) }) },
     policies: webhooks && { webhook: webhookPolicy(webhooks) },
     lanes: [
       { kinds: ['inspect'], concurrency: config.workerThreads },
       // One media job more than there are threads: its task waits in the pool's queue, so a thread
       // that finishes starts the next image at once instead of idling while a job is claimed and
       // its input made ready. At most one job per process waits like this (other workers may be idle).
-      { kinds: ['image', 'video'], concurrency: config.workerThreads + 1 },
+      { kinds: ['image', 'video', 'audio'], concurrency: config.workerThreads + 1 },
       // Deliveries wait on the app, not on this machine: a lane of their own, so a slow or absent
       // app never holds up an inspection or a media job. Without WEBHOOK_URL they stay queued.
       ...(webhooks ? [{ kinds: ['webhook' as const], concurrency: webhookConcurrency }] : []),
     ],
     leaseMs: config.jobLeaseMs,
     pollMs: config.jobPollMs,
+    storeWaitMaxMs: config.storeWaitMaxMs,
     onJobEnd,
   });
 }

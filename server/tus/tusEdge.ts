@@ -6,9 +6,12 @@ import type { HookContext } from '../../hooks/hookContext.ts';
 import { uploadSizeLimit } from '../../hooks/typePolicy.ts';
 import { tusPath } from '../../hooks/uploadStatusJson.ts';
 import { tusCorsOptions } from '../http/cors.ts';
-import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
+import { closeAfterAnswer } from '../http/lingeringClose.ts';
 import { bytesLeft } from '../infra/db/quotas.ts';
 import { findUpload, recordDeclaredSize } from '../infra/db/records.ts';
+import type { Upload as UploadRecord } from '../infra/db/schema.ts';
+import { LOCKS_UNAVAILABLE } from '../infra/locks/postgresLocker.ts';
+import { unavailableDependency, unavailableRetryAfterSeconds, type Dependency } from '../infra/settings/unavailableDependency.ts';
 import type { Concatenated } from '../infra/store/storage.ts';
 import { access } from './extensions/access.ts';
 import { checksum } from './extensions/checksum.ts';
@@ -16,6 +19,7 @@ import { concatenation } from './extensions/concatenation.ts';
 import { creation } from './extensions/creation.ts';
 import { expiration } from './extensions/expiration.ts';
 import { firstBytes } from './extensions/firstBytes.ts';
+import { idempotency } from './extensions/idempotency.ts';
 import { metadataLimits } from './extensions/metadataLimits.ts';
 import { progress } from './extensions/progress.ts';
 import { rateLimit } from './extensions/rateLimit.ts';
@@ -64,6 +68,8 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
     specFixes(),
     metadataLimits(),
     access(config.auth, db),
+    // A retried creation is answered before anything counts (rateLimit) or judges it again.
+    idempotency(context, retriedAnswer),
     ietfDraftAppends(),
     rateLimit({ db, perMinute: config.rateLimitPerMinute, log }),
     concatenation(context, tusPath, observeConcatenation),
@@ -79,6 +85,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
   const announcements = extensions.flatMap((e) => (e.announces ? [e.announces] : []));
 
   async function create(upload: Upload, request: TusRequest): Promise<Created> {
+    request.createdId = upload.id;
     for (const extension of extensions) {
       const created = await extension.create?.(upload, request);
       if (created) return created;
@@ -90,12 +97,28 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
     for (const extension of extensions) if (await extension.finish?.(upload, request)) return;
   }
 
+  /**
+   * A creation retried with its Idempotency-Key is answered as its first answer was (201, the same
+   * Location as @tus/server makes it) with the upload's offset now; nothing of its body is read.
+   */
+  async function retriedAnswer(request: TusRequest, upload: UploadRecord): Promise<Response> {
+    const stored = await store.getUpload(upload.id).catch(() => undefined);
+    const headers = new Headers({
+      'Tus-Resumable': TUS_VERSION,
+      Location: server.handlers.POST.generateUrl(new Request(`http://localhost${tusPath}`, { headers: request.engine.headers }), upload.id),
+      'Upload-Offset': String(stored?.offset ?? upload.offset),
+    });
+    if (upload.status === 'uploading' && upload.expires_at) headers.set('Upload-Expires', upload.expires_at.toUTCString());
+    return new Response(null, { status: 201, headers });
+  }
+
   /** What a failure is answered with (@tus/server's own mapping, where none of these apply). */
   async function failureMapping(request: TusRequest, error: unknown): Promise<{ status_code: number; body: string } | undefined> {
-    // A client that is told 503 (with Retry-After) tries again: nothing is lost.
-    if (isDatabaseUnavailable(error)) {
-      log.warn({ err: error }, 'tus request failed: database unavailable');
-      return { status_code: 503, body: 'The database is unavailable; try again shortly\n' };
+    // The lock session is a database connection: its loss is the database's outage.
+    const away = error === LOCKS_UNAVAILABLE ? 'database' : unavailableDependency(error);
+    if (away) {
+      log.warn({ err: error, unavailable: away, method: request.engine.method, upload: request.id }, `tus request failed: ${away} unavailable`);
+      return whileUnavailable(request, away);
     }
     if (error === ERRORS.INVALID_TERMINATION) {
       // A refusal, not a malformed request: 403 rather than @tus/server's 400, and say what works.
@@ -182,7 +205,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
 
   /** @tus/server's answer to `request`, passed back through the extensions. */
   const serve = async (request: TusRequest): Promise<Response> => {
-    let response = await server.handleWeb(engineRequest(request));
+    let response = request.retried ? await retriedAnswer(request, request.retried) : await server.handleWeb(engineRequest(request));
     if (request.engine.method === 'OPTIONS') response = announce(response);
     for (const answer of answers) {
       try {
@@ -191,9 +214,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
         response = await failureAnswer(request, error);
       }
     }
-    // The engine's 503s are all "the database is away; come back".
-    if (response.status === 503) response.headers.set('Retry-After', String(databaseRetryAfterSeconds));
-    return response;
+    return withRetryAfter(response);
   };
 
   return async (ctx, next) => {
@@ -201,11 +222,42 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
     const request = openTusRequest(ctx, tusPath);
     const step = async (i: number): Promise<void> => {
       const before = befores[i];
-      if (before) return before(ctx, request, () => step(i + 1));
+      // A retried creation (idempotency) gets the upload it made: no later step judges it, and its body is not read.
+      if (before && !request.retried) return before(ctx, request, () => step(i + 1));
+      if (request.retried && request.store.bodyLength !== 0) closeAfterAnswer(ctx);
       // @tus/server's answer is written here, its body streamed straight to the store.
       ctx.respond = false;
       await sendAnswer(ctx.res, await runInRequestScope(request, () => serve(request)));
     };
-    await step(0);
+    try {
+      await step(0);
+    } catch (error) {
+      // A step before the engine (the access check reads the upload's record) met an outage: answered as the engine's own failures are.
+      if (!unavailableDependency(error) || ctx.res.headersSent) throw error;
+      ctx.respond = false;
+      await sendAnswer(ctx.res, withRetryAfter(await failureAnswer(request, error)));
+    }
   };
+}
+
+/**
+ * The answer to a request that met an outage of the database or the store. tus-js-client and Uppy
+ * start a NEW upload (from byte 0) when their resuming HEAD gets anything but a 2xx or a 423, and
+ * retry on 423: a tus 1.0 HEAD of an upload is answered 423 Locked. Every other request gets 503,
+ * which those clients retry (then resume with a HEAD), and the IETF draft's clients read with its
+ * Retry-After. While the database is away the server cannot tell a known upload from a missing
+ * one: every well-formed id gets the same 423 (another owner's upload included), and a missing
+ * one its 404 once the database is back.
+ */
+function whileUnavailable(request: TusRequest, away: Dependency): { status_code: number; body: string } {
+  if (request.engine.method === 'HEAD' && request.id && !request.draft) {
+    return { status_code: 423, body: `The ${away} is unavailable; the upload is kept: resume it shortly\n` };
+  }
+  return { status_code: 503, body: `The ${away} is unavailable; try again shortly\n` };
+}
+
+/** A 503 or a 423 (an upload locked, or an outage) says when to come back. */
+function withRetryAfter(response: Response): Response {
+  if (response.status === 503 || response.status === 423) response.headers.set('Retry-After', String(unavailableRetryAfterSeconds));
+  return response;
 }

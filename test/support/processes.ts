@@ -9,7 +9,8 @@ import { waitOnNotify } from './waitOnNotify.ts';
  * start` / `npm run worker` (read from package.json), so tests can kill them for real and run
  * what users run. Those scripts are `node … <script>`, with no wrapper process in between: a
  * SIGKILL sent to a wrapper would never reach the server behind it (it would keep running,
- * orphaned).
+ * orphaned). Each runs in a process group of its own (with its embedded Postgres), so a test can
+ * kill the whole group as a container runtime or the OOM killer would, and nothing is left running.
  */
 
 export type Script = 'server/main/server.ts' | 'server/main/worker.ts';
@@ -41,13 +42,28 @@ export interface ChildUnderTest {
   exit(): Exit | undefined;
   /** Waits for a log line matching `test`; fails with the process output if it exits first or time runs out. */
   waitForLog(test: (line: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
-  /** Sends `signal` and waits for the exit. */
+  /** Sends `signal` to the node process alone and waits for its exit. */
   kill(signal: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
+  /** Sends `signal` to its whole process group (node and its embedded Postgres) and waits for node's exit. */
+  killGroup(signal: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
   /** The last output of the process, for failure messages. */
   describe(): string;
 }
 
 const live = new Set<ChildUnderTest>();
+/** Every process group started here, running or not: a dead node may leave its Postgres in it. */
+const groups = new Set<number>();
+
+/** Signals process group `pgid`; false when no process of it is left. */
+function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw error;
+  }
+}
 
 /** The environment a child gets: the test environment's settings, not the test runner's own. */
 function childEnv(env: Record<string, string>): Record<string, string> {
@@ -81,7 +97,9 @@ export function spawnScript(script: Script, env: Record<string, string>): ChildU
     cwd: repoRoot,
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
+  if (child.pid !== undefined) groups.add(child.pid);
   let out = '';
   let err = '';
   let partial = '';
@@ -149,19 +167,26 @@ export function spawnScript(script: Script, env: Record<string, string>): ChildU
         () => `${script} did not log ${what} within ${timeoutMs} ms\n${handle.describe()}`,
         timeoutMs,
       ),
-    kill: async (signal, timeoutMs = 30_000) => {
+    kill: (signal, timeoutMs) => {
       if (!exit) child.kill(signal);
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${script} did not exit within ${timeoutMs} ms of ${signal}\n${handle.describe()}`)), timeoutMs);
-      });
-      try {
-        return await Promise.race([exited, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      return waitForExit(signal, timeoutMs);
+    },
+    killGroup: (signal, timeoutMs) => {
+      if (child.pid !== undefined) signalGroup(child.pid, signal);
+      return waitForExit(signal, timeoutMs);
     },
   };
+  async function waitForExit(signal: NodeJS.Signals, timeoutMs = 30_000): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${script} did not exit within ${timeoutMs} ms of ${signal}\n${handle.describe()}`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
   live.add(handle);
   return handle;
 }
@@ -218,7 +243,12 @@ export async function runUntilExit(script: Script, env: Record<string, string>, 
   return { ...result, stdout: child.stdout(), stderr: child.stderr(), describe: child.describe() };
 }
 
-/** SIGKILLs every process these helpers started that is still running (for afterEach/afterAll). */
+/**
+ * SIGKILLs the process group of every process these helpers started, with whatever is left in it
+ * (a node killed alone leaves its embedded Postgres there), and waits for the nodes' exits (for
+ * afterEach/afterAll).
+ */
 export async function killAll(): Promise<void> {
+  for (const pgid of groups) if (!signalGroup(pgid, 'SIGKILL')) groups.delete(pgid);
   await Promise.all([...live].map((p) => p.kill('SIGKILL', 10_000).catch(() => undefined)));
 }

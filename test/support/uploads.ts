@@ -25,6 +25,9 @@ export interface UploadOptions {
   parallelUploads?: number;
 }
 
+/** tus-js-client's delays between retries adding up to about a minute (the outage drills' clients). */
+export const minuteOfRetries = [0, 1000, 3000, 5000, 10_000, 10_000, 10_000, 10_000, 10_000];
+
 /** Uploads `data` with tus-js-client, the way a browser or Node app would; resolves with the upload URL. */
 export function tusUpload(endpoint: string, data: Buffer, options: UploadOptions = {}): Promise<{ url: string; aborted: boolean; sent: number }> {
   return new Promise((resolve, reject) => {

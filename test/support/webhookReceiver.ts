@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import type { UploadStatusJson } from '../../hooks/uploadStatusJson.ts';
+import { freePort } from './freePort.ts';
 
 /** A `whsec_` secret as an app would be given one. */
 export function webhookSecret(): string {
@@ -127,4 +128,15 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     start: listen,
   };
   return receiver;
+}
+
+/**
+ * A receiver, and the settings of a server that delivers to it, on a port of its own known before
+ * it starts: PUBLIC_URL, which webhook bodies link to, must be the server's real address.
+ */
+export async function receiverWithSettings(more: Record<string, string> = {}): Promise<{ receiver: WebhookReceiver; settings: Record<string, string> }> {
+  const secret = webhookSecret();
+  const receiver = await startWebhookReceiver(secret);
+  const port = await freePort();
+  return { receiver, settings: { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: secret, ...more } };
 }

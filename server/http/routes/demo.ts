@@ -1,24 +1,27 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import Router from '@koa/router';
 import { httpError } from '../httpError.ts';
 import { sendFile } from '../sendFile.ts';
 
 const page = readFileSync(new URL('./demo.html', import.meta.url), 'utf8');
 
-// The uppy bundle's own dist files, found through node_modules like an import would find them.
+// The uppy bundle's and thumbhash's own files, found through node_modules like an import would find them.
 const require = createRequire(import.meta.url);
-const uppyVersion = (require('uppy/package.json') as { version: string }).version;
-function uppyAsset(name: string, contentType: string) {
-  const file = require.resolve(`uppy/dist/${name}`);
-  return { path: file, size: statSync(file).size, contentType, etag: `"uppy-${uppyVersion}-${name}"` };
+function packageAsset(pkg: string, file: string, contentType: string) {
+  const version = (require(`${pkg}/package.json`) as { version: string }).version;
+  const resolved = require.resolve(`${pkg}/${file}`);
+  return { path: resolved, size: statSync(resolved).size, contentType, etag: `"${pkg}-${version}-${path.basename(file)}"` };
 }
 const assets = new Map([
-  ['uppy.min.js', uppyAsset('uppy.min.js', 'text/javascript; charset=utf-8')],
-  ['uppy.min.css', uppyAsset('uppy.min.css', 'text/css; charset=utf-8')],
+  ['uppy.min.js', packageAsset('uppy', 'dist/uppy.min.js', 'text/javascript; charset=utf-8')],
+  ['uppy.min.css', packageAsset('uppy', 'dist/uppy.min.css', 'text/css; charset=utf-8')],
+  // Decodes the placeholders (media.thumbhash) the page paints before a thumbnail arrives.
+  ['thumbhash.js', packageAsset('thumbhash', 'thumbhash.js', 'text/javascript; charset=utf-8')],
 ]);
 
-/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy bundle it loads. */
+/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy bundle and the thumbhash decoder it loads. */
 export function demoRoutes(): Router {
   const router = new Router();
   router.get('/', (ctx) => {

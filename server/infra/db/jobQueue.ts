@@ -226,3 +226,18 @@ export async function requeueFailedJob(db: Db, job: Pick<Job, 'id'>, maxAttempts
     select pg_notify(${jobsChannel}, kind) from requeued`.execute(db);
   return rows.length > 0;
 }
+
+/**
+ * Webhook deliveries that gave up (`failed`), with their message's type: of the messages or
+ * uploads `ids` names (a `webhook-id` or an upload id each), or all of them.
+ */
+export async function findGivenUpDeliveries(db: Db, ids: readonly string[] | 'all') {
+  let query = db
+    .selectFrom('jobs')
+    .innerJoin('webhook_messages', 'webhook_messages.id', 'jobs.webhook_id')
+    .select(['jobs.id', 'jobs.upload_id', 'jobs.url', 'jobs.attempts', 'jobs.last_error', 'webhook_messages.id as webhook_id', 'webhook_messages.type'])
+    .where('jobs.kind', '=', 'webhook')
+    .where('jobs.status', '=', 'failed');
+  if (ids !== 'all') query = query.where((eb) => eb.or([eb('webhook_messages.id', 'in', ids), eb('jobs.upload_id', 'in', ids)]));
+  return query.orderBy('jobs.id').execute();
+}

@@ -9,7 +9,7 @@ export type UploadStatus = (typeof uploadStatuses)[number];
 
 export const jobStatuses = ['queued', 'running', 'done', 'failed'] as const;
 export type JobStatus = (typeof jobStatuses)[number];
-export const jobKinds = ['inspect', 'image', 'video', 'webhook'] as const;
+export const jobKinds = ['inspect', 'image', 'video', 'audio', 'webhook'] as const;
 export type JobKind = (typeof jobKinds)[number];
 /** The jobs an upload goes through on its way to `ready`; a webhook job only tells of it. */
 export type PipelineJobKind = Exclude<JobKind, 'webhook'>;
@@ -138,6 +138,17 @@ export interface UploadPartsTable {
   expires_at: Date;
 }
 
+/** An owner's Idempotency-Key and the upload the creation that sent it made (hooks/idempotentCreation.ts). */
+export interface IdempotencyKeysTable {
+  owner: Maybe<string>;
+  key: string;
+  /** What that creation asked for; a retry with the same key must ask for the same. */
+  fingerprint: string;
+  upload_id: string;
+  created_at: Generated<Date>;
+  expires_at: Date;
+}
+
 export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
@@ -146,6 +157,7 @@ export interface Database {
   upload_rates: UploadRatesTable;
   upload_parts: UploadPartsTable;
   webhook_messages: WebhookMessagesTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type Upload = Selectable<UploadsTable>;

@@ -19,8 +19,12 @@ export interface Config {
   scan: 'required' | 'off';
   /** How long an inspection waits for an unreachable clamd (without using its attempts) before the upload fails. */
   scanWaitMaxMs: number;
+  /** How long a job waits for an unreachable store (without using its attempts) before it gives up. */
+  storeWaitMaxMs: number;
   maxUploadSize: number;
   uploadExpiresAfterMs: number;
+  /** How long an Idempotency-Key keeps naming the upload its creation made (hooks/idempotentCreation.ts). */
+  idempotencyTtlMs: number;
   workerThreads: number;
   logLevel: LogLevel;
   jobLeaseMs: number;
@@ -30,11 +34,18 @@ export interface Config {
   cleanupIntervalMs: number;
   /** How long a failed upload's original is kept (for a requeue) before cleanup removes it. */
   failedRetentionMs: number;
+  /** How long the database keeps what it no longer needs (server/infra/db/retention.ts). */
+  retention: { deletedUploadsMs: number; webhookMessagesMs: number; jobsMs: number; eventsMs: number };
   rateLimitPerMinute: number;
   maxImagePixels: number;
   maxVideoPixels: number;
   videoTimeoutMs: number;
   imageTimeoutMs: number;
+  /** The audio output's integrated loudness, LUFS (AUDIO_LOUDNESS). */
+  audioLoudness: number;
+  /** Min/max pairs in the waveform output (WAVEFORM_POINTS). */
+  waveformPoints: number;
+  audioTimeoutMs: number;
   typePolicy: TypePolicy;
   auth: AuthConfig;
   /** Lifetime of download links (signed links and S3 presigned redirects) and of event-stream links. */
@@ -156,8 +167,8 @@ export type TypePolicy = AllowedType[];
 
 const MiB = 1024 * 1024;
 
-/** The seed's allow-list plus the common phone formats. */
-export const defaultTypePolicy: TypePolicy = [
+/** The seed's allow-list plus the common phone formats for pictures and video. */
+const pictureAndDocumentTypes: TypePolicy = [
   { mime: 'image/jpeg', extensions: ['jpg', 'jpeg'], maxSize: 20 * MiB },
   { mime: 'image/png', extensions: ['png'], maxSize: 20 * MiB },
   { mime: 'image/webp', extensions: ['webp'], maxSize: 20 * MiB },
@@ -169,6 +180,24 @@ export const defaultTypePolicy: TypePolicy = [
   { mime: 'video/quicktime', extensions: ['mov', 'qt'], maxSize: 500 * MiB },
   { mime: 'video/webm', extensions: ['webm'], maxSize: 500 * MiB },
 ];
+
+/**
+ * Voice notes and music, each limited to MAX_AUDIO_SIZE. `audio/mp4` and `audio/webm` share their
+ * containers with `video/mp4` and `video/webm` (see the families in hooks/typePolicy.ts).
+ */
+export function audioTypes(maxSize: number): TypePolicy {
+  return [
+    { mime: 'audio/mp4', extensions: ['m4a'], maxSize },
+    { mime: 'audio/mpeg', extensions: ['mp3'], maxSize },
+    { mime: 'audio/wav', extensions: ['wav'], maxSize },
+    { mime: 'audio/ogg', extensions: ['ogg', 'opus', 'oga'], maxSize },
+    { mime: 'audio/webm', extensions: ['webm', 'weba'], maxSize },
+  ];
+}
+const defaultAudioMaxSize = 200 * MiB;
+
+/** The seed's allow-list, the common phone formats and audio. */
+export const defaultTypePolicy: TypePolicy = [...pictureAndDocumentTypes, ...audioTypes(defaultAudioMaxSize)];
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -204,7 +233,9 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
   const scan = read.oneOf('SCAN', ['required', 'off'] as const, clamd ? 'required' : 'off');
   if (scan === 'required' && !clamd) problems.push('SCAN: "required" needs CLAMD_SOCKET or CLAMD_HOST');
 
-  const typePolicy = read.typePolicy('TYPE_POLICY');
+  const audioMaxSize = read.size('MAX_AUDIO_SIZE', defaultAudioMaxSize, 1);
+  if (env.MAX_AUDIO_SIZE && env.TYPE_POLICY) problems.push('MAX_AUDIO_SIZE: TYPE_POLICY is set, give the audio limits there');
+  const typePolicy = read.typePolicy('TYPE_POLICY', [...pictureAndDocumentTypes, ...audioTypes(audioMaxSize)]);
   const largestType = Math.max(...typePolicy.map((t) => t.maxSize));
   const auth = readAuth(read, problems);
   // S3_PRESIGN_EXPIRES is the older name of the same lifetime.
@@ -248,8 +279,10 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     clamd,
     scan,
     scanWaitMaxMs: read.duration('SCAN_WAIT_MAX', 24 * 3600_000),
+    storeWaitMaxMs: read.duration('STORE_WAIT_MAX', 24 * 3600_000),
     maxUploadSize: read.size('MAX_UPLOAD_SIZE', largestType, 1),
     uploadExpiresAfterMs: read.duration('UPLOAD_EXPIRES_AFTER', 24 * 3600_000),
+    idempotencyTtlMs: read.duration('IDEMPOTENCY_TTL', 24 * 3600_000),
     workerThreads: read.integer('WORKER_THREADS', os.availableParallelism(), 1, 256),
     logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     jobLeaseMs: read.duration('JOB_LEASE', 60_000),
@@ -258,6 +291,12 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     runJobs: read.boolean('RUN_JOBS', true),
     cleanupIntervalMs: read.duration('CLEANUP_INTERVAL', 15 * 60_000),
     failedRetentionMs: read.duration('FAILED_RETENTION', 7 * 24 * 3600_000),
+    retention: {
+      deletedUploadsMs: read.duration('DELETED_RETENTION', 30 * 24 * 3600_000),
+      webhookMessagesMs: read.duration('WEBHOOK_RETENTION', 30 * 24 * 3600_000),
+      jobsMs: read.duration('JOB_RETENTION', 30 * 24 * 3600_000),
+      eventsMs: read.duration('EVENT_RETENTION', 30 * 24 * 3600_000),
+    },
     rateLimitPerMinute: read.integer('RATE_LIMIT_UPLOADS', 60, 0, 1_000_000),
     // 100 megapixels: above any phone or DSLR photo, far below what fills memory when decoded.
     maxImagePixels: read.integer('MAX_IMAGE_PIXELS', 100_000_000, 1, 2 ** 31),
@@ -266,6 +305,10 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
     // Far above what heif-convert needs for a phone's photo: minutes mean a stuck decoder.
     imageTimeoutMs: read.duration('IMAGE_TIMEOUT', 2 * 60_000),
+    // What phone and podcast apps play at; EBU R128 broadcast is -23.
+    audioLoudness: read.integer('AUDIO_LOUDNESS', -16, -70, -5),
+    waveformPoints: read.integer('WAVEFORM_POINTS', 1000, 10, 100_000),
+    audioTimeoutMs: read.duration('AUDIO_TIMEOUT', 10 * 60_000),
     typePolicy,
     auth,
     downloadLinkTtlMs,
@@ -506,9 +549,9 @@ class SettingReader {
   }
 
   /** TYPE_POLICY: `mime:ext|ext:size,…`, e.g. `image/jpeg:jpg|jpeg:20MiB,application/pdf:pdf:50MiB`. */
-  typePolicy(name: string): TypePolicy {
+  typePolicy(name: string, fallback: TypePolicy): TypePolicy {
     const raw = this.string(name);
-    if (raw === undefined) return defaultTypePolicy;
+    if (raw === undefined) return fallback;
     const policy: TypePolicy = [];
     for (const entry of raw.split(',')) {
       const [mime, exts, size] = entry.trim().split(':');
@@ -519,7 +562,7 @@ class SettingReader {
       }
       policy.push({ mime: mime.toLowerCase(), extensions: exts.toLowerCase().split('|'), maxSize });
     }
-    return policy.length > 0 ? policy : defaultTypePolicy;
+    return policy.length > 0 ? policy : fallback;
   }
 }
 

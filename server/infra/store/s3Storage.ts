@@ -10,6 +10,7 @@ import type { Logger } from '../settings/log.ts';
 import type { StoreRequestOf } from './storeRequest.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
+import { markStoreFailures, markStreamFailures } from './storeUnavailable.ts';
 import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
@@ -47,6 +48,7 @@ export class S3Storage implements Storage {
     this.s3 = s3;
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
+    markStoreFailures(this.client);
     this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
     this.datastore = new S3UploadStore({
       partSize: s3.partSize,
@@ -66,7 +68,7 @@ export class S3Storage implements Storage {
   async readOriginal(id: string): Promise<Readable> {
     const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: id }));
     if (!Body) throw new Error(`s3 object ${id} has no body`);
-    return Body as Readable;
+    return markStreamFailures(Body as Readable);
   }
 
   /** The object exists only once the multipart upload was completed: parts alone are not an original. */

@@ -6,6 +6,7 @@ import type { Part } from '@aws-sdk/client-s3';
 import { S3Store, type MetadataValue, type Options } from '@tus/s3-store';
 import { TUS_RESUMABLE, Upload } from '@tus/utils';
 import { noStoreRequest, type StoreRequestOf } from './storeRequest.ts';
+import { markStoreFailures } from './storeUnavailable.ts';
 
 /** What S3 holds of an unfinished upload: its whole parts, and the bytes kept in `<id>.part`. */
 interface Listing {
@@ -59,6 +60,7 @@ export class S3UploadStore extends S3Store {
 
   constructor({ streamIdleMs, streamBufferBytes, maxStreams = maxStreamedParts, requestOf = noStoreRequest, ...options }: Options & StreamOptions) {
     super(options);
+    markStoreFailures(this.client);
     this.streamIdleMs = streamIdleMs;
     this.memory = new SlabPool(streamBufferBytes);
     this.maxStreams = maxStreams;
@@ -90,10 +92,24 @@ export class S3UploadStore extends S3Store {
     await this.cache.set(upload.id, { file: upload, 'upload-id': uploadId, 'tus-version': TUS_RESUMABLE });
   }
 
+  /**
+   * A creation that fails half-way (the multipart upload made, its info object refused) leaves no
+   * multipart upload open behind it, if the store lets it be aborted; the expiry sweep takes any other.
+   */
   override async create(upload: Upload): Promise<Upload> {
-    const created = await super.create(upload);
+    const created = await super.create(upload).catch(async (error: unknown) => {
+      await this.abortMultipartUploads(upload.id).catch(() => undefined);
+      throw error;
+    });
     this.note(upload.id, { parts: [], incompleteSize: 0, written: true });
     return created;
+  }
+
+  private async abortMultipartUploads(id: string): Promise<void> {
+    const { Uploads = [] } = await this.client.listMultipartUploads({ Bucket: this.bucket, Prefix: id });
+    for (const open of Uploads) {
+      if (open.Key === id) await this.client.abortMultipartUpload({ Bucket: this.bucket, Key: id, UploadId: open.UploadId });
+    }
   }
 
   /**

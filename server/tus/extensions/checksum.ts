@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import type { HookContext } from '../../../hooks/hookContext.ts';
+import { processTempPath } from '../../infra/processes/processTempFiles.ts';
 import { closeAfterAnswer } from '../../http/lingeringClose.ts';
 import type { TusExtension } from '../tusExtension.ts';
 import type { TusRequest } from '../tusRequest.ts';
@@ -97,7 +96,8 @@ export function checksum({ config, log }: HookContext): TusExtension {
         refuseTusRequest(ctx, 413, `The body (${declared} bytes) is longer than what this upload may still take (${limit} bytes)`);
         return closeAfterAnswer(ctx);
       }
-      const file = path.join(os.tmpdir(), `tus-checksum-${randomUUID()}`);
+      // Named for this process: what a crash leaves is removed at the next start (processTempFiles.ts).
+      const file = processTempPath('tus-checksum', randomUUID());
       try {
         const received = await receiveBody(request, file, algorithms[expected.algorithm]!.digest(), limit);
         const upload = request.upload?.id ?? request.partial?.id;

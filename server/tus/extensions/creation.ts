@@ -1,5 +1,5 @@
 import type { HookContext } from '../../../hooks/hookContext.ts';
-import { uploadCreate } from '../../../hooks/uploadCreate.ts';
+import { abandonCreation, uploadCreate } from '../../../hooks/uploadCreate.ts';
 import { uploadFinish } from '../../../hooks/uploadFinish.ts';
 import type { TusExtension } from '../tusExtension.ts';
 import { creatorOf } from '../tusRequest.ts';
@@ -27,6 +27,8 @@ export function creation(context: HookContext): TusExtension {
     // Recording the finish on that HEAD loses nothing (a no-op for an upload already past
     // `uploading`), and a database still away makes the HEAD a 503 again.
     answer: async (response, request) => {
+      // Recorded, but the creation failed after (the store refused): no Location reached the client.
+      if (request.createdId && !response.ok) await abandonCreation(context, request.createdId, `answered ${response.status}`);
       const offset = response.headers.get('Upload-Offset');
       if (request.engine.method !== 'HEAD' || !request.upload || offset === null || offset !== response.headers.get('Upload-Length')) return response;
       await uploadFinish(context, { id: request.upload.id, offset: Number(offset), size: Number(offset) });
