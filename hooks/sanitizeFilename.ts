@@ -20,7 +20,9 @@ export function sanitizeFilename(raw: string | null | undefined): string {
   if (Buffer.byteLength(cleaned) <= MAX_BYTES) return cleaned;
   const dot = cleaned.lastIndexOf('.');
   const ext = dot > 0 && [...cleaned.slice(dot)].length <= MAX_EXTENSION_CHARS ? cleaned.slice(dot) : '';
-  return truncateToBytes(cleaned.slice(0, cleaned.length - ext.length), MAX_BYTES - Buffer.byteLength(ext)).trimEnd() + ext;
+  // A name whose first grapheme alone is too long (a letter under hundreds of combining marks) keeps nothing of its stem.
+  const stem = truncateToBytes(cleaned.slice(0, cleaned.length - ext.length), MAX_BYTES - Buffer.byteLength(ext)).trimEnd();
+  return (stem || 'unnamed_file') + ext;
 }
 
 /** The longest run of whole graphemes from the start of `text` that fits in `maxBytes` of UTF-8. */

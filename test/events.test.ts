@@ -214,19 +214,16 @@ describe('upload event stream (SSE)', () => {
   });
 
   it('ends open streams at once when the instance stops, not after SHUTDOWN_GRACE', { timeout: 90_000 }, async () => {
-    const second = await startTestServer(environment, { RUN_JOBS: 'false', SHUTDOWN_GRACE: '60s' });
+    // A grace far past the test's own timeout: a close that waited for it would fail the test.
+    const second = await startTestServer(environment, { RUN_JOBS: 'false', SHUTDOWN_GRACE: '1h' });
     const uploadUrl = await createUpload(uploader.url, photo.length, 'pending.jpg', alice);
     const streams = await Promise.all([1, 2, 3].map(() => openEventStream(`${second.url}/api/uploads/${uploadIdOf(uploadUrl)}/events`, bearer(alice))));
     await Promise.all(streams.map((s) => s.waitFor('the first status', (events) => events.length > 0)));
     // One client goes away by itself first.
     streams[0]!.close();
     await sleep(100);
-    const started = Date.now();
     await second.close();
-    const stopMs = Date.now() - started;
     await Promise.all(streams.map((s) => s.ended));
-    // Far less than the 60 s grace a request still under way would have been given.
-    expect(stopMs).toBeLessThan(30_000);
     expect(streams.slice(1).every((s) => s.isEnded())).toBe(true);
   });
 });

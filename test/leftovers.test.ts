@@ -89,7 +89,7 @@ describe.each(setups)('leftovers (%s)', (setup) => {
     const job = await db().selectFrom('jobs').select('result').where('upload_id', '=', id).where('kind', '=', 'video').executeTakeFirstOrThrow();
     expect((job.result as { outputs: string[] }).outputs.sort()).toEqual(['mp4', 'poster', 'thumbnail']);
     // Removed once the job's transaction committed (the job shows `done` a moment before).
-    await eventually('its outputs to be removed', async () => ((await storedKeys(id)).length === 0 ? true : undefined), 10_000);
+    await eventually('its outputs to be removed', async () => ((await storedKeys(id)).length === 0 ? true : undefined), 60_000);
     expect(await outputRows(id)).toEqual([]);
   }, 240_000);
 
@@ -183,9 +183,8 @@ describe.each(setups)('leftovers (%s)', (setup) => {
       await waitUntilSettled(quick.url, id);
       await db().deleteFrom('jobs').where('upload_id', '=', id).execute();
       await db().updateTable('uploads').set({ status: 'uploading', finished_at: null, expires_at: new Date(Date.now() + 24 * hour) }).where('id', '=', id).execute();
-      const started = Date.now();
-      await eventually('the upload to be finished by the schedule', async () => (await fetchStatus(quick.url, id)).status !== 'uploading', 10_000, 100);
-      expect(Date.now() - started).toBeLessThan(10_000);
+      // Nothing but the schedule finishes it (CLEANUP_INTERVAL is otherwise 15 minutes).
+      await eventually('the upload to be finished by the schedule', async () => (await fetchStatus(quick.url, id)).status !== 'uploading', 60_000, 100);
       expect((await waitUntilSettled(quick.url, id)).status).toBe('ready');
     } finally {
       await quick.close();

@@ -106,11 +106,10 @@ describe('PostgresLocker (two instances on one database)', () => {
       asked++;
       void held.unlock();
     });
-    const started = Date.now();
+    // Without the holder letting go the taker would wait for ever (`never`): that it gets the lock is the asking's doing.
     const taker = b.newLock('release-me');
     await taker.lock(never, noop);
     expect(asked).toBeGreaterThanOrEqual(1);
-    expect(Date.now() - started).toBeLessThan(1_000);
     await taker.unlock();
   });
 
@@ -135,7 +134,7 @@ describe('PostgresLocker (two instances on one database)', () => {
     const sessionOfA = await lockSessionOf(observer, a);
     await observer.terminate(sessionOfA);
 
-    await eventually('every holder asked to stop', async () => released.size === 50, 5_000);
+    await eventually('every holder asked to stop', async () => released.size === 50, 60_000);
     const taken = Array.from({ length: 50 }, (_, i) => b.newLock(`lost-${i}`));
     await Promise.all(taken.map((lock) => lock.lock(never, noop)));
     // The requests that lost their locks end and unlock: nothing to undo, and no error.
@@ -184,7 +183,8 @@ describe('a PATCH whose lock is lost (scaleout server)', () => {
   });
 
   it('ends cleanly with what it wrote, and the client resumes the upload to a whole file', async () => {
-    const data = pdf(1024 * 1024);
+    // Minutes of trickling (8 KiB every 100 ms): the request is still sending when the lock is taken from it, however slow the machine.
+    const data = pdf(16 * 1024 * 1024);
     const b64 = (s: string) => Buffer.from(s).toString('base64');
     const created = await fetch(`${server.url}/files`, {
       method: 'POST',
@@ -214,24 +214,21 @@ describe('a PATCH whose lock is lost (scaleout server)', () => {
     })();
 
     const id = uploadIdOf(url);
-    const holder = await eventually('the PATCH to hold its lock', () => observer.holderOf(id).catch(() => undefined), 5_000);
-    const killedAt = Date.now();
+    const holder = await eventually('the PATCH to hold its lock', () => observer.holderOf(id).catch(() => undefined), 60_000);
     await observer.terminate(holder);
 
     const res = await answered;
     await trickle;
-    const endedAfterMs = Date.now() - killedAt;
     res.resume();
     expect(res.statusCode).toBe(204);
     const offset = Number(res.headers['upload-offset']);
     expect(offset).toBeGreaterThan(0);
+    // Ended before its body was whole: @tus/server stops a request asked to let go (after lockDrainTimeout), whatever the machine's speed.
     expect(offset).toBeLessThan(data.length);
-    // @tus/server lets a request asked to let go drain for lockDrainTimeout (3 s) before it stops it.
-    expect(endedAfterMs).toBeLessThan(6_000);
     patch.destroy();
 
     // The client resumes from where the server says it stands, like any resuming tus client.
-    await eventually('the lock session to be back', async () => (await observer.lockSessions()).length === 1, 5_000);
+    await eventually('the lock session to be back', async () => (await observer.lockSessions()).length === 1, 60_000);
     await tusUpload(server.url, data, { uploadUrl: url });
     const settled = await waitUntilSettled(server.url, id, 30_000);
     expect(settled.status).toBe('ready');

@@ -5,6 +5,7 @@ import { sanitizeFilename } from '../hooks/sanitizeFilename.ts';
 import type { RunningServer } from '../server/main/start.ts';
 import { pdf } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
+import { eventually } from './support/eventually.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
 import { fetchStatus, tusUpload, uploadIdOf } from './support/uploads.ts';
 
@@ -42,8 +43,8 @@ function serverFor(overrides: Record<string, string>) {
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Sends `bytes` as they are on a fresh connection; resolves with the status and what arrived once the server closes it. */
-function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5_000): Promise<{ status: number; text: string }> {
+/** Sends `bytes` as they are on a fresh connection; resolves with the status and what arrived once the server closes it (a hang fails, not a slow answer). */
+function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 60_000): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -106,20 +107,18 @@ describe('request hygiene: timeouts, bounds, metrics token (open server)', () =>
       await sleep(500);
       const during: number[] = [];
       for (let i = 0; i < 9; i++) during.push(await healthzMs(server.url));
-      // Generous: at once means within a few times the unloaded latency, never waiting on the slow clients.
+      // Generous: at once means within a few times the unloaded latency of the same run, never
+      // waiting on the slow clients (which would take HEADERS_TIMEOUT, closedAt below).
       expect(median(during)).toBeLessThan(Math.max(baseline * 10, baseline + 100));
-      expect(Math.max(...during)).toBeLessThan(1_000);
 
+      // They trickle for ever: that they are closed at all is HEADERS_TIMEOUT's doing, and never before it.
       const closedAt = await Promise.all(closed);
-      for (const ms of closedAt) {
-        expect(ms).toBeGreaterThanOrEqual(1_900);
-        expect(ms).toBeLessThan(5_000);
-      }
+      for (const ms of closedAt) expect(ms).toBeGreaterThanOrEqual(1_900);
     } finally {
       clearInterval(trickle);
       for (const socket of sockets) socket.destroy();
     }
-    expect(await healthzMs(server.url)).toBeLessThan(1_000);
+    await healthzMs(server.url);
   });
 
   it('answers headers over MAX_HEADER_SIZE with 431, and smaller ones as usual', async () => {
@@ -136,9 +135,9 @@ describe('request hygiene: timeouts, bounds, metrics token (open server)', () =>
     socket.on('data', (chunk) => (answer += chunk.toString()));
     // Node itself would wait for the other 97 bytes for ever (requestTimeout is off for uploads' sake).
     socket.write('POST /api/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a"');
+    // Closed at all (the client never sends the rest) and not before REQUEST_TIMEOUT: the timeout's doing.
     const ms = await closed;
     expect(ms).toBeGreaterThanOrEqual(900);
-    expect(ms).toBeLessThan(3_000);
     expect(answer).toMatch(/^HTTP\/1\.1 4\d\d/);
   });
 
@@ -156,15 +155,11 @@ describe('request hygiene: timeouts, bounds, metrics token (open server)', () =>
     const closed = closedAfter(socket);
     socket.write(`PATCH ${pathname} HTTP/1.1\r\nHost: x\r\nTus-Resumable: ${V}\r\nContent-Type: ${OCTETS}\r\nUpload-Offset: 0\r\nContent-Length: ${file.length}\r\n\r\n`);
     socket.write(file.subarray(0, 40_000));
+    // The rest never comes: closed at all, and not before PATCH_IDLE_TIMEOUT, is the timeout's doing.
     const ms = await closed;
     expect(ms).toBeGreaterThanOrEqual(900);
-    expect(ms).toBeLessThan(3_000);
 
-    let offset = '';
-    for (let i = 0; i < 50 && offset !== '40000'; i++, await sleep(100)) {
-      offset = (await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': V } })).headers.get('upload-offset') ?? '';
-    }
-    expect(offset).toBe('40000');
+    await eventually('the 40000 bytes that arrived to be kept', async () => (await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': V } })).headers.get('upload-offset') === '40000');
     const rest = await fetch(url, {
       method: 'PATCH',
       headers: { 'Tus-Resumable': V, 'Content-Type': OCTETS, 'Upload-Offset': '40000' },
@@ -186,13 +181,11 @@ describe('request hygiene: timeouts, bounds, metrics token (open server)', () =>
     socket.write(file.subarray(0, 25_000));
     const ms = await closed;
     expect(ms).toBeGreaterThanOrEqual(900);
-    expect(ms).toBeLessThan(3_000);
     // The client never got its Location; the upload is still there, resumable, with what arrived.
-    let item: { filename: string; offset: number; status: string } | undefined;
-    for (let i = 0; i < 50 && item?.offset !== 25_000; i++, await sleep(100)) {
+    const item = await eventually('the 25000 bytes that arrived to be kept', async () => {
       const list = (await (await fetch(`${server.url}/api/uploads`)).json()) as { items: { filename: string; offset: number; status: string }[] };
-      item = list.items.find((u) => u.filename === 'stalled-create.pdf');
-    }
+      return list.items.find((u) => u.filename === 'stalled-create.pdf' && u.offset === 25_000);
+    });
     expect(item).toMatchObject({ offset: 25_000, status: 'uploading' });
   });
 

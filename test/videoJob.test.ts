@@ -413,9 +413,8 @@ describe('videoJob', () => {
       // machine transcodes inside the limit, so the limit is what ends the job, however fast the machine.
       const long = path.join(dir, 'long.mp4');
       await ffmpegRun(['-stream_loop', '59', '-i', samples.main!, '-c', 'copy', '-y', long]);
-      const { outcome, outputDir, ms } = await runJob('timeout', long, 2_500);
+      const { outcome, outputDir } = await runJob('timeout', long, 2_500);
       expect(outcome).toEqual({ ok: false, reason: expect.stringMatching(/^timed out after \d+(\.\d)? s \(limit 2\.5 s\)$/) });
-      expect(ms).toBeLessThan(8_000);
       expect(await liveProcessesWith(outputDir)).toEqual([]);
       expect(await readdir(outputDir)).toEqual([]);
     },
@@ -423,9 +422,10 @@ describe('videoJob', () => {
   );
 
   it('refuses frames over the pixel limit before decoding any (ok:false, no ffmpeg run, no output)', async () => {
-    const { outcome, outputDir, ms } = await runJob('too-many-pixels', samples.main!, 120_000, 1280 * 720 - 1);
+    const { outcome, outputDir, progress } = await runJob('too-many-pixels', samples.main!, 120_000, 1280 * 720 - 1);
     expect(outcome).toEqual({ ok: false, reason: `video frames are 1280 x 720 pixels, over the limit of ${1280 * 720 - 1}` });
-    expect(ms).toBeLessThan(5_000);
+    // Progress comes from ffmpeg's transcode alone: none means no frame was decoded.
+    expect(progress).toEqual([]);
     expect(await readdir(outputDir)).toEqual([]);
   });
 

@@ -32,6 +32,18 @@ export async function createTestDatabase(): Promise<{ url: string; drop: () => P
   };
 }
 
+/** The S3_* settings of a fresh bucket on the test radosgw. */
+export async function testBucketSettings(): Promise<Record<string, string>> {
+  return {
+    S3_BUCKET: await createTestBucket(),
+    S3_ENDPOINT: testS3.endpoint,
+    S3_REGION: testS3.region,
+    S3_ACCESS_KEY_ID: testS3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: testS3.secretAccessKey,
+    S3_FORCE_PATH_STYLE: 'true',
+  };
+}
+
 export interface TestEnvironment {
   setup: Setup;
   /** Settings shared by every server and worker of this environment (same DB, store, clamd). */
@@ -60,16 +72,7 @@ export async function createTestEnvironment(setup: Setup, overrides: Record<stri
   if (setup === 'scaleout') {
     const database = await createTestDatabase();
     dropDatabase = database.drop;
-    Object.assign(env, {
-      DATABASE_URL: database.url,
-      S3_BUCKET: await createTestBucket(),
-      S3_ENDPOINT: testS3.endpoint,
-      S3_REGION: testS3.region,
-      S3_ACCESS_KEY_ID: testS3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: testS3.secretAccessKey,
-      S3_FORCE_PATH_STYLE: 'true',
-      ...overrides,
-    });
+    Object.assign(env, { DATABASE_URL: database.url, ...(await testBucketSettings()), ...overrides });
   }
   return {
     setup,

@@ -44,7 +44,7 @@ const algorithms: Record<string, { digest: () => Digest; bytes: number }> = {
 };
 const supported = Object.keys(algorithms).join(',');
 
-interface Expected {
+export interface Expected {
   algorithm: string;
   digest: Buffer;
 }
@@ -53,7 +53,7 @@ interface Expected {
  * "The header MUST consist of the name of the used checksum algorithm and the Base64 encoded
  * checksum separated by a space." Why not, when it does not.
  */
-function parseChecksum(header: string): Expected | string {
+export function parseChecksum(header: string): Expected | string {
   const match = /^(\S+) ([A-Za-z0-9+/]+={0,2})$/.exec(header.trim());
   if (!match) return `Upload-Checksum must be "<algorithm> <base64 checksum>", not "${header}"`;
   const [, algorithm, base64] = match as unknown as [string, string, string];

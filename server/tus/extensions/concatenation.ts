@@ -8,6 +8,18 @@ import type { TusExtension } from '../tusExtension.ts';
 import { callerOf, creatorOf, type TusRequest } from '../tusRequest.ts';
 import { OCTET_STREAM, refuseTusRequest } from '../tusWire.ts';
 
+/** What an Upload-Concat header asks for, or why it cannot be read. */
+export function readUploadConcat(header: string): { kind: 'partial' } | { kind: 'final'; urls: string[] } | string {
+  // "If the upload is a partial one, the header value MUST be `partial`."
+  if (header === 'partial') return { kind: 'partial' };
+  // "In the case of a final upload, its value MUST be `final` followed by a semicolon and a
+  // space-separated list of partial upload URLs that will be concatenated."
+  const urls = /^final;(.*)$/.exec(header)?.[1]!.split(' ').filter(Boolean);
+  if (!urls) return `Upload-Concat must be "partial" or "final;<url> <url> …", not "${header}"`;
+  if (urls.length === 0) return 'Upload-Concat: final names no partial upload';
+  return { kind: 'final', urls };
+}
+
 /**
  * The tus concatenation extension (tus-js-client's parallelUploads), which @tus/server lacks (it
  * answers 501). Before @tus/server: Upload-Concat is checked, and @tus/server is handed a plain
@@ -55,19 +67,16 @@ export function concatenation(context: HookContext, tusPath: string, observe: (r
         refuseTusRequest(ctx, 400, reason);
         closeAfterAnswer(ctx);
       };
-      // "If the upload is a partial one, the header value MUST be `partial`."
-      if (header === 'partial') {
+      const concat = readUploadConcat(header);
+      if (typeof concat === 'string') return refuse(concat);
+      if (concat.kind === 'partial') {
         // Its bytes count toward the quota as declared, like any upload's.
         if (headers.get('Upload-Defer-Length')) return refuse('A partial upload needs its Upload-Length; Upload-Defer-Length is not taken with Upload-Concat: partial');
         request.concat = { kind: 'partial' };
         headers.delete('Upload-Concat');
         return next();
       }
-      // "In the case of a final upload, its value MUST be `final` followed by a semicolon and a
-      // space-separated list of partial upload URLs that will be concatenated."
-      const urls = /^final;(.*)$/.exec(header)?.[1]!.split(' ').filter(Boolean);
-      if (!urls) return refuse(`Upload-Concat must be "partial" or "final;<url> <url> …", not "${header}"`);
-      if (urls.length === 0) return refuse('Upload-Concat: final names no partial upload');
+      const { urls } = concat;
       // "The Client MUST NOT include the Upload-Length header in the final upload creation."
       if (headers.get('Upload-Length') || headers.get('Upload-Defer-Length')) return refuse('A final upload takes its length from its partial uploads: send no Upload-Length');
       if ((headers.get('Content-Type') ?? '').toLowerCase().startsWith(OCTET_STREAM)) return refuse('A final upload takes no body: its bytes are its partial uploads\'');
