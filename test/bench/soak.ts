@@ -22,7 +22,11 @@
 //   SOAK_SCAN=clamd          the scale-out setup's scanning: `clamd` (the test clamd) or `off`
 //   SOAK_RATE=1              operations started per second, per setup
 //   SOAK_WARMUP_MINUTES      samples before this are left out of the slope (default: a fifth of the run, at most 5)
+//   SOAK_MEDIA=on            `off`: only PDFs (and the disguised file) are sent, no media jobs run
 //   BENCH_VERBOSE=1          echo the servers' output
+// Each sample also has the server's anonymous memory (/proc/<pid>/smaps_rollup) and, from a
+// preload in each of its threads (memoryProbe.ts), the main thread's `external`/`arrayBuffers`
+// and the piscina workers' V8 heaps and `external` summed.
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,6 +61,8 @@ const setupNames: SetupName[] = (() => {
   if (raw === 'embedded' || raw === 'scaleout') return [raw];
   throw new Error(`SOAK_SETUP: "${raw}" is not embedded, scaleout or both`);
 })();
+const media = process.env.SOAK_MEDIA ?? 'on';
+if (media !== 'on' && media !== 'off') throw new Error(`SOAK_MEDIA: "${media}" is not on or off`);
 if (scan !== 'clamd' && scan !== 'off') throw new Error(`SOAK_SCAN: "${scan}" is not clamd or off`);
 /** About forty samples a run, at least 5 s apart. */
 const sampleEveryMs = Math.max(5_000, (minutes * 60_000) / 40);
@@ -79,6 +85,19 @@ interface Sample {
   dbConnections: number;
   tempFiles: number;
   tempBytes: number;
+  anonBytes: number;
+  mainExternalBytes: number;
+  mainArrayBuffersBytes: number;
+  workers: number;
+  workersHeapBytes: number;
+  workersExternalBytes: number;
+}
+
+interface ThreadFigures {
+  main: boolean;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
 }
 
 interface SampleFile {
@@ -114,6 +133,7 @@ class Soak {
   readonly name: SetupName;
   readonly server: ChildServer;
   readonly tmpDir: string;
+  readonly probeDir: string;
   readonly sampled: Sample[] = [];
   readonly counts = new Map<string, number>();
   readonly failures = new Map<string, number>();
@@ -121,10 +141,11 @@ class Soak {
   private readonly databaseName: string | undefined;
   private readonly started = performance.now();
 
-  constructor(name: SetupName, server: ChildServer, tmpDir: string, database?: { client: pg.Client; name: string }) {
+  constructor(name: SetupName, server: ChildServer, tmpDir: string, probeDir: string, database?: { client: pg.Client; name: string }) {
     this.name = name;
     this.server = server;
     this.tmpDir = tmpDir;
+    this.probeDir = probeDir;
     this.database = database?.client;
     this.databaseName = database?.name;
   }
@@ -138,6 +159,10 @@ class Soak {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const metrics = await (await fetch(`${this.server.url}/metrics`)).text();
     const temp = await folderSize(this.tmpDir);
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const threads = await this.threads();
+    const main = threads.find((t) => t.main);
+    const workers = threads.filter((t) => !t.main);
     const sample: Sample = {
       atMinutes: (performance.now() - this.started) / 60_000,
       rssBytes: Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024,
@@ -146,9 +171,22 @@ class Soak {
       dbConnections: await this.dbConnections(),
       tempFiles: temp.files,
       tempBytes: temp.bytes,
+      anonBytes: Number(/^Anonymous:\s+(\d+) kB/m.exec(rollup)?.[1]) * 1024,
+      mainExternalBytes: main?.external ?? 0,
+      mainArrayBuffersBytes: main?.arrayBuffers ?? 0,
+      workers: workers.length,
+      workersHeapBytes: workers.reduce((a, t) => a + t.heapUsed, 0),
+      workersExternalBytes: workers.reduce((a, t) => a + t.external, 0),
     };
     this.sampled.push(sample);
     return sample;
+  }
+
+  /** The figures each live thread of the server wrote last (a thread that ended stops writing: older than 15 s is left out). */
+  private async threads(): Promise<ThreadFigures[]> {
+    const names = await fs.readdir(this.probeDir).catch(() => []);
+    const figures = await Promise.all(names.map(async (name) => JSON.parse(await fs.readFile(path.join(this.probeDir, name), 'utf8').catch(() => 'null')) as (ThreadFigures & { at: number }) | null));
+    return figures.filter((f): f is ThreadFigures & { at: number } => f !== null && Date.now() - f.at < 15_000);
   }
 
   /** Scale-out: sessions on its database (this process's sampler is on another one); embedded: the Postgres client backends under the server. */
@@ -182,6 +220,8 @@ async function folderSize(dir: string): Promise<{ files: number; bytes: number; 
 async function startSetup(name: SetupName, root: string): Promise<Soak> {
   const tmpDir = path.join(root, name, 'tmp');
   const dataDir = path.join(root, name, 'data');
+  const probeDir = path.join(root, name, 'probe');
+  await fs.mkdir(probeDir, { recursive: true });
   await fs.mkdir(tmpDir, { recursive: true, mode: 0o755 });
   await fs.mkdir(dataDir, { recursive: true, mode: 0o755 });
   const port = await freePort();
@@ -212,6 +252,7 @@ async function startSetup(name: SetupName, root: string): Promise<Soak> {
     WEBHOOK_RETRY_DELAY: '1s',
     WEBHOOK_MAX_ATTEMPTS: '4',
     EVENTS_HEARTBEAT: '5s',
+    SOAK_PROBE_DIR: probeDir,
   };
   let database: { client: pg.Client; name: string } | undefined;
   if (name === 'scaleout') {
@@ -227,9 +268,10 @@ async function startSetup(name: SetupName, root: string): Promise<Soak> {
       ...(scan === 'clamd' ? { SCAN: 'required', CLAMD_SOCKET: clamdSocket } : {}),
     });
   }
-  const server = await startServerOf(repoRoot, name, env, [], { timeoutMs: 180_000 });
+  const probe = path.join(repoRoot, 'test/bench/memoryProbe.ts');
+  const server = await startServerOf(repoRoot, name, env, ['--import', probe], { timeoutMs: 180_000 });
   children.push(server);
-  return new Soak(name, server, tmpDir, database);
+  return new Soak(name, server, tmpDir, probeDir, database);
 }
 
 /** The app is down for 15 s of every minute and answers one delivery in ten with 500. */
@@ -375,7 +417,9 @@ async function sampling(soak: Soak, untilMs: number): Promise<void> {
 function printSample(soak: Soak, s: Sample): void {
   console.log(
     `[${soak.name}] ${fmt(s.atMinutes, 1).padStart(5)} min  RSS ${fmt(s.rssBytes / MiB, 1)} MiB  heap ${fmt(s.heapBytes / MiB, 1)} MiB  ` +
-      `fds ${s.fds}  db ${s.dbConnections}  tmp ${s.tempFiles} files ${fmt(s.tempBytes / 1024, 0)} KiB`,
+      `fds ${s.fds}  db ${s.dbConnections}  tmp ${s.tempFiles} files ${fmt(s.tempBytes / 1024, 0)} KiB  anon ${fmt(s.anonBytes / MiB, 1)} MiB  ` +
+      `external ${fmt(s.mainExternalBytes / MiB, 1)} (arrayBuffers ${fmt(s.mainArrayBuffersBytes / MiB, 1)}) MiB  ` +
+      `${s.workers} workers: heap ${fmt(s.workersHeapBytes / MiB, 1)} external ${fmt(s.workersExternalBytes / MiB, 1)} MiB`,
   );
 }
 
@@ -414,7 +458,12 @@ function report(soak: Soak, left: { files: number; bytes: number; names: string[
   const last = soak.sampled.at(-1)!;
   const rows: Array<[string, (s: Sample) => number, string, (v: number) => string]> = [
     ['RSS', (s) => s.rssBytes / MiB, 'MiB', (v) => fmt(v, 1)],
+    ['anonymous memory', (s) => s.anonBytes / MiB, 'MiB', (v) => fmt(v, 1)],
     ['V8 heap used', (s) => s.heapBytes / MiB, 'MiB', (v) => fmt(v, 1)],
+    ['main thread external', (s) => s.mainExternalBytes / MiB, 'MiB', (v) => fmt(v, 1)],
+    ['main thread arrayBuffers', (s) => s.mainArrayBuffersBytes / MiB, 'MiB', (v) => fmt(v, 1)],
+    ['workers\' V8 heap used', (s) => s.workersHeapBytes / MiB, 'MiB', (v) => fmt(v, 1)],
+    ['workers\' external', (s) => s.workersExternalBytes / MiB, 'MiB', (v) => fmt(v, 1)],
     ['open file descriptors', (s) => s.fds, '', (v) => fmt(v, 0)],
     ['database connections', (s) => s.dbConnections, '', (v) => fmt(v, 0)],
     ['files in TMPDIR', (s) => s.tempFiles, '', (v) => fmt(v, 0)],
@@ -437,9 +486,12 @@ async function main(): Promise<void> {
   console.log(
     `soak — node ${process.version}, ${os.availableParallelism()} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}; ` +
       `${setupNames.join(' and ')} for ${minutes} min at ${rate} operation(s)/s, a sample every ${fmt(sampleEveryMs / 1000, 0)} s` +
-      (setupNames.includes('scaleout') ? `; scale-out scanning: ${scan}` : ''),
+      (setupNames.includes('scaleout') ? `; scale-out scanning: ${scan}` : '') +
+      (media === 'off' ? '; PDFs only' : '') +
+      (process.env.LD_PRELOAD ? `; LD_PRELOAD=${process.env.LD_PRELOAD}` : '') +
+      (process.env.MALLOC_ARENA_MAX ? `; MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX}` : ''),
   );
-  const files = await makeFiles(root);
+  const files = (await makeFiles(root)).filter((f) => media === 'on' || f.type === 'application/pdf');
   console.log(`files: ${files.map((f) => `${f.name} (${fmt(f.data.length / 1024, 0)} KiB)`).join(', ')}`);
   const reports = await Promise.all(setupNames.map((name) => runSetup(name, root, files)));
   for (const print of reports) print();
