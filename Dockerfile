@@ -6,7 +6,13 @@
 FROM node:24-bookworm-slim
 # tini as PID 1 passes SIGTERM on to node (which then finishes running requests and jobs) and
 # reaps orphaned children such as an ffmpeg whose parent died; node itself is not built to be PID 1.
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libheif-examples tini && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg libheif-examples tini libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+  && ln -s /usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2
+# jemalloc instead of glibc's malloc for every process of the image: libvips (sharp, on the media
+# threads) allocates and frees its pixel buffers from several threads, and glibc's per-thread arenas
+# keep the freed memory fragmented, so the RSS of a process that runs media jobs keeps rising for
+# hours though nothing leaks (sharp's docs advise the same; measured in docs/benchmarks.md#soak).
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 WORKDIR /app
 COPY package.json package-lock.json ./
 # The image has its Node: the binary npm installs for machines whose own is older goes again.

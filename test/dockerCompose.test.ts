@@ -54,6 +54,14 @@ describe('docker-compose.yml with the image', () => {
     expect(imageEnv().NODE_ENV).toBe('production');
   });
 
+  it('runs every process of the image with jemalloc (glibc malloc fragments under libvips: benchmarks.md#soak)', () => {
+    const preload = imageEnv().LD_PRELOAD;
+    expect(preload).toBe('/usr/local/lib/libjemalloc.so.2');
+    // The library comes from Debian's package, linked where LD_PRELOAD looks on every architecture.
+    expect(dockerfile).toMatch(/apt-get install [^\n]*\blibjemalloc2\b/);
+    expect(dockerfile).toContain(`ln -s /usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2 ${preload}`);
+  });
+
   for (const service of ['server', 'worker']) {
     it(`passes ${service} an AUTH_SECRET from the environment, with a loud placeholder the server accepts`, () => {
       expect(composeText).toMatch(/^\s*AUTH_SECRET: \$\{AUTH_SECRET:-CHANGE-ME-[^}]+\}$/m);
@@ -78,8 +86,9 @@ describe('docker-compose.yml with the image', () => {
       const env = containerEnv(service);
       const read = new Set<string>();
       loadConfig(env, read);
-      // Every variable of the image and the service, looked at by loadConfig: none is a typo or a leftover.
-      expect(Object.keys(env).filter((name) => !read.has(name))).toEqual([]);
+      // Every variable of the image and the service, looked at by loadConfig: none is a typo or a
+      // leftover. LD_PRELOAD is the dynamic loader's (jemalloc, below), not a setting of ours.
+      expect(Object.keys(env).filter((name) => !read.has(name) && name !== 'LD_PRELOAD')).toEqual([]);
     });
   }
 
