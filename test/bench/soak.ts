@@ -182,11 +182,15 @@ class Soak {
     return sample;
   }
 
-  /** The figures each live thread of the server wrote last (a thread that ended stops writing: older than 15 s is left out). */
+  /**
+   * The figures each thread of the server wrote last. An idle piscina worker blocks in
+   * Atomics.wait and its timer does not fire: its figures are those of its last task. (A thread
+   * that crashed would be counted on; piscina keeps its threads, so none ends otherwise.)
+   */
   private async threads(): Promise<ThreadFigures[]> {
     const names = await fs.readdir(this.probeDir).catch(() => []);
-    const figures = await Promise.all(names.map(async (name) => JSON.parse(await fs.readFile(path.join(this.probeDir, name), 'utf8').catch(() => 'null')) as (ThreadFigures & { at: number }) | null));
-    return figures.filter((f): f is ThreadFigures & { at: number } => f !== null && Date.now() - f.at < 15_000);
+    const figures = await Promise.all(names.map(async (name) => JSON.parse(await fs.readFile(path.join(this.probeDir, name), 'utf8').catch(() => 'null')) as ThreadFigures | null));
+    return figures.filter((f): f is ThreadFigures => f !== null);
   }
 
   /** Scale-out: sessions on its database (this process's sampler is on another one); embedded: the Postgres client backends under the server. */
