@@ -493,7 +493,7 @@ async function main(): Promise<void> {
       (setupNames.includes('scaleout') ? `; scale-out scanning: ${scan}` : '') +
       (media === 'off' ? '; PDFs only' : '') +
       (process.env.LD_PRELOAD ? `; LD_PRELOAD=${process.env.LD_PRELOAD}` : '') +
-      (process.env.MALLOC_ARENA_MAX ? `; MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX}` : ''),
+      Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')).map(([k, v]) => `; ${k}=${v}`).join(''),
   );
   const files = (await makeFiles(root)).filter((f) => media === 'on' || f.type === 'application/pdf');
   console.log(`files: ${files.map((f) => `${f.name} (${fmt(f.data.length / 1024, 0)} KiB)`).join(', ')}`);
