@@ -49,8 +49,8 @@ describe('Uppy AwsS3 (multipart) in Chromium, straight to radosgw', () => {
 
   beforeAll(async () => {
     if (!existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: run \`sudo bash test/services/install.sh\`, or set CHROMIUM_PATH`);
-    // The second part's PUT loses its connection after 2 MiB of it went through, twice.
-    proxy = await startCuttingProxy(testS3.endpoint, (line) => line.startsWith('PUT ') && /[?&]partNumber=2[& ]/.test(line), 2 * MiB, 2);
+    // The second part's PUT loses its connection after 2 MiB of it went through, three times.
+    proxy = await startCuttingProxy(testS3.endpoint, (line) => line.startsWith('PUT ') && /[?&]partNumber=2[& ]/.test(line), 2 * MiB, 3);
     environment = await createTestEnvironment('scaleout', { AUTH_SECRET: testAuthSecret, S3_PUBLIC_ENDPOINT: proxy.url });
     server = await startTestServer(environment);
     // The browser PUTs to the bucket from the page's origin, and Uppy reads each part's ETag.
@@ -101,9 +101,9 @@ describe('Uppy AwsS3 (multipart) in Chromium, straight to radosgw', () => {
     const shown = await item!.evaluate((li) => ({ id: li.getAttribute('data-upload-id')!, status: li.getAttribute('data-status') }));
     expect(errors).toEqual([]);
     expect(shown.status).toBe('ready');
-    expect(proxy.cuts()).toBe(2);
+    expect(proxy.cuts()).toBe(3);
     // Twelve parts of 5 MiB, the second sent again by Uppy after its connections were cut.
-    expect(cutParts).toEqual(['2']);
+    expect(new Set(cutParts)).toEqual(new Set(['2']));
     expect(partPuts.filter((n) => n === '2').length).toBeGreaterThanOrEqual(2);
     expect(new Set(partPuts).size).toBe(12);
     expect(signing.length).toBeGreaterThan(12);

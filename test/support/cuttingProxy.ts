@@ -13,8 +13,8 @@ export interface CuttingProxy {
 /**
  * Forwards every connection to `targetUrl` unchanged (the Host header too, so an S3 signature made
  * for the proxy's address still holds), except the first `times` whose request line passes `test`:
- * each is cut once `afterBytes` of it have gone through. (Chromium quietly sends a request again
- * once when a kept-alive connection is reset: cutting twice is what a page's script gets to see.)
+ * each is cut once `afterBytes` of it have gone through. (Chromium quietly sends a request again,
+ * up to twice, when a kept-alive connection is reset: a page's script sees the third cut.)
  */
 export async function startCuttingProxy(targetUrl: string, test: (requestLine: string) => boolean, afterBytes: number, times = 1): Promise<CuttingProxy> {
   const target = new URL(targetUrl);
