@@ -274,24 +274,22 @@ describe('direct-to-S3 uploads (scaleout)', () => {
 });
 
 describe('direct-to-S3 uploads (embedded default)', () => {
-  let environment: TestEnvironment;
-  let server: RunningServer;
-
-  beforeAll(async () => {
-    environment = await createTestEnvironment('embedded', { AUTH_SECRET: testAuthSecret });
-    server = await startTestServer(environment);
-  });
-  afterAll(async () => {
-    await server?.close();
-    await environment?.destroy();
-  });
-
-  it('every route answers a 404 naming S3_BUCKET', async () => {
-    const token = await mintToken('alice');
-    for (const [method, path] of [['POST', '/s3/multipart'], ['GET', '/s3/params?filename=a.pdf&type=application/pdf'], ['GET', '/s3/multipart/x/1?key=y'], ['DELETE', '/s3/multipart/x?key=y']] as const) {
-      const res = await fetch(`${server.url}${path}`, { method, headers: bearer(token) });
-      expect(res.status, `${method} ${path}`).toBe(404);
-      expect((await res.json()).error).toContain('S3_BUCKET');
+  it('every route answers a 404 naming S3_BUCKET', { timeout: 60_000 }, async () => {
+    const environment = await createTestEnvironment('embedded', { AUTH_SECRET: testAuthSecret });
+    const server = await startTestServer(environment).catch(async (error: unknown) => {
+      await environment.destroy();
+      throw error;
+    });
+    try {
+      const token = await mintToken('alice');
+      for (const [method, path] of [['POST', '/s3/multipart'], ['GET', '/s3/params?filename=a.pdf&type=application/pdf'], ['GET', '/s3/multipart/x/1?key=y'], ['DELETE', '/s3/multipart/x?key=y']] as const) {
+        const res = await fetch(`${server.url}${path}`, { method, headers: bearer(token) });
+        expect(res.status, `${method} ${path}`).toBe(404);
+        expect((await res.json()).error).toContain('S3_BUCKET');
+      }
+    } finally {
+      await server.close();
+      await environment.destroy();
     }
   });
 });
