@@ -136,6 +136,15 @@ describe('direct-to-S3 uploads (scaleout)', () => {
     const other = await create(alice, { filename: 'other.pdf', type: 'application/pdf' });
     expect((await call('GET', `/s3/multipart/${encodeURIComponent(other.uploadId)}/1?key=${c.key}`, alice)).status).toBe(404);
     expect((await call('GET', `/s3/multipart/${encodeURIComponent(c.uploadId)}/1?key=../${c.key}`, alice)).status).toBe(404);
+    // The tus endpoint does not take a direct upload's bytes: it has no tus upload behind it.
+    for (const method of ['HEAD', 'PATCH']) {
+      const tus = await fetch(`${server.url}/files/${c.key}`, {
+        method,
+        headers: { ...bearer(alice), 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+        body: method === 'PATCH' ? new Uint8Array(10) : undefined,
+      });
+      expect(tus.status, `${method} /files/<direct upload>`).toBe(404);
+    }
     expect((await call('DELETE', uploadPath(c), alice)).status).toBe(200);
   });
 
