@@ -66,28 +66,29 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
   };
   const multipartOf = (ctx: DirectContext) => ownUpload(ctx, 's3-multipart', ctx.query.key, ctx.params.uploadId);
 
-  const answer = (ctx: DirectContext, status: number, body: unknown) => {
+  const answer = (ctx: DirectContext, body: unknown) => {
     ctx.set('Cache-Control', 'no-store');
-    ctx.status = status;
     ctx.body = body;
   };
+  // Where a completed upload is followed: its status JSON (Uppy reports it as the file's uploadURL).
+  const statusUrl = (ctx: DirectContext, id: string) => `${config.publicUrl ?? `${ctx.protocol}://${ctx.host}`}/api/uploads/${id}`;
 
   router.post('/multipart', async (ctx) => {
     const body = await readJsonBody(ctx, maxBodyBytes);
     const request = directRequest(body);
     await limitRate(ctx);
     const upload = await createMultipartUpload(context, creatorOf(ctx), request);
-    answer(ctx, 200, { key: upload.storage_key, uploadId: upload.multipart_upload_id, bucket: config.s3!.bucket });
+    answer(ctx, { key: upload.storage_key, uploadId: upload.multipart_upload_id, bucket: config.s3!.bucket });
   });
 
   router.get('/multipart/:uploadId', async (ctx) => {
-    answer(ctx, 200, await listParts(context, await multipartOf(ctx)));
+    answer(ctx, await listParts(context, await multipartOf(ctx)));
   });
 
   router.get('/multipart/:uploadId/:partNumber', async (ctx) => {
     const upload = await multipartOf(ctx);
     const partNumber = /^\d{1,5}$/.test(ctx.params.partNumber!) ? Number(ctx.params.partNumber) : NaN;
-    answer(ctx, 200, await signPart(context, upload, partNumber));
+    answer(ctx, await signPart(context, upload, partNumber));
   });
 
   router.post('/multipart/:uploadId/complete', async (ctx) => {
@@ -98,29 +99,28 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
       httpError(400, '`parts` must be an array of {PartNumber, ETag}');
     }
     const completed = await completeMultipartUpload(context, upload, parts as { PartNumber: number; ETag: string }[]);
-    answer(ctx, 200, { location: `${statusBase(ctx)}/api/uploads/${completed.id}`, key: completed.storage_key, bucket: config.s3!.bucket });
+    answer(ctx, { location: statusUrl(ctx, completed.id), key: completed.storage_key, bucket: config.s3!.bucket });
   });
 
   router.delete('/multipart/:uploadId', async (ctx) => {
     await abortDirectUpload(context, await multipartOf(ctx));
-    answer(ctx, 200, {});
+    answer(ctx, {});
   });
 
   router.get('/params', async (ctx) => {
     const request = directRequest({ filename: ctx.query.filename, type: ctx.query.type, metadata: queryMetadata(ctx.query), size: ctx.query.size });
     await limitRate(ctx);
     const { upload, url, fields } = await createPostUpload(context, creatorOf(ctx), request);
-    answer(ctx, 200, { method: 'POST', url, fields, expires: config.s3!.directPresignSeconds, id: upload.id });
+    answer(ctx, { method: 'POST', url, fields, expires: config.s3!.directPresignSeconds, id: upload.id });
   });
 
   // Uppy calls nothing after a POST: the cleanup finds the object; an app that knows it arrived says so here.
   router.post('/params/:id/complete', async (ctx) => {
     const upload = await ownUpload(ctx, 's3-post', ctx.params.id);
     if (upload.status === 'uploading' && !(await finishPostUpload(context, upload))) httpError(409, 'the bucket holds no object for this upload yet');
-    answer(ctx, 200, { id: upload.id, location: `${statusBase(ctx)}/api/uploads/${upload.id}` });
+    answer(ctx, { id: upload.id, location: statusUrl(ctx, upload.id) });
   });
 
-  const statusBase = (ctx: DirectContext) => config.publicUrl ?? `${ctx.protocol}://${ctx.host}`;
   return router;
 }
 
