@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
 import { testS3, testS3Client } from './services/env.ts';
 import { startCuttingProxy, type CuttingProxy } from './support/cuttingProxy.ts';
-import { sha256 } from './support/samples.ts';
+import { eventually } from './support/eventually.ts';
+import { pdf, sha256 } from './support/samples.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
 import { fetchStatus } from './support/uploads.ts';
@@ -113,6 +114,44 @@ describe('Uppy AwsS3 (multipart) in Chromium, straight to radosgw', () => {
     const status = await fetchStatus(server.url, shown.id, bearer(token));
     expect(status).toMatchObject({ status: 'ready', protocol: 's3-multipart', owner: 'alice', filename: path.basename(file), detectedType: 'video/mp4', size: bytes.length, sha256: sha256(bytes) });
     expect(status.outputs.map((o) => o.name)).toEqual(expect.arrayContaining(['mp4', 'poster', 'thumbnail']));
+    await page.close();
+  });
+
+  it("works with the app's own signing functions calling the routes with the token (how Uppy 6 is used)", { timeout: 120_000 }, async () => {
+    const token = await mintToken('bob');
+    const data = pdf(6 * MiB);
+    const page: Page = await browser.newPage();
+    await page.goto(`${server.url}/?via=s3`, { waitUntil: 'load' });
+    const uploadURL = await page.evaluate(
+      async (token, base64) => {
+        const { Uppy, AwsS3 } = (window as unknown as { Uppy: Record<string, any> }).Uppy;
+        const api = async (method: string, path: string, body?: unknown) => {
+          const res = await fetch(path, { method, headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+          if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+          return res.json();
+        };
+        const route = (o: { uploadId: string }) => `/s3/multipart/${encodeURIComponent(o.uploadId)}`;
+        const uppy = new Uppy().use(AwsS3, {
+          shouldUseMultipart: true,
+          createMultipartUpload: (file: { name: string; type: string; size: number }) => api('POST', '/s3/multipart', { filename: file.name, type: file.type, metadata: { size: file.size } }),
+          signPart: (_file: unknown, o: { uploadId: string; key: string; partNumber: number }) => api('GET', `${route(o)}/${o.partNumber}?key=${o.key}`),
+          listParts: (_file: unknown, o: { uploadId: string; key: string }) => api('GET', `${route(o)}?key=${o.key}`),
+          completeMultipartUpload: (_file: unknown, o: { uploadId: string; key: string; parts: unknown }) => api('POST', `${route(o)}/complete?key=${o.key}`, { parts: o.parts }),
+          abortMultipartUpload: (_file: unknown, o: { uploadId: string; key: string }) => api('DELETE', `${route(o)}?key=${o.key}`),
+        });
+        const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+        uppy.addFile({ name: 'own-functions.pdf', type: 'application/pdf', data: new Blob([bytes], { type: 'application/pdf' }) });
+        const result = await uppy.upload();
+        if (result.failed.length > 0) throw new Error(String(result.failed[0].error));
+        return result.successful[0].response.uploadURL as string;
+      },
+      token,
+      data.toString('base64'),
+    );
+    const id = uploadURL.split('/').pop()!;
+    expect(uploadURL).toBe(`${server.url}/api/uploads/${id}`);
+    await eventually('the upload ready', async () => (await fetchStatus(server.url, id, bearer(token))).status === 'ready', 60_000, 200);
+    expect(await fetchStatus(server.url, id, bearer(token))).toMatchObject({ protocol: 's3-multipart', owner: 'bob', size: data.length, sha256: sha256(data) });
     await page.close();
   });
 });
