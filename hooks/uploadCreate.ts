@@ -2,6 +2,7 @@ import type { QuotaRefusal } from '../server/infra/db/quotas.ts';
 import type { UploadLimits, UploadProtocol } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
+import { keyTakenRefusal, type KeyClaim } from './idempotentCreation.ts';
 import { sanitizeFilename } from './sanitizeFilename.ts';
 import { narrowPolicy, refuseDeclared } from './typePolicy.ts';
 import { declaredFile, ownMetadata, replaceOwnMetadata, type StoredUpload, type UploadMetadata } from './uploadMetadata.ts';
@@ -12,11 +13,15 @@ export interface TusError {
   body: string;
 }
 
-/** Who creates an upload: its owner (null when the server runs open), what their token allows, and their address. */
+/**
+ * Who creates an upload: its owner (null when the server runs open), what their token allows, and
+ * their address; and the Idempotency-Key the creation claims, if it sent one (idempotentCreation.ts).
+ */
 export interface Creator {
   owner: string | null;
   limits: UploadLimits;
   ip: string;
+  idempotency?: KeyClaim;
 }
 
 /** What recording a final upload (concatenation) takes: its Upload-Concat as sent, and the partial uploads it claims. */
@@ -97,8 +102,13 @@ export async function uploadCreate(
     },
     config.quotas,
     final?.parts.map((part) => part.id),
+    creator.idempotency,
   );
   if (!created.ok) {
+    if (created.refused === 'key taken') {
+      log.info({ upload: upload.id, owner: creator.owner }, 'upload not created: a creation with the same Idempotency-Key made it first');
+      throw keyTakenRefusal;
+    }
     // Another final took one of the parts since they were checked: as if it were not there.
     if (created.refused === 'parts taken') refuse(400, 'one of the partial uploads Upload-Concat names is not a partial upload of yours');
     const { status, reason } = quotaRefusalAnswer(created.refused);

@@ -1,4 +1,5 @@
 import type { Db } from '../server/infra/db/database.ts';
+import { claimKey, forgetKey, type KeyClaim } from '../server/infra/db/idempotencyKeys.ts';
 import { findUpload } from '../server/infra/db/records.ts';
 import type { NewUpload, Upload, UploadEventRow, UploadStatus } from '../server/infra/db/schema.ts';
 import type { Quota, QuotaRefusal } from '../server/infra/db/quotas.ts';
@@ -81,8 +82,8 @@ export interface Move {
  */
 export type InTransition = (trx: Db, event: UploadEvent, upload: Upload) => Promise<void>;
 
-/** A creation: made, or refused by the owner's quota or because its parts were taken. */
-export type Creation = { ok: true; upload: Upload; event: UploadEvent } | { ok: false; refused: QuotaRefusal | 'parts taken' };
+/** A creation: made, or refused by the owner's quota, because its parts were taken, or because its Idempotency-Key names another upload. */
+export type Creation = { ok: true; upload: Upload; event: UploadEvent } | { ok: false; refused: QuotaRefusal | 'parts taken' | 'key taken' };
 
 /** A new upload's record: always created `uploading`. */
 export type NewUploadRecord = Omit<NewUpload, 'status' | 'event_seq' | 'reclaimed_at'>;
@@ -96,12 +97,19 @@ export class UploadLifecycle {
   /**
    * Records a new upload (`uploading`, event 1) within its owner's quota, or the refusal. A final
    * upload (concatenation) claims its partial uploads `parts` with it; refused with 'parts taken'
-   * when one is not the owner's unclaimed partial.
+   * when one is not the owner's unclaimed partial. With a `key`, the key is given to the upload in
+   * the same transaction, first (a creation racing with the same key waits here for this one to
+   * end); refused with 'key taken' when it names another upload.
    */
-  async create(db: Db, record: NewUploadRecord, quota?: Quota, parts?: readonly string[]): Promise<Creation> {
+  async create(db: Db, record: NewUploadRecord, quota?: Quota, parts?: readonly string[], key?: KeyClaim): Promise<Creation> {
     return inTransaction(db, async (trx) => {
+      const owner = record.owner ?? null;
+      if (key && !(await claimKey(trx, owner, key, record.id))) return { ok: false, refused: 'key taken' };
       const refused = await insertUpload(trx, { ...record, status: 'uploading', event_seq: 1 }, quota, parts);
-      if (refused) return { ok: false, refused };
+      if (refused) {
+        if (key) await forgetKey(trx, owner, key.key, record.id);
+        return { ok: false, refused };
+      }
       const event = eventOf(await recordCreation(trx, { id: record.id, status: 'uploading' }));
       const upload = (await findUpload(trx, record.id))!;
       for (const extension of this.extensions) await extension(trx, event, upload);

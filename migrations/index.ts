@@ -6,6 +6,7 @@ import * as jobWaits from './004_job_waits.ts';
 import * as uploadEvents from './005_upload_events.ts';
 import * as webhooks from './006_webhooks.ts';
 import * as uploadConcat from './007_upload_concat.ts';
+import * as idempotency from './008_idempotency.ts';
 import * as directUploads from './011_direct_uploads.ts';
 
 /** Every migration, in order; listed here so they ship with the code instead of being found on disk. */
@@ -17,5 +18,6 @@ export const migrations: Record<string, Migration> = {
   '005_upload_events': uploadEvents,
   '006_webhooks': webhooks,
   '007_upload_concat': uploadConcat,
+  '008_idempotency': idempotency,
   '011_direct_uploads': directUploads,
 };

@@ -83,7 +83,7 @@ describe('maintenance commands', () => {
     expect(await fetchStatus(server.url, id)).toMatchObject({ status: 'expired', reason: expect.stringContaining('not finished before') });
     expect(await storedObjects(id)).toEqual([]);
 
-    expect((await cleanup()).lines, 'nothing left to do').toEqual([{ expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, dryRun: false }]);
+    expect((await cleanup()).lines, 'nothing left to do').toEqual([{ expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, keys: 0, dryRun: false }]);
   });
 
   it('requeue <id> runs a failed inspection again with fresh attempts, and the upload becomes ready', async () => {

@@ -54,7 +54,7 @@ export function tusCorsOptions(origins: string[]): { allowedOrigins?: (origin: s
   return {
     allowedOrigins: origins.includes('*') ? undefined : (origin) => policy.allowOrigin(origin) !== undefined,
     exposedHeaders: moreExposedHeaders,
-    allowedHeaders: [...draftFields, 'Content-Disposition'],
+    allowedHeaders: [...draftFields, 'Content-Disposition', 'Idempotency-Key'],
   };
 }
 

@@ -2,6 +2,7 @@ import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
 import { finishPostUpload } from '../../hooks/directUpload.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
+import { deleteExpiredKeys } from '../infra/db/idempotencyKeys.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
 import type { Upload } from '../infra/db/schema.ts';
 import { pruneUploadRates } from '../infra/db/uploadRates.ts';
@@ -29,6 +30,8 @@ export interface CleanupTotals {
   reclaimed: number;
   parts: number;
   swept: number;
+  /** Idempotency-Keys past IDEMPOTENCY_TTL, forgotten. */
+  keys: number;
 }
 
 /**
@@ -42,13 +45,14 @@ export interface CleanupTotals {
  *   rows: what a crash between its transition and that removal left. Each upload once.
  * - Partial uploads (concatenation) that expired unused, or whose final was made but did not remove
  *   them (the process died), are removed.
- * Then the store sweeps its own expired leftovers, including those no record points to, and the
- * rate limit forgets addresses idle for a minute (its table would otherwise keep every one).
+ * Then the store sweeps its own expired leftovers, including those no record points to, the
+ * Idempotency-Keys past IDEMPOTENCY_TTL are forgotten, and the rate limit forgets addresses idle
+ * for a minute (its table would otherwise keep every one).
  */
 export async function cleanUpExpired(context: HookContext, options: CleanupOptions = {}): Promise<CleanupTotals> {
   const { db, storage, log, lifecycle, config } = context;
   const { now = new Date(), dryRun = false, onUpload } = options;
-  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0 };
+  const totals: CleanupTotals = { expired: 0, received: 0, reclaimed: 0, parts: 0, swept: 0, keys: 0 };
   const done = (action: CleanupAction, upload: Upload) => {
     onUpload?.({ action, upload });
     totals[action]++;
@@ -96,6 +100,7 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
     totals.parts += batch.length;
   }
   totals.swept = await storage.sweepExpired();
+  totals.keys = await deleteExpiredKeys(db);
   await pruneUploadRates(db);
   if (Object.values(totals).some((n) => n > 0)) log.info(totals, 'cleanup');
   return totals;

@@ -6,9 +6,11 @@ import type { HookContext } from '../../hooks/hookContext.ts';
 import { uploadSizeLimit } from '../../hooks/typePolicy.ts';
 import { tusPath } from '../../hooks/uploadStatusJson.ts';
 import { tusCorsOptions } from '../http/cors.ts';
+import { closeAfterAnswer } from '../http/lingeringClose.ts';
 import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../infra/db/databaseUnavailable.ts';
 import { bytesLeft } from '../infra/db/quotas.ts';
 import { findUpload, recordDeclaredSize } from '../infra/db/records.ts';
+import type { Upload as UploadRecord } from '../infra/db/schema.ts';
 import type { Concatenated } from '../infra/store/storage.ts';
 import { access } from './extensions/access.ts';
 import { checksum } from './extensions/checksum.ts';
@@ -16,6 +18,7 @@ import { concatenation } from './extensions/concatenation.ts';
 import { creation } from './extensions/creation.ts';
 import { expiration } from './extensions/expiration.ts';
 import { firstBytes } from './extensions/firstBytes.ts';
+import { idempotency } from './extensions/idempotency.ts';
 import { metadataLimits } from './extensions/metadataLimits.ts';
 import { progress } from './extensions/progress.ts';
 import { rateLimit } from './extensions/rateLimit.ts';
@@ -64,6 +67,8 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
     specFixes(),
     metadataLimits(),
     access(config.auth, db),
+    // A retried creation is answered before anything counts (rateLimit) or judges it again.
+    idempotency(context, retriedAnswer),
     ietfDraftAppends(),
     rateLimit({ db, perMinute: config.rateLimitPerMinute, log }),
     concatenation(context, tusPath, observeConcatenation),
@@ -79,6 +84,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
   const announcements = extensions.flatMap((e) => (e.announces ? [e.announces] : []));
 
   async function create(upload: Upload, request: TusRequest): Promise<Created> {
+    request.createdId = upload.id;
     for (const extension of extensions) {
       const created = await extension.create?.(upload, request);
       if (created) return created;
@@ -88,6 +94,21 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
 
   async function finish(upload: Upload, request: TusRequest): Promise<void> {
     for (const extension of extensions) if (await extension.finish?.(upload, request)) return;
+  }
+
+  /**
+   * A creation retried with its Idempotency-Key is answered as its first answer was (201, the same
+   * Location as @tus/server makes it) with the upload's offset now; nothing of its body is read.
+   */
+  async function retriedAnswer(request: TusRequest, upload: UploadRecord): Promise<Response> {
+    const stored = await store.getUpload(upload.id).catch(() => undefined);
+    const headers = new Headers({
+      'Tus-Resumable': TUS_VERSION,
+      Location: server.handlers.POST.generateUrl(new Request(`http://localhost${tusPath}`, { headers: request.engine.headers }), upload.id),
+      'Upload-Offset': String(stored?.offset ?? upload.offset),
+    });
+    if (upload.status === 'uploading' && upload.expires_at) headers.set('Upload-Expires', upload.expires_at.toUTCString());
+    return new Response(null, { status: 201, headers });
   }
 
   /** What a failure is answered with (@tus/server's own mapping, where none of these apply). */
@@ -182,7 +203,7 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
 
   /** @tus/server's answer to `request`, passed back through the extensions. */
   const serve = async (request: TusRequest): Promise<Response> => {
-    let response = await server.handleWeb(engineRequest(request));
+    let response = request.retried ? await retriedAnswer(request, request.retried) : await server.handleWeb(engineRequest(request));
     if (request.engine.method === 'OPTIONS') response = announce(response);
     for (const answer of answers) {
       try {
@@ -201,7 +222,9 @@ export function tusEdge(context: HookContext, locker: Locker, observeConcatenati
     const request = openTusRequest(ctx, tusPath);
     const step = async (i: number): Promise<void> => {
       const before = befores[i];
-      if (before) return before(ctx, request, () => step(i + 1));
+      // A retried creation (idempotency) gets the upload it made: no later step judges it, and its body is not read.
+      if (before && !request.retried) return before(ctx, request, () => step(i + 1));
+      if (request.retried && request.store.bodyLength !== 0) closeAfterAnswer(ctx);
       // @tus/server's answer is written here, its body streamed straight to the store.
       ctx.respond = false;
       await sendAnswer(ctx.res, await runInRequestScope(request, () => serve(request)));

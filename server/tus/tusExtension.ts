@@ -27,7 +27,9 @@ export interface TusExtension {
   readonly announces?: Announcement;
   /**
    * Before @tus/server reads the request: answer it (a refusal: do not call `next`), or change
-   * what @tus/server will see through `request.engine` and `request.body`, then call `next`.
+   * what @tus/server will see through `request.engine` and `request.body`, then call `next`. A
+   * creation retried with its Idempotency-Key (`request.retried` set) skips the later steps and
+   * @tus/server: the answers run on the edge's answer for the upload it made.
    */
   before?(ctx: Context, request: TusRequest, next: () => Promise<void>): Promise<void>;
   /** Records the upload @tus/server is about to create; the first extension that returns a result creates it. */

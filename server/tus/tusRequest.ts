@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Context } from 'koa';
 import type { FinalUpload } from '../../hooks/concatenation.ts';
+import type { KeyClaim } from '../../hooks/idempotentCreation.ts';
 import type { Creator } from '../../hooks/uploadCreate.ts';
 import type { Caller } from '../auth/verifyToken.ts';
 import type { Upload, UploadLimits, UploadPart } from '../infra/db/schema.ts';
@@ -36,6 +37,12 @@ export interface TusRequest {
   /** The limits the creation settled on (the token's, narrowed by the app's check). */
   limits?: UploadLimits;
   concat?: ConcatCreation;
+  /** The Idempotency-Key a creation claims (the idempotency extension). */
+  idempotency?: KeyClaim;
+  /** The upload a retried creation (same Idempotency-Key) made before: the answer, instead of @tus/server's. */
+  retried?: Upload;
+  /** The id of the upload this creation is making, once @tus/server is about to create it. */
+  createdId?: string;
   /** The IETF draft's view of the request, when it speaks the draft. */
   draft?: DraftRequest;
   /** The body @tus/server reads: the socket's, or a verified copy (checksum). */
@@ -84,7 +91,7 @@ export function callerOf(request: TusRequest): Caller {
 /** Who creates the upload `request` makes. */
 export function creatorOf(request: TusRequest): Creator {
   const { owner, limits } = callerOf(request);
-  return { owner, limits, ip: request.ip };
+  return { owner, limits, ip: request.ip, idempotency: request.idempotency };
 }
 
 /** Runs `serve` (@tus/server serving `request`) with `request` as the scope of every call it makes. */

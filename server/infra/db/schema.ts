@@ -148,6 +148,17 @@ export interface UploadPartsTable {
   expires_at: Date;
 }
 
+/** An owner's Idempotency-Key and the upload the creation that sent it made (hooks/idempotentCreation.ts). */
+export interface IdempotencyKeysTable {
+  owner: Maybe<string>;
+  key: string;
+  /** What that creation asked for; a retry with the same key must ask for the same. */
+  fingerprint: string;
+  upload_id: string;
+  created_at: Generated<Date>;
+  expires_at: Date;
+}
+
 export interface Database {
   uploads: UploadsTable;
   jobs: JobsTable;
@@ -156,6 +167,7 @@ export interface Database {
   upload_rates: UploadRatesTable;
   upload_parts: UploadPartsTable;
   webhook_messages: WebhookMessagesTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type Upload = Selectable<UploadsTable>;

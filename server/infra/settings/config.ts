@@ -21,6 +21,8 @@ export interface Config {
   scanWaitMaxMs: number;
   maxUploadSize: number;
   uploadExpiresAfterMs: number;
+  /** How long an Idempotency-Key keeps naming the upload its creation made (hooks/idempotentCreation.ts). */
+  idempotencyTtlMs: number;
   workerThreads: number;
   logLevel: LogLevel;
   jobLeaseMs: number;
@@ -253,6 +255,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     scanWaitMaxMs: read.duration('SCAN_WAIT_MAX', 24 * 3600_000),
     maxUploadSize: read.size('MAX_UPLOAD_SIZE', largestType, 1),
     uploadExpiresAfterMs: read.duration('UPLOAD_EXPIRES_AFTER', 24 * 3600_000),
+    idempotencyTtlMs: read.duration('IDEMPOTENCY_TTL', 24 * 3600_000),
     workerThreads: read.integer('WORKER_THREADS', os.availableParallelism(), 1, 256),
     logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     jobLeaseMs: read.duration('JOB_LEASE', 60_000),

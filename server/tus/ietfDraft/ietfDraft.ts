@@ -217,6 +217,12 @@ async function refusal(version: DraftVersion, response: Response): Promise<Respo
   if ([ERRORS.INVALID_LENGTH.body, ERRORS.ERR_SIZE_EXCEEDED.body].map((b) => b.trim()).includes(text)) {
     return draftRefusal(version, response.headers, fields, 400, 'the content goes past the upload\'s length, or the length disagrees with it', 'inconsistent-upload-length');
   }
+  // Already a problem (an Idempotency-Key's): as it is, with the draft's fields.
+  if (response.headers.get('Content-Type')?.startsWith('application/problem+json')) {
+    const headers = draftHeaders(version, response.headers, fields);
+    headers.set('Content-Type', 'application/problem+json');
+    return draftResponse(response.status, headers, text);
+  }
   return draftRefusal(version, response.headers, fields, response.status, text);
 }
 
