@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { bytesLeft } from '../server/infra/db/quotas.ts';
 import { findUpload, recordMultipartUploadId } from '../server/infra/db/records.ts';
 import type { Upload, UploadProtocol } from '../server/infra/db/schema.ts';
-import type { DirectUploads } from '../server/infra/store/storage.ts';
+import { postLandingKey, type DirectUploads } from '../server/infra/store/storage.ts';
 import { firstBytesWanted, refuseFirstBytes, type FirstBytesRefusal } from './firstBytes.ts';
 import type { HookContext } from './hookContext.ts';
+import { earlierCreation, forgetFailedCreation, idempotencyProblem, keyTakenRefusal, readIdempotencyKey, type IdempotencyProblem, type KeyClaim } from './idempotentCreation.ts';
 import { narrowPolicy, uploadSizeLimit } from './typePolicy.ts';
 import { uploadCreate, type Creator, type TusError } from './uploadCreate.ts';
 import { uploadFinish } from './uploadFinish.ts';
@@ -21,26 +22,39 @@ import { declaredFile, metadataOverBounds, type UploadMetadata } from './uploadM
 export const maxPartNumber = 10_000;
 const minPartBytes = 5 * 1024 * 1024;
 
-/** A refusal the HTTP layer answers as it is: the status and a message fit to show (Koa reads both). */
+/**
+ * A refusal the HTTP layer answers as it is: the status and a message fit to show (Koa reads
+ * both), or an RFC 9457 problem body (the Idempotency-Key's refusals).
+ */
 export class DirectUploadRefusal extends Error {
   readonly status: number;
   readonly expose = true;
-  constructor(status: number, message: string) {
+  readonly problem: string | undefined;
+  constructor(status: number, message: string, problem?: string) {
     super(message);
     this.status = status;
+    this.problem = problem;
   }
 }
+
+const refuseWithProblem = (problem: IdempotencyProblem): never => {
+  throw new DirectUploadRefusal(problem.status, (JSON.parse(problem.body) as { detail: string }).detail, problem.body);
+};
 
 const refuse = (status: number, message: string): never => {
   throw new DirectUploadRefusal(status, message);
 };
 
-/** What a client asks for: the file's name and type, its own metadata, and its size when it says it. */
+/**
+ * What a client asks for: the file's name and type, its own metadata, its size when it says it,
+ * and its Idempotency-Key header when it sends one.
+ */
 export interface DirectRequest {
   filename: string | null;
   type: string | null;
   metadata: Record<string, string>;
   size: number | undefined;
+  idempotencyKey: string | undefined;
 }
 
 /** The bucket, or the refusal naming the setting: the folder store takes no direct uploads. */
@@ -62,10 +76,47 @@ async function createDirect(context: HookContext, creator: Creator, request: Dir
     await uploadCreate(context, { id, size, offset: 0, metadata }, creator, { protocol });
   } catch (error) {
     const tus = error as Partial<TusError>;
-    if (typeof tus.status_code === 'number') refuse(tus.status_code, String(tus.body).trim());
+    if (error !== keyTakenRefusal && typeof tus.status_code === 'number') refuse(tus.status_code, String(tus.body).trim());
     throw error;
   }
   return (await findUpload(context.db, id))!;
+}
+
+/** A direct creation made, or the one its Idempotency-Key made before (`retried`), with the key it claimed. */
+interface Keyed {
+  upload: Upload;
+  retried: boolean;
+  claim: KeyClaim | undefined;
+}
+
+/**
+ * The Idempotency-Key rule (hooks/idempotentCreation.ts) around a direct creation: the same key
+ * from the same owner gives the upload it made; another creation with it is 422; a creation racing
+ * with it looks again once the other has made the upload.
+ */
+async function keyedCreation(context: HookContext, creator: Creator, request: DirectRequest, protocol: UploadProtocol, create: (creator: Creator) => Promise<Upload>): Promise<Keyed> {
+  const asked = { protocol, filename: request.filename, type: request.type, size: request.size ?? null, metadata: Object.entries(request.metadata).map(([k, v]) => `${k}=${v}`).sort() };
+  const claim = readIdempotencyKey(context, request.idempotencyKey, asked);
+  if (!claim) return { upload: await create(creator), retried: false, claim: undefined };
+  if ('status' in claim) return refuseWithProblem(claim);
+  for (let looked = 0; ; looked++) {
+    const earlier = await earlierCreation(context, creator.owner, claim);
+    if (earlier.kind === 'same') return { upload: earlier.upload, retried: true, claim };
+    if (earlier.kind !== 'none') return refuseWithProblem(earlier.problem);
+    try {
+      return { upload: await create({ ...creator, idempotency: claim }), retried: false, claim };
+    } catch (error) {
+      if (error !== keyTakenRefusal) throw error;
+      if (looked > 0) return refuseWithProblem(idempotencyProblem('outstanding', 'another request with this Idempotency-Key is creating the upload; retry shortly'));
+    }
+  }
+}
+
+/** A retry's upload the key made, if its creation is over: a retry never signs for an upload that moved on. */
+function retriedUpload(upload: Upload, ready: boolean): Upload {
+  if (!ready) refuseWithProblem(idempotencyProblem('outstanding', 'the creation with this Idempotency-Key is still under way; retry shortly'));
+  if (upload.status !== 'uploading') refuse(409, `the upload this Idempotency-Key made is ${upload.status}; nothing more is signed for it`);
+  return upload;
 }
 
 /** Its content type in the bucket: the declared one, normalised (what a download of the original does not use: it serves the detected type). */
@@ -76,7 +127,8 @@ function contentTypeOf(upload: Upload): string {
 /** POST /s3/multipart: the record, then the bucket's multipart upload; a bucket that fails leaves the upload `failed`. */
 export async function createMultipartUpload(context: HookContext, creator: Creator, request: DirectRequest): Promise<Upload> {
   const direct = directUploadsOf(context);
-  const upload = await createDirect(context, creator, request, 's3-multipart', request.size);
+  const { upload, retried, claim } = await keyedCreation(context, creator, request, 's3-multipart', (as) => createDirect(context, as, request, 's3-multipart', request.size));
+  if (retried) return retriedUpload(upload, upload.multipart_upload_id !== null);
   try {
     const uploadId = await direct.createMultipart(upload.storage_key, contentTypeOf(upload));
     await recordMultipartUploadId(context.db, upload.id, uploadId);
@@ -84,6 +136,8 @@ export async function createMultipartUpload(context: HookContext, creator: Creat
   } catch (error) {
     context.log.warn({ err: error, upload: upload.id }, 'the bucket did not start a multipart upload');
     await context.lifecycle.move(context.db, upload.id, 'failed', { from: ['uploading'], reason: 'the bucket did not start the multipart upload' });
+    // A retry with the key creates anew instead of being given the failed upload.
+    if (claim) await forgetFailedCreation(context, creator.owner, claim, upload.id);
     return refuse(503, 'the bucket did not start the upload; try again shortly');
   }
 }
@@ -97,8 +151,10 @@ export async function createPostUpload(context: HookContext, creator: Creator, r
   const left = creator.owner === null ? undefined : await bytesLeft(db, config.quotas, creator.owner, '');
   // Nothing left: reserving one byte lets the quota refuse it by name.
   if (left !== undefined && request.size === undefined) most = Math.max(1, Math.min(most, left));
-  const upload = await createDirect(context, creator, request, 's3-post', most);
-  const signed = await direct.presignPost(upload.storage_key, contentTypeOf(upload), most, config.s3!.directPresignSeconds);
+  const { upload, retried } = await keyedCreation(context, creator, request, 's3-post', (as) => createDirect(context, as, request, 's3-post', most));
+  if (retried) retriedUpload(upload, true);
+  // A retry gets a fresh policy for the same upload, within what that upload reserved.
+  const signed = await direct.presignPost(upload.storage_key, contentTypeOf(upload), upload.size ?? most, config.s3!.directPresignSeconds);
   return { upload, ...signed };
 }
 
@@ -185,13 +241,21 @@ export async function abortDirectUpload(context: HookContext, upload: Upload): P
   await context.storage.removeUpload(upload.id);
 }
 
+/** The size of what a presigned POST has landed so far, or undefined while nothing has. */
+export function postedSize(context: HookContext, upload: Upload): Promise<number | undefined> {
+  return directUploadsOf(context).objectSize(postLandingKey(upload.storage_key));
+}
+
 /**
- * A presigned POST's object has arrived (S3 enforced its type and size range): the upload is
+ * A presigned POST's object has arrived (S3 enforced its type and size range): it is taken to the
+ * upload's own key, where no later POST under the same policy can replace it, and the upload is
  * `received` with its real size. False while there is no object yet.
  */
 export async function finishPostUpload(context: HookContext, upload: Upload): Promise<boolean> {
-  const size = await directUploadsOf(context).objectSize(upload.storage_key);
-  if (size === undefined) return false;
+  const direct = directUploadsOf(context);
+  if ((await postedSize(context, upload)) === undefined) return false;
+  await direct.takePosted(upload.storage_key);
+  const size = (await direct.objectSize(upload.storage_key))!;
   await uploadFinish(context, { id: upload.id, size, offset: size });
   return true;
 }

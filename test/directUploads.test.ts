@@ -229,7 +229,8 @@ describe('direct-to-S3 uploads (scaleout)', () => {
     const res = await call('GET', `/s3/params?filename=doc.pdf&type=application/pdf&size=${data.length}&metadata[albumId]=a2`, alice);
     expect(res.status, await res.clone().text()).toBe(200);
     const params = (await res.json()) as { method: string; url: string; fields: Record<string, string>; expires: number; id: string };
-    expect(params).toMatchObject({ method: 'POST', expires: 15 * 60, fields: { key: params.id, 'Content-Type': 'application/pdf' } });
+    // It lands beside the original's key: a second POST under the same policy never replaces what was inspected.
+    expect(params).toMatchObject({ method: 'POST', expires: 15 * 60, fields: { key: `${params.id}.post`, 'Content-Type': 'application/pdf' } });
     expect(await fetchStatus(server.url, params.id, bearer(alice))).toMatchObject({ status: 'uploading', protocol: 's3-post', metadata: { albumId: 'a2' } });
     const form = (file: Buffer, type = 'application/pdf') => {
       const body = new FormData();
@@ -246,6 +247,32 @@ describe('direct-to-S3 uploads (scaleout)', () => {
 
     expect((await call('POST', `/s3/params/${params.id}/complete`, alice)).status).toBe(200);
     expect(await waitUntilSettled(server.url, params.id, 60_000, bearer(alice))).toMatchObject({ status: 'ready', size: data.length, sha256: sha256(data) });
+    const other = pdf(2000);
+    expect((await fetch(params.url, { method: 'POST', body: form(other) })).status).toBe(201);
+    const original = await fetch(`${server.url}/api/uploads/${params.id}/files/original`, { headers: bearer(alice), redirect: 'manual' });
+    expect(sha256(Buffer.from(await (await fetch(original.headers.get('location')!)).arrayBuffer()))).toBe(sha256(data));
+  });
+
+  it('Idempotency-Key: a retried creation gets the same upload, another creation with the key a 422 problem', async () => {
+    const keyed = (key: string, body: unknown, token = alice) =>
+      fetch(`${server.url}/s3/multipart`, { method: 'POST', headers: { ...bearer(token), 'Content-Type': 'application/json', 'Idempotency-Key': key }, body: JSON.stringify(body) });
+    const body = { filename: 'once.pdf', type: 'application/pdf', metadata: { size: 6 * MiB } };
+    const first = (await (await keyed('"k-1"', body)).json()) as Created;
+    const again = await keyed('"k-1"', body);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual(first);
+    // The same key from another owner is another key.
+    expect(((await (await keyed('"k-1"', body, bob)).json()) as Created).key).not.toBe(first.key);
+    const reused = await keyed('"k-1"', { ...body, filename: 'other.pdf' });
+    expect(reused.status).toBe(422);
+    expect(reused.headers.get('content-type')).toContain('application/problem+json');
+    expect(await reused.json()).toMatchObject({ status: 422, title: 'Idempotency-Key is already used' });
+    expect((await keyed('"two", "keys"', body)).status).toBe(400);
+
+    const params = (path: string) => fetch(`${server.url}${path}`, { headers: { ...bearer(alice), 'Idempotency-Key': '"p-1"' } });
+    const post = (await (await params('/s3/params?filename=p.pdf&type=application/pdf&size=100')).json()) as { id: string };
+    expect(((await (await params('/s3/params?filename=p.pdf&type=application/pdf&size=100')).json()) as { id: string }).id).toBe(post.id);
+    expect((await params('/s3/params?filename=p.pdf&type=application/pdf&size=200')).status).toBe(422);
   });
 
   it('the cleanup finds a presigned POST nobody completed, and expires and aborts an abandoned multipart upload', async () => {

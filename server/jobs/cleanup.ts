@@ -1,6 +1,6 @@
 import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
-import { finishPostUpload } from '../../hooks/directUpload.ts';
+import { finishPostUpload, postedSize } from '../../hooks/directUpload.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { deleteExpiredKeys } from '../infra/db/idempotencyKeys.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
@@ -113,7 +113,7 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
  * direct multipart upload is complete only when its client completes it.
  */
 async function arrivedComplete(context: HookContext, upload: Upload, dryRun: boolean): Promise<boolean> {
-  if (upload.protocol === 's3-post') return dryRun ? (await context.storage.hasOriginal(upload.id)) : finishPostUpload(context, upload);
+  if (upload.protocol === 's3-post') return dryRun ? (await postedSize(context, upload)) !== undefined : finishPostUpload(context, upload);
   if (upload.protocol !== 'tus') return false;
   const stored = await context.storage.datastore.getUpload(upload.id).catch(() => undefined);
   if (!stored || stored.size === undefined || stored.offset !== stored.size) return false;

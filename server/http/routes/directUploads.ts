@@ -5,6 +5,7 @@ import {
   completeMultipartUpload,
   createMultipartUpload,
   createPostUpload,
+  DirectUploadRefusal,
   directUploadsOf,
   finishPostUpload,
   listParts,
@@ -40,10 +41,17 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
   const router = new Router<CallerState>({ prefix: directUploadsPath });
   const notFound = (): never => httpError(404, 'no such upload');
 
-  // The folder store: every route says which setting turns them on.
-  router.use((_ctx, next) => {
+  // The folder store: every route says which setting turns them on. An Idempotency-Key's refusal is an RFC 9457 problem.
+  router.use(async (ctx, next) => {
     directUploadsOf(context);
-    return next();
+    try {
+      await next();
+    } catch (error) {
+      if (!(error instanceof DirectUploadRefusal) || !error.problem) throw error;
+      ctx.status = error.status;
+      ctx.type = 'application/problem+json';
+      ctx.body = error.problem;
+    }
   });
 
   const creatorOf = (ctx: DirectContext): Creator => ({ owner: ctx.state.caller.owner, limits: ctx.state.caller.limits, ip: ctx.ip });
@@ -74,8 +82,7 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
   const statusUrl = (ctx: DirectContext, id: string) => `${config.publicUrl ?? `${ctx.protocol}://${ctx.host}`}/api/uploads/${id}`;
 
   router.post('/multipart', async (ctx) => {
-    const body = await readJsonBody(ctx, maxBodyBytes);
-    const request = directRequest(body);
+    const request = directRequest(await readJsonBody(ctx, maxBodyBytes), ctx.get('Idempotency-Key') || undefined);
     await limitRate(ctx);
     const upload = await createMultipartUpload(context, creatorOf(ctx), request);
     answer(ctx, { key: upload.storage_key, uploadId: upload.multipart_upload_id, bucket: config.s3!.bucket });
@@ -108,7 +115,8 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
   });
 
   router.get('/params', async (ctx) => {
-    const request = directRequest({ filename: ctx.query.filename, type: ctx.query.type, metadata: queryMetadata(ctx.query), size: ctx.query.size });
+    const query = { filename: ctx.query.filename, type: ctx.query.type, metadata: queryMetadata(ctx.query), size: ctx.query.size };
+    const request = directRequest(query, ctx.get('Idempotency-Key') || undefined);
     await limitRate(ctx);
     const { upload, url, fields } = await createPostUpload(context, creatorOf(ctx), request);
     answer(ctx, { method: 'POST', url, fields, expires: config.s3!.directPresignSeconds, id: upload.id });
@@ -125,7 +133,7 @@ export function directUploadRoutes(context: HookContext): Router<CallerState> {
 }
 
 /** A creation's request from Uppy's JSON (`{filename, type, metadata}`) or the POST's query; `size` when the client says it (also as metadata.size). */
-function directRequest(body: unknown): DirectRequest {
+function directRequest(body: unknown, idempotencyKey: string | undefined): DirectRequest {
   if (typeof body !== 'object' || body === null) return httpError(400, 'the body must be a JSON object');
   const { filename, type, metadata = {}, size } = body as Record<string, unknown>;
   if (filename !== undefined && typeof filename !== 'string') httpError(400, '`filename` must be a string');
@@ -140,7 +148,7 @@ function directRequest(body: unknown): DirectRequest {
   const declared = size ?? (metadata as Record<string, unknown>).size;
   const sizeText = declared === undefined ? undefined : String(declared);
   if (sizeText !== undefined && !/^\d{1,15}$/.test(sizeText)) httpError(400, '`size` must be a whole number of bytes');
-  return { filename: (filename as string | undefined) ?? null, type: (type as string | undefined) ?? null, metadata: own, size: sizeText === undefined ? undefined : Number(sizeText) };
+  return { filename: (filename as string | undefined) ?? null, type: (type as string | undefined) ?? null, metadata: own, size: sizeText === undefined ? undefined : Number(sizeText), idempotencyKey };
 }
 
 /** Uppy's presigned POST sends the file's meta as `metadata[name]=value` query parameters. */

@@ -1,6 +1,8 @@
 import {
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   HeadObjectCommand,
   ListPartsCommand,
   UploadPartCommand,
@@ -8,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { DirectPart, DirectUploads } from './storage.ts';
+import { postLandingKey, type DirectPart, type DirectUploads } from './storage.ts';
 
 /**
  * Direct uploads against one bucket. `client` makes the calls the server sends itself;
@@ -63,11 +65,17 @@ export class S3DirectUploads implements DirectUploads {
   async presignPost(key: string, contentType: string, maxBytes: number, expiresSeconds: number): Promise<{ url: string; fields: Record<string, string> }> {
     return createPresignedPost(this.presignClient, {
       Bucket: this.bucket,
-      Key: key,
+      Key: postLandingKey(key),
       Fields: { 'Content-Type': contentType, success_action_status: '201' },
       Conditions: [['content-length-range', 1, maxBytes], ['eq', '$Content-Type', contentType]],
       Expires: expiresSeconds,
     });
+  }
+
+  async takePosted(key: string): Promise<void> {
+    const landing = postLandingKey(key);
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: `${this.bucket}/${encodeURIComponent(landing)}` }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: landing }));
   }
 
   async objectSize(key: string): Promise<number | undefined> {

@@ -11,7 +11,7 @@ import type { StoreRequestOf } from './storeRequest.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
 import { S3DirectUploads } from './s3DirectUploads.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
-import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
+import { contentDisposition, outputKey, postLandingKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
 export function s3ClientConfig(s3: S3Config): S3ClientConfig {
@@ -109,7 +109,7 @@ export class S3Storage implements Storage {
     await this.datastore.remove(id).catch(() => undefined);
     // A direct upload's multipart upload has no .info to find it by: S3 lists it under its key.
     await this.abortMultipartUploads(id);
-    await this.deleteObjects([id, `${id}.info`, `${id}.part`, ...(await this.outputKeys(id))]);
+    await this.deleteObjects([id, `${id}.info`, `${id}.part`, postLandingKey(id), ...(await this.outputKeys(id))]);
   }
 
   private async abortMultipartUploads(key: string): Promise<void> {

@@ -64,10 +64,15 @@ export interface DirectUploads {
   /** Every part S3 holds of it (all pages); undefined when S3 knows no such upload (aborted, completed). */
   listParts(key: string, uploadId: string): Promise<DirectPart[] | undefined>;
   completeMultipart(key: string, uploadId: string, parts: readonly { PartNumber: number; ETag: string }[]): Promise<void>;
-  /** A presigned POST for `key`: exactly this Content-Type, from 1 to `maxBytes` bytes, valid `expiresSeconds`. */
+  /**
+   * A presigned POST to the landing object of `key` (`postLandingKey`): exactly this Content-Type,
+   * from 1 to `maxBytes` bytes, valid `expiresSeconds`.
+   */
   presignPost(key: string, contentType: string, maxBytes: number, expiresSeconds: number): Promise<{ url: string; fields: Record<string, string> }>;
   /** The size of the object `key`, or undefined while there is none. */
   objectSize(key: string): Promise<number | undefined>;
+  /** Moves the posted object to `key` inside the bucket (copy, then delete the landing object). */
+  takePosted(key: string): Promise<void>;
 }
 
 /** A part of a multipart upload, as S3 lists it (and as Uppy's listParts expects it). */
@@ -94,6 +99,14 @@ export interface Download {
   filename: string;
   contentType: string;
   disposition: 'attachment' | 'inline';
+}
+
+/**
+ * Where a presigned POST lands: never the original's own key, since the policy stays valid until it
+ * expires and a second POST would replace an object already inspected.
+ */
+export function postLandingKey(key: string): string {
+  return `${key}.post`;
 }
 
 export function outputKey(uploadId: string, name: string): string {
