@@ -1,7 +1,7 @@
 import { attemptsUsed } from '../server/infra/db/jobQueue.ts';
 import { listJobs, listOutputs, listWebhookDeliveries } from '../server/infra/db/records.ts';
 import type { Db } from '../server/infra/db/database.ts';
-import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/infra/db/schema.ts';
+import type { JobKind, JobStatus, MediaMetadata, Upload, UploadProtocol, UploadStatus } from '../server/infra/db/schema.ts';
 import { withoutSecrets } from './standardWebhookPost.ts';
 import { ownMetadata } from './uploadMetadata.ts';
 
@@ -30,10 +30,13 @@ export interface UploadStatusJson {
   owner: string | null;
   status: UploadStatus;
   reason: string | null;
+  /** How the bytes come: `tus` through this server, `s3-multipart` or `s3-post` straight to the bucket. */
+  protocol: UploadProtocol;
   filename: string;
   claimedType: string | null;
   detectedType: string | null;
   size: number | null;
+  /** Bytes stored so far; a direct upload's stay 0 until it is completed (the server does not see them arrive). */
   offset: number;
   sha256: string | null;
   scan: string | null;
@@ -65,6 +68,7 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
     owner: upload.owner,
     status: upload.status,
     reason: upload.reason,
+    protocol: upload.protocol,
     filename: upload.safe_filename,
     claimedType: upload.claimed_type,
     detectedType: upload.detected_type,
@@ -107,7 +111,8 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
     })),
     links: {
       self: `${base}/api/uploads/${id}`,
-      upload: upload.status === 'uploading' ? `${base}${tusPath}/${id}` : null,
+      // Only a tus upload is resumed at a URL of this server.
+      upload: upload.status === 'uploading' && upload.protocol === 'tus' ? `${base}${tusPath}/${id}` : null,
       original: ready ? linkTo('original') : null,
       events: `${base}/api/uploads/${id}/events${links.signQuery?.(id, eventsLinkName) ?? ''}`,
     },

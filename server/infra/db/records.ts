@@ -195,3 +195,8 @@ export async function saveOutputs(db: Db, uploadId: string, outputs: NewOutput[]
     )
     .execute();
 }
+
+/** A direct upload's multipart UploadId, once the bucket started it. */
+export async function recordMultipartUploadId(db: Db, id: string, uploadId: string): Promise<void> {
+  await db.updateTable('uploads').set({ multipart_upload_id: uploadId, updated_at: sql`now()` }).where('id', '=', id).execute();
+}

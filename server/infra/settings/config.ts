@@ -150,6 +150,8 @@ export interface S3Config {
   /** `WHEN_REQUIRED` for radosgw and older MinIO, which answer 411 to trailing checksums. */
   checksums: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
   presignExpiresSeconds: number;
+  /** Lifetime of what direct uploads are signed with (a part's PUT URL, a presigned POST's policy), in seconds. */
+  directPresignSeconds: number;
 }
 
 // Declared by the clamd client: processors/ import nothing of the server.
@@ -274,6 +276,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
           streamBufferBytes: read.size('S3_STREAM_BUFFER', 64 * MiB, 0),
           checksums: read.oneOf('S3_CHECKSUMS', ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const, 'WHEN_REQUIRED'),
           presignExpiresSeconds: Math.round(downloadLinkTtlMs / 1000),
+          directPresignSeconds: Math.round(read.duration('S3_PRESIGN_TTL', 15 * 60_000) / 1000),
         }
       : undefined,
     clamd,
@@ -335,9 +338,11 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
   if (config.databaseHeartbeat.timeoutMs < 100) problems.push('DATABASE_HEARTBEAT_TIMEOUT: must be at least 100ms');
   // Shorter, and a client's ordinary pause between two TCP windows would end a part's stream.
   if (config.s3 && config.s3.streamIdleMs < 1000) problems.push('S3_STREAM_IDLE: must be at least 1s');
+  // SigV4 presigned URLs live from 1 s to 7 days.
+  if (config.s3 && (config.s3.directPresignSeconds < 1 || config.s3.directPresignSeconds > 7 * 86_400)) problems.push('S3_PRESIGN_TTL: must be from 1s to 7d');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
-    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER']) {
+    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER', 'S3_PRESIGN_TTL']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);
     }
   }

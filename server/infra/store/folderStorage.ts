@@ -11,6 +11,8 @@ export class FolderStorage implements Storage {
   readonly kind = 'folder';
   readonly describe: string;
   readonly datastore: FileStore;
+  /** Only a bucket takes bytes straight from clients. */
+  readonly direct = undefined;
   private readonly uploadsDir: string;
 
   private readonly dataDir: string;

@@ -3,15 +3,16 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
 import type { StoreRequestOf } from './storeRequest.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
+import { S3DirectUploads } from './s3DirectUploads.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
 import { markStoreFailures, markStreamFailures } from './storeUnavailable.ts';
-import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
+import { contentDisposition, outputKey, postLandingKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
 export function s3ClientConfig(s3: S3Config): S3ClientConfig {
@@ -36,10 +37,12 @@ export class S3Storage implements Storage {
   readonly kind = 's3';
   readonly describe: string;
   readonly datastore: S3UploadStore;
+  readonly direct: S3DirectUploads;
   private readonly client: S3Client;
   /**
-   * Signs download links for S3_PUBLIC_ENDPOINT when set: the host is part of the signature, so
-   * a link made for the inside address cannot just have its host replaced. Signing sends nothing.
+   * Signs download links and direct uploads for S3_PUBLIC_ENDPOINT when set: the host is part of
+   * the signature, so a link made for the inside address cannot just have its host replaced.
+   * Signing sends nothing.
    */
   private readonly presignClient: S3Client;
 
@@ -49,7 +52,8 @@ export class S3Storage implements Storage {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
     markStoreFailures(this.client);
-    this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
+    this.presignClient = new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint ?? s3.endpoint, requestChecksumCalculation: 'WHEN_REQUIRED' });
+    this.direct = new S3DirectUploads(this.client, this.presignClient, s3.bucket);
     this.datastore = new S3UploadStore({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
@@ -73,13 +77,7 @@ export class S3Storage implements Storage {
 
   /** The object exists only once the multipart upload was completed: parts alone are not an original. */
   async hasOriginal(id: string): Promise<boolean> {
-    try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: id }));
-      return true;
-    } catch (error) {
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-      throw error;
-    }
+    return (await this.direct.objectSize(id)) !== undefined;
   }
 
   /** Until a whole part (5 MiB at least) has arrived, @tus/s3-store keeps the bytes in `<id>.part`. */
@@ -111,7 +109,16 @@ export class S3Storage implements Storage {
   async removeUpload(id: string): Promise<void> {
     // remove() aborts the multipart upload and deletes <id> and <id>.info, but not <id>.part.
     await this.datastore.remove(id).catch(() => undefined);
-    await this.deleteObjects([id, `${id}.info`, `${id}.part`, ...(await this.outputKeys(id))]);
+    // A direct upload's multipart upload has no .info to find it by: S3 lists it under its key.
+    await this.abortMultipartUploads(id);
+    await this.deleteObjects([id, `${id}.info`, `${id}.part`, postLandingKey(id), ...(await this.outputKeys(id))]);
+  }
+
+  private async abortMultipartUploads(key: string): Promise<void> {
+    const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.s3.bucket, Prefix: key }));
+    for (const upload of listed.Uploads ?? []) {
+      if (upload.Key === key) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.s3.bucket, Key: key, UploadId: upload.UploadId }));
+    }
   }
 
   async removeOutputs(id: string): Promise<void> {
