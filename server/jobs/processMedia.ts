@@ -2,10 +2,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
-import type { MediaTask, OutputName } from '../../processors/mediaTasks.ts';
+import type { MediaTask, OutputName, ProducedOutput } from '../../processors/mediaTasks.ts';
+import { outputFileType } from '../../processors/outputFiles.ts';
 import { findUpload, saveOutputs } from '../infra/db/records.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
-import { outputKey } from '../infra/store/storage.ts';
+import { outputKey, type Storage } from '../infra/store/storage.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 
 /** Every output each kind of media must have before its upload may become `ready`. */
@@ -35,7 +36,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       const input = await storage.originalFile(upload.storage_key, workDir, signal);
       const task: MediaTask =
         kind === 'video'
-          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels }
+          ? { kind, input, outputDir, timeoutMs: config.videoTimeoutMs, maxPixels: config.maxVideoPixels, hls: config.hls, storyboard: config.storyboard }
           : { kind, input, outputDir, timeoutMs: config.imageTimeoutMs, maxPixels: config.maxImagePixels };
       let lastReport = 0;
       const outcome = await pool.run(task, {
@@ -58,14 +59,14 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       }
       const missing = expectedOutputs[kind].filter((name) => !outcome.outputs.some((o) => o.name === name));
       if (missing.length > 0) throw new Error(`${kind} processor did not produce ${missing.join(', ')}`);
-      for (const output of outcome.outputs) await storage.storeOutput(outputKey(upload.id, output.name), output.path, output.contentType);
+      for (const output of outcome.outputs) await storeProduced(storage, upload.id, output);
       const outputs = outcome.outputs.map((o) => ({
         name: o.name, contentType: o.contentType, size: o.size, width: o.width, height: o.height, storageKey: outputKey(upload.id, o.name),
       }));
       // Deleted (or failed) while this job ran: its outputs are nobody's, so they go (the original stays for a failed one).
       let orphaned = false;
       return {
-        result: { outputs: outputs.map((o) => o.name) },
+        result: { outputs: outputs.map((o) => o.name), ...detailsOf(outcome.outputs) },
         commit: async (trx) => {
           const ready = await lifecycle.move(trx, upload.id, 'ready', {
             from: ['processing'],
@@ -83,4 +84,25 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       await fs.rm(workDir, { recursive: true, force: true });
     }
   };
+}
+
+/**
+ * One output into the store: a file under its key, or each file of a multi-file output under
+ * its key's folder (`outputs/<id>/hls/720p_001.m4s`), the master playlist last, so the output's
+ * entry point never names a file the store does not hold yet.
+ */
+async function storeProduced(storage: Storage, uploadId: string, output: ProducedOutput): Promise<void> {
+  const key = outputKey(uploadId, output.name);
+  if (output.files === undefined) return storage.storeOutput(key, output.path, output.contentType);
+  const [entry, ...rest] = output.files;
+  for (const file of [...rest, ...(entry ? [entry] : [])]) {
+    const type = outputFileType(file);
+    if (type === undefined) throw new Error(`${output.name} output has a file named ${file}, which nothing serves`);
+    await storage.storeOutput(`${key}/${file}`, path.join(output.path, file), type);
+  }
+}
+
+/** What an output tells about itself (the bytes of each HLS rendition), kept in the job's result. */
+function detailsOf(outputs: ProducedOutput[]): Record<string, unknown> {
+  return Object.fromEntries(outputs.flatMap((o) => (o.details ? [[o.name, o.details]] : [])));
 }
