@@ -6,19 +6,21 @@ import { sendFile } from '../sendFile.ts';
 
 const page = readFileSync(new URL('./demo.html', import.meta.url), 'utf8');
 
-// The uppy bundle's own dist files, found through node_modules like an import would find them.
+// The uppy and hls.js bundles' own dist files, found through node_modules like an import would find them.
 const require = createRequire(import.meta.url);
-const uppyVersion = (require('uppy/package.json') as { version: string }).version;
-function uppyAsset(name: string, contentType: string) {
-  const file = require.resolve(`uppy/dist/${name}`);
-  return { path: file, size: statSync(file).size, contentType, etag: `"uppy-${uppyVersion}-${name}"` };
+function distAsset(pkg: string, name: string, contentType: string) {
+  const version = (require(`${pkg}/package.json`) as { version: string }).version;
+  const file = require.resolve(`${pkg}/dist/${name}`);
+  return { path: file, size: statSync(file).size, contentType, etag: `"${pkg}-${version}-${name}"` };
 }
 const assets = new Map([
-  ['uppy.min.js', uppyAsset('uppy.min.js', 'text/javascript; charset=utf-8')],
-  ['uppy.min.css', uppyAsset('uppy.min.css', 'text/css; charset=utf-8')],
+  ['uppy.min.js', distAsset('uppy', 'uppy.min.js', 'text/javascript; charset=utf-8')],
+  ['uppy.min.css', distAsset('uppy', 'uppy.min.css', 'text/css; charset=utf-8')],
+  // Plays a video's `hls` output on its tile (Safari plays HLS itself).
+  ['hls.min.js', distAsset('hls.js', 'hls.min.js', 'text/javascript; charset=utf-8')],
 ]);
 
-/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy bundle it loads. */
+/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy and hls.js bundles it loads. */
 export function demoRoutes(): Router {
   const router = new Router();
   router.get('/', (ctx) => {
