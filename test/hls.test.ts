@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,12 +9,14 @@ import { renditionsFor } from '../processors/hlsLadder.ts';
 import type { MediaOutcome, ProducedOutput } from '../processors/mediaTasks.ts';
 import { videoJob } from '../processors/videoJob.ts';
 import { createLinkSigners } from '../server/auth/signedLinks.ts';
+import { bytesLeft } from '../server/infra/db/quotas.ts';
 import type { RunningServer } from '../server/main/start.ts';
-import { testS3Client } from './services/env.ts';
+import { repoRoot, testS3Client } from './services/env.ts';
+import { npmScriptArgs } from './support/processes.ts';
 import { eventually } from './support/eventually.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
-import { tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
+import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
 import { ffprobeJson, h264Clip, hdrClip, makeSampleDir, portraitClip, removeSampleDir } from './support/videoSamples.ts';
 
 // Two slow cores shared with other test files: generous timeouts everywhere.
@@ -85,7 +88,6 @@ function segmentsOf(playlist: string): { init: string; segments: { seconds: numb
 async function startsOnKeyframe(hlsDir: string, init: string, segment: string): Promise<boolean> {
   const joined = path.join(dir, `joined-${path.basename(hlsDir)}-${segment}.mp4`);
   await writeFile(joined, Buffer.concat([await readFile(path.join(hlsDir, init)), await readFile(path.join(hlsDir, segment))]));
-  const { execFile } = await import('node:child_process');
   const flags = await new Promise<string>((resolve, reject) =>
     execFile('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=flags', '-read_intervals', '%+#1', '-of', 'csv=p=0', joined], (error, stdout) =>
       error ? reject(error) : resolve(stdout.trim()),
@@ -345,6 +347,13 @@ describe.each(setups)('HLS served with tokens, played by hls.js in Chromium (%s)
     expect(sprite.headers.get('content-type')).toBe('image/jpeg');
   });
 
+  it("counts the outputs, HLS files included, in the owner's stored bytes", async () => {
+    const outputs = status.outputs.reduce((sum, o) => sum + o.size, 0);
+    expect(outputs).toBeGreaterThan(status.outputs.find((o) => o.name === 'mp4')!.size);
+    const left = await bytesLeft(server.services.context.db, { uploadsInFlight: 0, bytes: 1e10 }, 'hls-owner', 'f'.repeat(32));
+    expect(left).toBe(1e10 - status.size! - outputs);
+  });
+
   it('removes every HLS file with the upload', async () => {
     const link = hlsLink();
     expect((await fetch(`${server.url}/api/uploads/${status.id}`, { method: 'DELETE', headers: bearer(token) })).status).toBe(204);
@@ -357,4 +366,54 @@ describe.each(setups)('HLS served with tokens, played by hls.js in Chromium (%s)
       expect(existsSync(path.join(environment.dataDir, 'uploads', 'outputs', status.id))).toBe(false);
     }
   });
+});
+
+describe('npm run requeue -- --outputs: a video ready before HLS gets its new outputs', () => {
+  let environment: TestEnvironment;
+  let server: RunningServer | undefined;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment('scaleout', { WORKER_THREADS: '2' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+  });
+
+  const requeue = (args: string[]) =>
+    new Promise<{ code: number; lines: Record<string, unknown>[]; stderr: string }>((resolve) => {
+      const env = { PATH: process.env.PATH!, ...environment.env, HLS: 'on' };
+      execFile(process.execPath, [...npmScriptArgs('server/main/requeue.ts'), ...args], { cwd: repoRoot, env, timeout: 60_000 }, (error, stdout, stderr) => {
+        const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+        resolve({ code: error ? Number(error.code ?? 1) : 0, lines, stderr });
+      });
+    });
+
+  it('runs the video job again for the outputs it lacks; the upload stays ready and served all along', async () => {
+    server = await startTestServer(environment);
+    const clip = await h264Clip(dir, { seconds: 12, width: 640, height: 360, name: 'before-hls.mp4' });
+    const id = uploadIdOf((await tusUpload(server.url, await readFile(clip), { filename: 'before.mp4', filetype: 'video/mp4' })).url);
+    const before = await waitUntilSettled(server.url, id, SLOW);
+    expect(before.outputs.map((o) => o.name).sort()).toEqual(['mp4', 'poster', 'storyboard', 'thumbnail']);
+    await server.close();
+    // The same database and bucket, now with HLS on (as after an upgrade).
+    server = await startTestServer(environment, { HLS: 'on' });
+
+    const run = await requeue(['--outputs', 'hls,storyboard', id, 'f'.repeat(32)]);
+    expect(run.lines).toEqual([
+      { id, requeued: true, job: 'video', status: 'ready', adding: ['hls'] },
+      { id: 'f'.repeat(32), requeued: false, reason: 'no such upload' },
+    ]);
+    expect(run.code).toBe(1);
+    const after = await eventually('the hls output', async () => {
+      const status = await fetchStatus(server!.url, id);
+      expect(status.status).toBe('ready');
+      return status.outputs.some((o) => o.name === 'hls') && status;
+    }, SLOW, 200);
+    expect(after.outputs.map((o) => o.name).sort()).toEqual(['hls', 'mp4', 'poster', 'storyboard', 'thumbnail']);
+    expect((await fetch(after.outputs.find((o) => o.name === 'hls')!.url!)).status).toBe(200);
+    // Asked again: it has them now.
+    const again = await requeue(['--outputs', 'hls', id]);
+    expect(again.lines).toEqual([{ id, requeued: false, reason: expect.stringContaining('nothing to add') }]);
+  }, SLOW);
 });

@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { MediaPool } from '../../processors/mediaPool.ts';
 import type { MediaTask, OutputName, ProducedOutput } from '../../processors/mediaTasks.ts';
 import { outputFileType } from '../../processors/outputFiles.ts';
-import { findUpload, saveOutputs } from '../infra/db/records.ts';
+import { findUpload, saveOutputs, saveOutputsOfReady } from '../infra/db/records.ts';
+import type { Config } from '../infra/settings/config.ts';
+import { STORYBOARD_MIN_SECONDS } from '../../processors/storyboard.ts';
 import { PermanentJobError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import { outputKey, type Storage } from '../infra/store/storage.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
@@ -14,6 +16,15 @@ export const expectedOutputs: Record<'image' | 'video', OutputName[]> = {
   image: ['resized', 'thumbnail', 'webp'],
   video: ['mp4', 'poster', 'thumbnail'],
 };
+
+/** The outputs a video of `duration` seconds gets with these settings. */
+export function videoOutputsFor(config: Pick<Config, 'hls' | 'storyboard'>, duration: number | null): OutputName[] {
+  return [
+    ...expectedOutputs.video,
+    ...(config.hls ? (['hls'] as const) : []),
+    ...(config.storyboard && (duration ?? 0) > STORYBOARD_MIN_SECONDS ? (['storyboard'] as const) : []),
+  ];
+}
 
 /**
  * The `image` and `video` jobs: get the original as a local file (ffmpeg and sharp want a
@@ -27,7 +38,9 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
     const kind = job.kind === 'video' ? 'video' : 'image';
     const upload = await findUpload(db, job.upload_id);
     if (!upload) throw new PermanentJobError('the upload record is gone');
-    if (upload.status !== 'processing') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
+    // A ready upload is here for outputs it lacks (requeue.ts): it stays ready, its outputs are replaced.
+    const refresh = upload.status === 'ready' && kind === 'video';
+    if (upload.status !== 'processing' && !refresh) return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
 
     const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `media-${upload.id}-`));
     try {
@@ -47,6 +60,10 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
           reportProgress(percent).catch((err: unknown) => log.warn({ err }, 'recording progress failed'));
         },
       });
+      if (!outcome.ok && refresh) {
+        log.warn({ reason: outcome.reason }, 'a ready video refused by its processor on a rerun; its outputs are kept');
+        return { result: { reason: outcome.reason }, commit: async () => undefined };
+      }
       if (!outcome.ok) {
         log.info({ reason: outcome.reason }, `${kind} refused by its processor`);
         return {
@@ -68,6 +85,10 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
       return {
         result: { outputs: outputs.map((o) => o.name), ...detailsOf(outcome.outputs) },
         commit: async (trx) => {
+          if (refresh) {
+            orphaned = !(await saveOutputsOfReady(trx, upload.id, outputs));
+            return;
+          }
           const ready = await lifecycle.move(trx, upload.id, 'ready', {
             from: ['processing'],
             facts: { media: outcome.media },
