@@ -297,6 +297,19 @@ describe.each(setups)('HLS served with tokens, played by hls.js in Chromium (%s)
     }
   }, SLOW);
 
+  it('the demo page loads hls.js, which plays the hls output on video tiles', async () => {
+    const page = await browser.newPage();
+    try {
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(String(error)));
+      expect((await page.goto(`${server.url}/`, { waitUntil: 'load' }))?.status()).toBe(200);
+      expect(await page.evaluate(() => (window as unknown as { Hls?: { isSupported(): boolean } }).Hls?.isSupported())).toBe(true);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('answers every HLS file with CORS, its content type, and Range on segments', async () => {
     const master = await fetch(hlsLink(), { headers: { Origin: 'https://player.example' } });
     expect(master.status).toBe(200);
