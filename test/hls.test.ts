@@ -17,7 +17,7 @@ import { eventually } from './support/eventually.ts';
 import { createTestEnvironment, setups, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { bearer, mintToken, testAuthSecret } from './support/tokens.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
-import { ffprobeJson, h264Clip, hdrClip, makeSampleDir, portraitClip, removeSampleDir } from './support/videoSamples.ts';
+import { ffprobeJson, h264Clip, hdrClip, makeSampleDir, portraitClip, removeSampleDir, topLevelBoxes } from './support/videoSamples.ts';
 
 // Two slow cores shared with other test files: generous timeouts everywhere.
 const SLOW = 600_000;
@@ -151,6 +151,9 @@ describe('the video job: HLS ladder and storyboard from one decode', () => {
     expect([mp4.width, mp4.height]).toEqual([hls.width, hls.height]);
     const probe = await ffprobeJson(mp4.path);
     expect(probe.streams.map((s) => s.codec_type).sort()).toEqual(['audio', 'video']);
+    // Through the tee muxer too, +faststart: moov before mdat.
+    const boxes = topLevelBoxes(await readFile(mp4.path)).map((box) => box.type);
+    expect(boxes.indexOf('moov')).toBeLessThan(boxes.indexOf('mdat'));
   });
 
   it('makes a storyboard whose cues cover the whole clip and point inside the sprite', async () => {
