@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
-import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, type Size } from './encoderPresets.ts';
+import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, X264_LOWER_RUNGS, type Size } from './encoderPresets.ts';
 import {
   hlsMuxerOptions, initOf, keyframesEvery, playlistOf, renditionsFor, rungScale, writeMasterPlaylist,
   type HlsSettings, type Rendition, type RenditionFacts,
@@ -279,10 +279,10 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
 
   const audioOptions = plan.audio === undefined ? [] : ['-map', `0:${plan.audio.index}`, ...AAC, ...((plan.audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
   const keyframes = hls ? ['-force_key_frames', keyframesEvery(hls)] : [];
-  const encode = (label: string, maxrate: number) => [
+  const encode = (label: string, maxrate: number, x264: readonly string[] = X264) => [
     '-map', `[${label}]`,
     '-c:v', 'libx264',
-    ...X264,
+    ...x264,
     ...rateCap(maxrate),
     ...BT709_TAGS,
     // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
@@ -311,7 +311,7 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
   }
   for (const rendition of hls ? lower : []) {
     const muxer = hlsMuxerOptions(files.hls, rendition, hls!).flatMap(([key, value]) => [`-${key}`, value]);
-    command.output(playlistOf(files.hls, rendition)).outputOptions(...encode(rendition.name, rendition.maxrate), '-f', 'hls', ...muxer);
+    command.output(playlistOf(files.hls, rendition)).outputOptions(...encode(rendition.name, rendition.maxrate, X264_LOWER_RUNGS), '-f', 'hls', ...muxer);
   }
   if (storyboard) {
     command.output(`file:${files.spriteFrame}`)
