@@ -51,11 +51,6 @@ export const HEIF_INTERMEDIATE_JPEG_QUALITY = 95;
  * over ordinary connections; typical content stays well under it.
  */
 export const X264 = ['-preset', 'veryfast', '-crf', '23', '-profile:v', 'high'] as const;
-/**
- * The HLS rungs below the top one (the mp4's own encode): x264 `superfast`, so the whole ladder
- * stays within the job's budget (docs/benchmarks.md); at their sizes the extra bytes are few.
- */
-export const X264_LOWER_RUNGS = ['-preset', 'superfast', '-crf', '23', '-profile:v', 'high'] as const;
 /** The `mp4` output's cap when no HLS rung sets it (bufsize twice the rate, for every cap). */
 export const MP4_MAXRATE = 8_000_000;
 export function rateCap(maxrate: number): string[] {

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
-import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, X264_LOWER_RUNGS, type Size } from './encoderPresets.ts';
+import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, type Size } from './encoderPresets.ts';
 import {
   hlsMuxerOptions, initOf, keyframesEvery, playlistOf, renditionsFor, rungScale, writeMasterPlaylist,
   type HlsSettings, type Rendition, type RenditionFacts,
@@ -266,23 +266,29 @@ interface EncodePlan {
 
 /**
  * The one ffmpeg run: the picture chain once, `split` into the top encode (the mp4, and with HLS
- * the top rendition: the same packets through the tee muxer), each lower rendition (scaled down
- * from the chain's picture, not from the source) and the storyboard's sprite.
+ * the top rendition: the same packets through the tee muxer), the lower renditions and the
+ * storyboard's sprite. Each lower rendition is scaled from the one above it, not from the top
+ * picture: every step reads fewer pixels (docs/benchmarks.md), and a downscale of a downscale
+ * loses nothing visible.
  */
 function encodeCommand(plan: EncodePlan): FfmpegCommand {
   const { renditions, storyboard, hls, files } = plan;
   const lower = renditions.filter((r) => !r.top);
-  const branches = ['top', ...lower.map((r) => `split_${r.name}`), ...(storyboard ? ['split_storyboard'] : [])];
+  const branches = ['top', ...(lower.length > 0 ? ['cascade_top'] : []), ...(storyboard ? ['split_storyboard'] : [])];
   const graph = [`[0:${plan.video.index}]${plan.picture},split=${branches.length}${branches.map((b) => `[${b}]`).join('')}`];
-  for (const rendition of lower) graph.push(`[split_${rendition.name}]${rungScale(rendition, plan.portrait)}[${rendition.name}]`);
+  lower.forEach((rendition, i) => {
+    const from = i === 0 ? 'cascade_top' : `cascade_${lower[i - 1]!.name}`;
+    const to = i < lower.length - 1 ? `,split=2[${rendition.name}][cascade_${rendition.name}]` : `[${rendition.name}]`;
+    graph.push(`[${from}]${rungScale(rendition, plan.portrait)}${to}`);
+  });
   if (storyboard) graph.push(`[split_storyboard]${storyboardFilter(storyboard)}[sprite]`);
 
   const audioOptions = plan.audio === undefined ? [] : ['-map', `0:${plan.audio.index}`, ...AAC, ...((plan.audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
   const keyframes = hls ? ['-force_key_frames', keyframesEvery(hls)] : [];
-  const encode = (label: string, maxrate: number, x264: readonly string[] = X264) => [
+  const encode = (label: string, maxrate: number) => [
     '-map', `[${label}]`,
     '-c:v', 'libx264',
-    ...x264,
+    ...X264,
     ...rateCap(maxrate),
     ...BT709_TAGS,
     // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
@@ -311,7 +317,7 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
   }
   for (const rendition of hls ? lower : []) {
     const muxer = hlsMuxerOptions(files.hls, rendition, hls!).flatMap(([key, value]) => [`-${key}`, value]);
-    command.output(playlistOf(files.hls, rendition)).outputOptions(...encode(rendition.name, rendition.maxrate, X264_LOWER_RUNGS), '-f', 'hls', ...muxer);
+    command.output(playlistOf(files.hls, rendition)).outputOptions(...encode(rendition.name, rendition.maxrate), '-f', 'hls', ...muxer);
   }
   if (storyboard) {
     command.output(`file:${files.spriteFrame}`)
