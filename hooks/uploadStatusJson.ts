@@ -2,6 +2,7 @@ import { attemptsUsed } from '../server/infra/db/jobQueue.ts';
 import { listJobs, listOutputs, listWebhookDeliveries } from '../server/infra/db/records.ts';
 import type { Db } from '../server/infra/db/database.ts';
 import type { JobKind, JobStatus, MediaMetadata, Upload, UploadProtocol, UploadStatus } from '../server/infra/db/schema.ts';
+import { entryFiles } from '../processors/outputFiles.ts';
 import { withoutSecrets } from './standardWebhookPost.ts';
 import { ownMetadata } from './uploadMetadata.ts';
 
@@ -19,7 +20,20 @@ export const uploadIdPattern = /^[0-9a-f]{32}$/;
 export interface StatusLinks {
   base: string;
   signQuery?: (id: string, name: string) => string;
+  /** The path segment that opens the folder a multi-file output's link names (see `outputFolderLink`). */
+  signFolder?: (id: string, name: string) => string;
 }
+
+/**
+ * What the path segment of a multi-file output's link (`…/outputs/hls/<grant>/master.m3u8`) is
+ * signed for: a name with a slash, which no download has, so neither opens the other.
+ */
+export function folderLinkName(output: string): string {
+  return `${output}/`;
+}
+
+/** The path segment in place of a signature when tokens are off. */
+export const openFolderGrant = 'open';
 
 /** What an event-stream link (links.events) is signed for: a name no download has, so it opens only the stream. */
 export const eventsLinkName = 'events';
@@ -60,7 +74,12 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
   const id = upload.id;
   const [jobs, webhooks, outputs] = await Promise.all([listJobs(db, id), listWebhookDeliveries(db, id), listOutputs(db, id)]);
   const { base } = links;
-  const linkTo = (name: string) => `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+  const linkTo = (name: string) => {
+    // The files of a multi-file output are named relative to its entry file: signed in the path.
+    const entry = entryFiles[name];
+    if (entry === undefined) return `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+    return `${base}/api/uploads/${id}/outputs/${name}/${links.signFolder?.(id, folderLinkName(name)) ?? openFolderGrant}/${entry}`;
+  };
   const ready = upload.status === 'ready';
   const inspect = jobs.find((j) => j.kind === 'inspect');
   return {

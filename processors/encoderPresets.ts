@@ -50,5 +50,10 @@ export const HEIF_INTERMEDIATE_JPEG_QUALITY = 95;
  * (capped CRF) keeps noisy or high-motion sources from ballooning and keeps the stream playable
  * over ordinary connections; typical content stays well under it.
  */
-export const X264 = ['-preset', 'veryfast', '-crf', '23', '-maxrate', '8M', '-bufsize', '16M', '-profile:v', 'high'] as const;
+export const X264 = ['-preset', 'veryfast', '-crf', '23', '-profile:v', 'high'] as const;
+/** The `mp4` output's cap when no HLS rung sets it (bufsize twice the rate, for every cap). */
+export const MP4_MAXRATE = 8_000_000;
+export function rateCap(maxrate: number): string[] {
+  return ['-maxrate', String(maxrate), '-bufsize', String(2 * maxrate)];
+}
 export const AAC = ['-c:a', 'aac', '-b:a', '128k'] as const;

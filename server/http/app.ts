@@ -15,6 +15,8 @@ import type { UploadEventHub } from './uploadEventHub.ts';
 
 /** Routes a signed link opens without a header: downloads (`<img src>`) and the event stream (`EventSource`). */
 const signedLinkPath = /^\/api\/uploads\/[^/]+\/(files\/[^/]+|events)$/;
+/** The files of a multi-file output (HLS): signed in the path, which the route checks, as players send no header. */
+const signedFolderPath = /^\/api\/uploads\/[^/]+\/outputs\/[^/]+\/[^/]+\/[^/]+$/;
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
 export function createApp(context: HookContext, tus: Middleware, scanner: Scanner | undefined, metrics: Metrics, hub: UploadEventHub): Koa<CallerState> {
@@ -58,7 +60,9 @@ export function createApp(context: HookContext, tus: Middleware, scanner: Scanne
   const apiAuthentication = authenticate(config.auth, () => false);
   // A signed link is its own credential (for <img src> and EventSource); its route checks it.
   const signedLink = (ctx: ParameterizedContext) =>
-    config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined;
+    config.auth.mode === 'token' &&
+    ['GET', 'HEAD'].includes(ctx.method) &&
+    ((signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined) || signedFolderPath.test(ctx.path));
   const authenticated = (ctx: ParameterizedContext) => (ctx.path.startsWith('/api/') && !signedLink(ctx)) || ctx.path.startsWith(`${directUploadsPath}/`);
   app.use((ctx, next) => (authenticated(ctx) ? apiAuthentication(ctx, next) : next()));
 

@@ -120,6 +120,10 @@ export class FolderStorage implements Storage {
     return { kind: 'file', path: file, size };
   }
 
+  readOutput(key: string): Promise<Buffer> {
+    return fs.readFile(this.pathOf(key));
+  }
+
   async ping(): Promise<void> {
     await fs.mkdir(this.uploadsDir, { recursive: true });
     await fs.access(this.uploadsDir, fs.constants.W_OK);

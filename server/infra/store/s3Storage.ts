@@ -125,14 +125,24 @@ export class S3Storage implements Storage {
     await this.deleteObjects(await this.outputKeys(id));
   }
 
+  /** Every key under the upload's outputs: an HLS ladder of a long video holds more than one page of them. */
   private async outputKeys(id: string): Promise<string[]> {
-    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, '') }));
-    return (listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
+    const keys: string[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, ''), ContinuationToken }));
+      keys.push(...(listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])));
+      ContinuationToken = listed.IsTruncated ? listed.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return keys;
   }
 
   private async deleteObjects(keys: string[]): Promise<void> {
-    if (keys.length === 0) return;
-    await this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
+    // S3 takes at most 1000 keys per request.
+    for (let at = 0; at < keys.length; at += 1000) {
+      const Objects = keys.slice(at, at + 1000).map((Key) => ({ Key }));
+      await this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects, Quiet: true } }));
+    }
   }
 
   /** Lists open multipart uploads: finished objects are never among them. */
@@ -155,6 +165,11 @@ export class S3Storage implements Storage {
       ResponseContentDisposition: contentDisposition(download.filename, download.disposition),
     });
     return { kind: 'redirect', url: await getSignedUrl(this.presignClient, command, { expiresIn: this.s3.presignExpiresSeconds }) };
+  }
+
+  async readOutput(key: string): Promise<Buffer> {
+    const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
+    return Buffer.from(await Body!.transformToByteArray());
   }
 
   async ping(): Promise<void> {

@@ -49,6 +49,8 @@ export interface Storage {
    */
   storeOutput(key: string, file: string, contentType: string): Promise<void>;
   locate(key: string, download: Download): Promise<Located>;
+  /** A small output file (a playlist) whole; rejects with ENOENT / NoSuchKey when there is none. */
+  readOutput(key: string): Promise<Buffer>;
   ping(): Promise<void>;
 }
 
