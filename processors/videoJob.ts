@@ -320,7 +320,9 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
     });
     const video = renditions.flatMap((rendition, i) => [
       '-map', `[${rendition.top ? 'top' : rendition.name}]`, ...rateCap(rendition.maxrate, `:v:${i}`),
-      ...(rendition.top ? [] : [`-x264-params:v:${i}`, X264_LOWER_RUNG_PARAMS]), // the top one is the mp4, encoded as without HLS
+      // The top one is the mp4, encoded as without HLS. The lower ones run on one thread each: next to the
+      // top encode's frame threads, more only add synchronisation (CPU time, docs/benchmarks.md).
+      ...(rendition.top ? [] : [`-x264-params:v:${i}`, X264_LOWER_RUNG_PARAMS, `-threads:v:${i}`, '1']),
     ]);
     command.output(slaves.join('|')).outputOptions('-stats', ...encode(video), '-flags', '+global_header', '-f', 'tee');
   } else {
