@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
-import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, type Size } from './encoderPresets.ts';
+import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, X264_LOWER_RUNG_PARAMS, type Size } from './encoderPresets.ts';
 import {
   hlsMuxerOptions, initOf, keyframesEvery, playlistOf, renditionsFor, rungScale, writeMasterPlaylist,
   type HlsSettings, type Rendition, type RenditionFacts,
@@ -285,11 +285,11 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
 
   const audioOptions = plan.audio === undefined ? [] : ['-map', `0:${plan.audio.index}`, ...AAC, ...((plan.audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
   const keyframes = hls ? ['-force_key_frames', keyframesEvery(hls)] : [];
-  const encode = (label: string, maxrate: number) => [
-    '-map', `[${label}]`,
+  // Options of every video encode; `video` maps the encodes (one per rendition) and sets each one's cap.
+  const encode = (video: string[]) => [
+    ...video,
     '-c:v', 'libx264',
     ...X264,
-    ...rateCap(maxrate),
     ...BT709_TAGS,
     // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
     // keeps its timing (the mp4 muxer's default would make it constant-rate, duplicating and
@@ -307,17 +307,26 @@ function encodeCommand(plan: EncodePlan): FfmpegCommand {
   const command = ffmpeg(`file:${plan.input}`, { stdoutLines: 100 }).inputOptions(...inputOptions()).complexFilter(graph.join(';'));
   const top = renditions[0];
   if (hls && top) {
+    // One output through the tee muxer: every rendition's encode (video stream i = rendition i)
+    // and one AAC encode that every slave shares (`select`), so the audio is encoded once.
     // moov before mdat in the mp4: playback starts before the download ends. The tee muxer
-    // cannot ask each muxer what it needs: global headers, as both want them.
-    const hlsSlave = hlsMuxerOptions(files.hls, top, hls).map(([key, value]) => `${key}=${teeEscape(value)}`).join(':');
-    command.output(`[f=mp4:movflags=+faststart]${teeEscape(files.mp4)}|[f=hls:${hlsSlave}]${teeEscape(playlistOf(files.hls, top))}`)
-      .outputOptions('-stats', ...encode('top', top.maxrate), '-flags', '+global_header', '-f', 'tee');
+    // cannot ask each muxer what it needs: global headers, as all want them.
+    // `select` is quoted, escaped once more for the tee muxer's own split of its slaves.
+    const select = (i: number) => `select=\\'v:${i},a\\'`;
+    const slaves = [`[f=mp4:movflags=+faststart:${select(0)}]${teeEscape(files.mp4)}`];
+    renditions.forEach((rendition, i) => {
+      const options = hlsMuxerOptions(files.hls, rendition, hls).map(([key, value]) => `${key}=${teeEscape(value)}`).join(':');
+      slaves.push(`[f=hls:${options}:${select(i)}]${teeEscape(playlistOf(files.hls, rendition))}`);
+    });
+    const video = renditions.flatMap((rendition, i) => [
+      '-map', `[${rendition.top ? 'top' : rendition.name}]`, ...rateCap(rendition.maxrate, `:v:${i}`),
+      // The top one is the mp4, encoded as without HLS. The lower ones run on one thread each: next to the
+      // top encode's frame threads, more only add synchronisation (CPU time, docs/benchmarks.md).
+      ...(rendition.top ? [] : [`-x264-params:v:${i}`, X264_LOWER_RUNG_PARAMS, `-threads:v:${i}`, '1']),
+    ]);
+    command.output(slaves.join('|')).outputOptions('-stats', ...encode(video), '-flags', '+global_header', '-f', 'tee');
   } else {
-    command.output(`file:${files.mp4}`).outputOptions('-stats', ...encode('top', MP4_MAXRATE), '-movflags', '+faststart', '-f', 'mp4');
-  }
-  for (const rendition of hls ? lower : []) {
-    const muxer = hlsMuxerOptions(files.hls, rendition, hls!).flatMap(([key, value]) => [`-${key}`, value]);
-    command.output(playlistOf(files.hls, rendition)).outputOptions(...encode(rendition.name, rendition.maxrate), '-f', 'hls', ...muxer);
+    command.output(`file:${files.mp4}`).outputOptions('-stats', ...encode(['-map', '[top]', ...rateCap(MP4_MAXRATE)]), '-movflags', '+faststart', '-f', 'mp4');
   }
   if (storyboard) {
     command.output(`file:${files.spriteFrame}`)

@@ -229,7 +229,9 @@ describe.each(setups)('HLS served with tokens, played by hls.js in Chromium (%s)
 
   beforeAll(async () => {
     if (!existsSync(chromiumPath)) throw new Error(`Chromium not found at ${chromiumPath}: run \`sudo bash test/services/install.sh\`, or set CHROMIUM_PATH`);
-    environment = await createTestEnvironment(setup, { AUTH_SECRET: testAuthSecret, HLS: 'on', WORKER_THREADS: '2' });
+    // This file's four-rung ladder (not the three-rung default): three levels to switch between.
+    const hlsLadder = ladder.map((rung) => `${rung.shortSide}:${rung.maxrate / 1_000_000}M`).join(',');
+    environment = await createTestEnvironment(setup, { AUTH_SECRET: testAuthSecret, HLS: 'on', HLS_LADDER: hlsLadder, WORKER_THREADS: '2' });
     if (setup === 'scaleout') {
       // Segments are redirected to the bucket: a page on another origin reads them only with the bucket's GET CORS.
       await testS3Client().send(new PutBucketCorsCommand({

@@ -389,10 +389,12 @@ function readWebhooks(read: SettingReader, problems: string[], secret: string | 
 }
 
 /**
- * The ladder as Apple's authoring guide sizes it, 1080p to 360p, each rung's cap about twice
- * what typical content needs at CRF 23: the top one is the mp4's own cap, so the two are one encode.
+ * 1080p, 720p and 360p (Apple's guide has 480p too: each lower rung is a whole encode, and
+ * without it the job stays within 1.6x the mp4-only job's CPU — docs/configuration.md), each
+ * rung's cap about twice what typical content needs at CRF 23: the top one is the mp4's own
+ * cap, so the two are one encode.
  */
-const defaultLadder = '1080:8M,720:4M,480:2M,360:1M';
+const defaultLadder = '1080:8M,720:4M,360:1M';
 
 /** HLS (on|off), HLS_LADDER (`<short side>:<max bit rate>`, comma-separated), HLS_SEGMENT. */
 function readHls(read: SettingReader, problems: string[]): HlsSettings | undefined {
