@@ -44,7 +44,7 @@ export async function partialCreate(context: HookContext, upload: StoredUpload, 
  * on its first bytes, read from the head of its first parts: a refusal rejects it and removes the parts.
  */
 export async function finalCreate(context: HookContext, upload: StoredUpload, creator: Creator, final: FinalUpload): ReturnType<typeof uploadCreate> {
-  const created = await uploadCreate(context, upload, creator, final);
+  const created = await uploadCreate(context, upload, creator, { final });
   const record = await findUpload(context.db, upload.id);
   const size = upload.size ?? 0;
   if (!record || size === 0) return created;

@@ -1,5 +1,5 @@
 import type { QuotaRefusal } from '../server/infra/db/quotas.ts';
-import type { UploadLimits } from '../server/infra/db/schema.ts';
+import type { UploadLimits, UploadProtocol } from '../server/infra/db/schema.ts';
 import { authorizeUpload } from './authorizeUpload.ts';
 import type { HookContext } from './hookContext.ts';
 import { keyTakenRefusal, type KeyClaim } from './idempotentCreation.ts';
@@ -30,6 +30,12 @@ export interface FinalRecord {
   parts: readonly { id: string }[];
 }
 
+/** How the upload is made: a final of a concatenation, or one whose bytes go straight to the bucket (tus by default). */
+export interface CreationKind {
+  final?: FinalRecord;
+  protocol?: UploadProtocol;
+}
+
 /**
  * Before the upload exists: refuse an empty file and a length over the creator's token; ask the app
  * (AUTHORIZE_URL), which may refuse, replace the metadata or narrow the size; refuse a declared
@@ -41,7 +47,7 @@ export async function uploadCreate(
   context: HookContext,
   upload: StoredUpload,
   creator: Creator,
-  final?: FinalRecord,
+  { final, protocol }: CreationKind = {},
 ): Promise<{ metadata: UploadMetadata; limits: UploadLimits }> {
   const { config, log } = context;
   let sent = upload.metadata;
@@ -92,6 +98,7 @@ export async function uploadCreate(
       limits: JSON.stringify(limits),
       expires_at: new Date(Date.now() + config.uploadExpiresAfterMs),
       upload_concat: final?.uploadConcat ?? null,
+      protocol,
     },
     config.quotas,
     final?.parts.map((part) => part.id),

@@ -1,7 +1,8 @@
 import { attemptsUsed } from '../server/infra/db/jobQueue.ts';
 import { listJobs, listOutputs, listWebhookDeliveries } from '../server/infra/db/records.ts';
 import type { Db } from '../server/infra/db/database.ts';
-import type { JobKind, JobStatus, MediaMetadata, Upload, UploadStatus } from '../server/infra/db/schema.ts';
+import type { JobKind, JobStatus, MediaMetadata, Upload, UploadProtocol, UploadStatus } from '../server/infra/db/schema.ts';
+import { entryFiles } from '../processors/outputFiles.ts';
 import { withoutSecrets } from './standardWebhookPost.ts';
 import { ownMetadata } from './uploadMetadata.ts';
 
@@ -19,7 +20,20 @@ export const uploadIdPattern = /^[0-9a-f]{32}$/;
 export interface StatusLinks {
   base: string;
   signQuery?: (id: string, name: string) => string;
+  /** The path segment that opens the folder a multi-file output's link names (see `outputFolderLink`). */
+  signFolder?: (id: string, name: string) => string;
 }
+
+/**
+ * What the path segment of a multi-file output's link (`…/outputs/hls/<grant>/master.m3u8`) is
+ * signed for: a name with a slash, which no download has, so neither opens the other.
+ */
+export function folderLinkName(output: string): string {
+  return `${output}/`;
+}
+
+/** The path segment in place of a signature when tokens are off. */
+export const openFolderGrant = 'open';
 
 /** What an event-stream link (links.events) is signed for: a name no download has, so it opens only the stream. */
 export const eventsLinkName = 'events';
@@ -30,10 +44,13 @@ export interface UploadStatusJson {
   owner: string | null;
   status: UploadStatus;
   reason: string | null;
+  /** How the bytes come: `tus` through this server, `s3-multipart` or `s3-post` straight to the bucket. */
+  protocol: UploadProtocol;
   filename: string;
   claimedType: string | null;
   detectedType: string | null;
   size: number | null;
+  /** Bytes stored so far; a direct upload's stay 0 until it is completed (the server does not see them arrive). */
   offset: number;
   sha256: string | null;
   scan: string | null;
@@ -57,7 +74,12 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
   const id = upload.id;
   const [jobs, webhooks, outputs] = await Promise.all([listJobs(db, id), listWebhookDeliveries(db, id), listOutputs(db, id)]);
   const { base } = links;
-  const linkTo = (name: string) => `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+  const linkTo = (name: string) => {
+    // The files of a multi-file output are named relative to its entry file: signed in the path.
+    const entry = entryFiles[name];
+    if (entry === undefined) return `${base}/api/uploads/${id}/files/${name}${links.signQuery?.(id, name) ?? ''}`;
+    return `${base}/api/uploads/${id}/outputs/${name}/${links.signFolder?.(id, folderLinkName(name)) ?? openFolderGrant}/${entry}`;
+  };
   const ready = upload.status === 'ready';
   const inspect = jobs.find((j) => j.kind === 'inspect');
   return {
@@ -65,6 +87,7 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
     owner: upload.owner,
     status: upload.status,
     reason: upload.reason,
+    protocol: upload.protocol,
     filename: upload.safe_filename,
     claimedType: upload.claimed_type,
     detectedType: upload.detected_type,
@@ -107,7 +130,8 @@ export async function uploadStatusJson(db: Db, upload: Upload, links: StatusLink
     })),
     links: {
       self: `${base}/api/uploads/${id}`,
-      upload: upload.status === 'uploading' ? `${base}${tusPath}/${id}` : null,
+      // Only a tus upload is resumed at a URL of this server.
+      upload: upload.status === 'uploading' && upload.protocol === 'tus' ? `${base}${tusPath}/${id}` : null,
       original: ready ? linkTo('original') : null,
       events: `${base}/api/uploads/${id}/events${links.signQuery?.(id, eventsLinkName) ?? ''}`,
     },

@@ -7,6 +7,7 @@ import * as uploadEvents from './005_upload_events.ts';
 import * as webhooks from './006_webhooks.ts';
 import * as uploadConcat from './007_upload_concat.ts';
 import * as idempotency from './008_idempotency.ts';
+import * as directUploads from './009_direct_uploads.ts';
 
 /** Every migration, in order; listed here so they ship with the code instead of being found on disk. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '006_webhooks': webhooks,
   '007_upload_concat': uploadConcat,
   '008_idempotency': idempotency,
+  '009_direct_uploads': directUploads,
 };

@@ -6,8 +6,13 @@ import sharp from 'sharp';
 import { JobControl, Stopped, SYSTEM_TROUBLE } from './childProcesses.ts';
 import { ffmpegWords, runFfmpeg } from './ffmpeg.ts';
 import { describeExit, describeMedia, numberOr, parseProbe, runFfprobe, VIDEO_DEMUXERS, type ProbeStream } from './ffprobe.ts';
-import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, pictureBox, THUMBNAIL_BOX, X264, type Size } from './encoderPresets.ts';
+import { AAC, JPEG_RESIZED, JPEG_THUMBNAIL, MP4_MAXRATE, pictureBox, rateCap, THUMBNAIL_BOX, X264, X264_LOWER_RUNG_PARAMS, type Size } from './encoderPresets.ts';
+import {
+  hlsMuxerOptions, initOf, keyframesEvery, playlistOf, renditionsFor, rungScale, writeMasterPlaylist,
+  type HlsSettings, type Rendition, type RenditionFacts,
+} from './hlsLadder.ts';
 import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './mediaTasks.ts';
+import { planStoryboard, SPRITE_FILE, STORYBOARD_FILE, STORYBOARD_MIN_SECONDS, storyboardFilter, writeStoryboardVtt, type StoryboardPlan } from './storyboard.ts';
 
 /**
  * Video processing, run on a worker thread (piscina) by the job runner; ffmpeg and ffprobe run
@@ -17,9 +22,14 @@ import type { MediaOutcome, OutputName, ProducedOutput, VideoTask } from './medi
  *   2. One frame at 1 s (the middle of shorter clips) → PNG → sharp → `poster` + `thumbnail`.
  *      Done first because it is cheap next to the encode and proves a frame can be decoded at all before
  *      the expensive encode starts.
- *   3. ffmpeg (fluent-ffmpeg) → `mp4`: H.264 + AAC 128k, fits the picture box (1920x1080, or
- *      1080x1920 for a portrait picture), HDR tone-mapped to SDR, BT.709 tagged, +faststart.
- *   4. ffprobe the mp4 → its real width/height.
+ *   3. One ffmpeg run (fluent-ffmpeg), one decode: the picture chain (upright, fits the picture box
+ *      of 1920x1080, or 1080x1920 for a portrait picture, HDR tone-mapped to SDR, BT.709) is split
+ *      into every encode: `mp4` (H.264 + AAC 128k, +faststart); with `task.hls` the ladder's
+ *      renditions (hlsLadder.ts), the top one being the mp4's own encode written a second time
+ *      through the tee muxer as HLS segments; for clips over 10 s with `task.storyboard` the
+ *      storyboard's sprite (storyboard.ts).
+ *   4. ffprobe the mp4 (and each rendition's init segment) → real sizes, profile, level; the
+ *      master playlist; the sprite as JPEG and its WebVTT.
  *
  * Outcomes: the input is bad (unreadable, truncated, no video stream, nothing decodable) →
  * `{ ok: false, reason }` with ffmpeg's/ffprobe's own words (server paths replaced by `input` /
@@ -48,11 +58,20 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     poster: path.join(outputDir, 'poster.jpg'),
     thumbnail: path.join(outputDir, 'thumbnail.jpg'),
     mp4: path.join(outputDir, 'video.mp4'),
+    hls: path.join(outputDir, 'hls'),
+    storyboard: path.join(outputDir, 'storyboard'),
+    spriteFrame: path.join(outputDir, 'sprite-frames.png'),
   };
   const control = new JobControl(task.timeoutMs, task.port);
   const { children } = control;
   const checkTime = () => control.check();
   const words = (text: string) => ffmpegWords(text, [[input, 'input'], [outputDir, 'output']]);
+  const probeVideo = async (file: string, what: string): Promise<ProbeStream | undefined> => {
+    const out = await runFfprobe(children, file);
+    checkTime();
+    if (out.code !== 0) throw new Error(`ffprobe cannot read ${what}: ${words(out.stderr) || describeExit(out)}`);
+    return parseProbe(out.stdout).streams.find((s) => s.codec_type === 'video');
+  };
 
   let outcome: MediaOutcome | undefined;
   try {
@@ -104,9 +123,15 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
       return (outcome = { ok: false, reason: `no video frame could be decoded${suffix(words(frame.stderr))}` });
     }
 
-    // 3. The mp4.
+    // 3. One decode, every encode.
+    const box = pictureBox(media);
+    const renditions = task.hls ? renditionsFor(media, box, task.hls.ladder) : [];
+    const storyboardSeconds = videoDuration ?? 0;
+    const storyboard = task.storyboard && storyboardSeconds > STORYBOARD_MIN_SECONDS ? planStoryboard(storyboardSeconds, media) : undefined;
+    if (renditions.length > 0) await mkdir(files.hls);
     const progress = progressReporter(task, duration);
-    const encoded = await runFfmpeg(children, mp4Command(input, video.index, picture, audio, files.mp4), progress.line);
+    const plan: EncodePlan = { input, video, picture, audio, portrait: box.height > box.width, hls: task.hls, renditions, storyboard, files };
+    const encoded = await runFfmpeg(children, encodeCommand(plan), progress.line);
     checkTime();
     if (encoded.error !== undefined) {
       const reason = words(encoded.stderr) || encoded.error.message;
@@ -119,16 +144,27 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     if (partial !== undefined) return (outcome = { ok: false, reason: `the video is truncated: ${words(partial)}` });
 
     // 4. Read the outputs back.
-    const out = await runFfprobe(children, files.mp4);
-    checkTime();
-    if (out.code !== 0) throw new Error(`ffprobe cannot read the mp4 just written: ${words(out.stderr) || describeExit(out)}`);
-    const outVideo = parseProbe(out.stdout).streams.find((s) => s.codec_type === 'video');
+    const outVideo = await probeVideo(files.mp4, 'the mp4 just written');
     if (!outVideo?.width || !outVideo.height) {
       return (outcome = { ok: false, reason: `no video frame could be encoded${suffix(words(encoded.stderr))}` });
     }
     const outputs: ProducedOutput[] = [
       { name: 'mp4', path: files.mp4, contentType: 'video/mp4', size: (await stat(files.mp4)).size, width: outVideo.width, height: outVideo.height },
     ];
+    if (task.hls && renditions.length > 0) {
+      const facts: RenditionFacts[] = [];
+      for (const rendition of renditions) {
+        const stream = rendition.top ? outVideo : await probeVideo(initOf(files.hls, rendition), `rendition ${rendition.name}`);
+        facts.push({ rendition, width: stream?.width ?? 0, height: stream?.height ?? 0, hasAudio: audio !== undefined, frameRate: media.frameRate });
+      }
+      const master = await writeMasterPlaylist(files.hls, facts);
+      outputs.push({
+        name: 'hls', path: files.hls, contentType: HLS_PLAYLIST_TYPE, size: master.size, width: outVideo.width, height: outVideo.height,
+        files: master.files, details: { renditions: facts.map((f) => ({ name: f.rendition.name, width: f.width, height: f.height, bytes: master.bytesByRendition[f.rendition.name] })) },
+      });
+    }
+    if (storyboard) outputs.push(await storyboardOutput(files, storyboard, storyboardSeconds));
+    checkTime();
     await sharp(files.frame).jpeg(JPEG_RESIZED).toFile(files.poster);
     await sharp(files.frame)
       .resize({ ...THUMBNAIL_BOX, fit: 'inside', withoutEnlargement: true })
@@ -145,7 +181,8 @@ export async function videoJob(task: VideoTask): Promise<MediaOutcome> {
     throw err;
   } finally {
     await control.release();
-    if (outcome?.ok !== true) await Promise.allSettled(Object.values(files).map((file) => rm(file, { force: true })));
+    await rm(files.spriteFrame, { force: true });
+    if (outcome?.ok !== true) await Promise.allSettled(Object.values(files).map((file) => rm(file, { force: true, recursive: true })));
   }
 }
 
@@ -211,31 +248,96 @@ function posterCommand(input: string, videoIndex: number, picture: string, atSec
     .outputOptions('-map', `0:${videoIndex}`, '-vf', `${picture},scale=in_color_matrix=bt709:in_range=tv:out_range=pc,format=rgb24`, '-frames:v', '1', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
 }
 
-function mp4Command(input: string, videoIndex: number, picture: string, audio: ProbeStream | undefined, target: string): FfmpegCommand {
-  const audioOptions = audio === undefined ? [] : ['-map', `0:${audio.index}`, ...AAC, ...((audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
-  return ffmpeg(`file:${input}`, { stdoutLines: 100 })
-    .inputOptions(...inputOptions())
-    .output(`file:${target}`)
-    .outputOptions(
-      '-stats', // progress lines on stderr, even at -loglevel error (every 0.5 s)
-      '-map', `0:${videoIndex}`,
-      '-vf', picture,
-      '-c:v', 'libx264',
-      ...X264,
-      ...BT709_TAGS,
-      // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
-      // keeps its timing (the mp4 muxer's default would make it constant-rate, duplicating and
-      // dropping frames to fit).
-      '-fps_mode', 'vfr',
-      ...audioOptions,
-      // No stream given means no stream written: a silent video gets no audio track. No
-      // subtitles, data tracks, chapters or metadata (phones put GPS coordinates in there).
-      '-map_metadata', '-1',
-      '-map_chapters', '-1',
-      '-movflags', '+faststart', // moov before mdat: playback starts before the download ends
-      '-max_muxing_queue_size', '1024', // sparse/late audio in phone videos would abort the mux
-      '-f', 'mp4',
-    );
+/** The media type of HLS playlists (RFC 8216). */
+const HLS_PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+
+interface EncodePlan {
+  input: string;
+  video: ProbeStream;
+  picture: string;
+  audio: ProbeStream | undefined;
+  portrait: boolean;
+  hls: HlsSettings | undefined;
+  /** Top first; empty without HLS. */
+  renditions: Rendition[];
+  storyboard: StoryboardPlan | undefined;
+  files: { mp4: string; hls: string; spriteFrame: string };
+}
+
+/**
+ * The one ffmpeg run: the picture chain once, `split` into the top encode (the mp4, and with HLS
+ * the top rendition: the same packets through the tee muxer), the lower renditions and the
+ * storyboard's sprite. Each lower rendition is scaled from the one above it, not from the top
+ * picture: every step reads fewer pixels (docs/benchmarks.md), and a downscale of a downscale
+ * loses nothing visible.
+ */
+function encodeCommand(plan: EncodePlan): FfmpegCommand {
+  const { renditions, storyboard, hls, files } = plan;
+  const lower = renditions.filter((r) => !r.top);
+  const branches = ['top', ...(lower.length > 0 ? ['cascade_top'] : []), ...(storyboard ? ['split_storyboard'] : [])];
+  const graph = [`[0:${plan.video.index}]${plan.picture},split=${branches.length}${branches.map((b) => `[${b}]`).join('')}`];
+  lower.forEach((rendition, i) => {
+    const from = i === 0 ? 'cascade_top' : `cascade_${lower[i - 1]!.name}`;
+    const to = i < lower.length - 1 ? `,split=2[${rendition.name}][cascade_${rendition.name}]` : `[${rendition.name}]`;
+    graph.push(`[${from}]${rungScale(rendition, plan.portrait)}${to}`);
+  });
+  if (storyboard) graph.push(`[split_storyboard]${storyboardFilter(storyboard)}[sprite]`);
+
+  const audioOptions = plan.audio === undefined ? [] : ['-map', `0:${plan.audio.index}`, ...AAC, ...((plan.audio.channels ?? 0) > 2 ? ['-ac', '2'] : [])];
+  const keyframes = hls ? ['-force_key_frames', keyframesEvery(hls)] : [];
+  // Options of every video encode; `video` maps the encodes (one per rendition) and sets each one's cap.
+  const encode = (video: string[]) => [
+    ...video,
+    '-c:v', 'libx264',
+    ...X264,
+    ...BT709_TAGS,
+    // Every frame at its own time: 60 fps stays 60 fps and a variable-frame-rate phone clip
+    // keeps its timing (the mp4 muxer's default would make it constant-rate, duplicating and
+    // dropping frames to fit).
+    '-fps_mode', 'vfr',
+    ...keyframes,
+    ...audioOptions,
+    // No stream given means no stream written: a silent video gets no audio track. No
+    // subtitles, data tracks, chapters or metadata (phones put GPS coordinates in there).
+    '-map_metadata', '-1',
+    '-map_chapters', '-1',
+    '-max_muxing_queue_size', '1024', // sparse/late audio in phone videos would abort the mux
+  ];
+
+  const command = ffmpeg(`file:${plan.input}`, { stdoutLines: 100 }).inputOptions(...inputOptions()).complexFilter(graph.join(';'));
+  const top = renditions[0];
+  if (hls && top) {
+    // One output through the tee muxer: every rendition's encode (video stream i = rendition i)
+    // and one AAC encode that every slave shares (`select`), so the audio is encoded once.
+    // moov before mdat in the mp4: playback starts before the download ends. The tee muxer
+    // cannot ask each muxer what it needs: global headers, as all want them.
+    // `select` is quoted, escaped once more for the tee muxer's own split of its slaves.
+    const select = (i: number) => `select=\\'v:${i},a\\'`;
+    const slaves = [`[f=mp4:movflags=+faststart:${select(0)}]${teeEscape(files.mp4)}`];
+    renditions.forEach((rendition, i) => {
+      const options = hlsMuxerOptions(files.hls, rendition, hls).map(([key, value]) => `${key}=${teeEscape(value)}`).join(':');
+      slaves.push(`[f=hls:${options}:${select(i)}]${teeEscape(playlistOf(files.hls, rendition))}`);
+    });
+    const video = renditions.flatMap((rendition, i) => [
+      '-map', `[${rendition.top ? 'top' : rendition.name}]`, ...rateCap(rendition.maxrate, `:v:${i}`),
+      // The top one is the mp4, encoded as without HLS. The lower ones run on one thread each: next to the
+      // top encode's frame threads, more only add synchronisation (CPU time, docs/benchmarks.md).
+      ...(rendition.top ? [] : [`-x264-params:v:${i}`, X264_LOWER_RUNG_PARAMS, `-threads:v:${i}`, '1']),
+    ]);
+    command.output(slaves.join('|')).outputOptions('-stats', ...encode(video), '-flags', '+global_header', '-f', 'tee');
+  } else {
+    command.output(`file:${files.mp4}`).outputOptions('-stats', ...encode(['-map', '[top]', ...rateCap(MP4_MAXRATE)]), '-movflags', '+faststart', '-f', 'mp4');
+  }
+  if (storyboard) {
+    command.output(`file:${files.spriteFrame}`)
+      .outputOptions('-map', '[sprite]', '-c:v', 'png', '-compression_level', '1', '-f', 'image2', '-update', '1', '-map_metadata', '-1');
+  }
+  return command;
+}
+
+/** A tee muxer's special characters, escaped in a file name or option value. */
+function teeEscape(text: string): string {
+  return text.replace(/[\\:|[\]]/g, (c) => `\\${c}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,6 +369,19 @@ function progressReporter(task: VideoTask, duration: number | null): { line: (li
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/** The sprite (JPEG, as the thumbnail is encoded) and its WebVTT, in their own folder. */
+async function storyboardOutput(files: { storyboard: string; spriteFrame: string }, plan: StoryboardPlan, seconds: number): Promise<ProducedOutput> {
+  await mkdir(files.storyboard);
+  const sprite = path.join(files.storyboard, SPRITE_FILE);
+  const vtt = path.join(files.storyboard, STORYBOARD_FILE);
+  const info = await sharp(files.spriteFrame).jpeg(JPEG_THUMBNAIL).toFile(sprite);
+  await writeStoryboardVtt(vtt, plan, seconds);
+  return {
+    name: 'storyboard', path: files.storyboard, contentType: 'text/vtt', size: info.size + (await stat(vtt)).size,
+    width: info.width, height: info.height, files: [STORYBOARD_FILE, SPRITE_FILE],
+  };
+}
 
 async function describeImage(name: OutputName, file: string): Promise<ProducedOutput> {
   const [{ size }, meta] = await Promise.all([stat(file), sharp(file).metadata()]);

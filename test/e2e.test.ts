@@ -154,7 +154,7 @@ describe.each(setups)('upload pipeline (%s)', (setup) => {
   it('reports ready only when the database, the store and clamd answer', async () => {
     const res = await fetch(`${server.url}/readyz`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ ok: true, checks: { database: 'ok', storage: 'ok', clamd: 'ok' }, auth: 'open', scan: 'on', warning: expect.stringContaining('runs open') });
+    expect(await res.json()).toEqual({ ok: true, checks: { database: 'ok', storage: 'ok', clamd: 'ok' }, auth: 'open', scan: 'on', direct: setup === 'scaleout' ? 'on' : 'off', warning: expect.stringContaining('runs open') });
     expect((await fetch(`${server.url}/api/uploads/nope`)).status).toBe(404);
   });
 });

@@ -68,7 +68,7 @@ describe.each(setups)('leftovers (%s)', (setup) => {
   const eventsOf = async (id: string) =>
     (await db().selectFrom('upload_events').select(['from_status', 'to_status']).where('upload_id', '=', id).orderBy('seq').execute()).map((e) => `${e.from_status}→${e.to_status}`);
 
-  it('a video deleted while its job runs keeps nothing: no mp4, poster or thumbnail in the store, no outputs rows', async () => {
+  it('a video deleted while its job runs keeps nothing: no mp4, poster, thumbnail or storyboard in the store, no outputs rows', async () => {
     const clip = await h264Clip(samples, { seconds: 20, width: 1280, height: 720 });
     const { url } = await tusUpload(server.url, await fs.readFile(clip), { filename: 'long.mp4', filetype: 'video/mp4', chunkSize: 8 * 1024 * 1024 });
     const id = uploadIdOf(url);
@@ -85,9 +85,9 @@ describe.each(setups)('leftovers (%s)', (setup) => {
     expect(settled).toMatchObject({ status: 'deleted', outputs: [] });
     // It was deleted from `processing`, and never became ready: the job did run to its end under a deleted upload.
     expect(await eventsOf(id)).toEqual(['null→uploading', 'uploading→received', 'received→inspecting', 'inspecting→processing', 'processing→deleted']);
-    // It had stored all three before it found out.
+    // It had stored them all (a 20 s clip gets a storyboard) before it found out.
     const job = await db().selectFrom('jobs').select('result').where('upload_id', '=', id).where('kind', '=', 'video').executeTakeFirstOrThrow();
-    expect((job.result as { outputs: string[] }).outputs.sort()).toEqual(['mp4', 'poster', 'thumbnail']);
+    expect((job.result as { outputs: string[] }).outputs.sort()).toEqual(['mp4', 'poster', 'storyboard', 'thumbnail']);
     // Removed once the job's transaction committed (the job shows `done` a moment before).
     await eventually('its outputs to be removed', async () => ((await storedKeys(id)).length === 0 ? true : undefined), 60_000);
     expect(await outputRows(id)).toEqual([]);

@@ -53,5 +53,6 @@ export function refuse(ctx: Context, refusal: TokenRefusal): void {
     ctx.set('Retry-After', '5');
   }
   ctx.set('Cache-Control', 'no-store');
-  ctx.body = ctx.path.startsWith('/api/') ? { error: refusal.description } : `${refusal.description}\n`;
+  // The JSON APIs (/api/, /s3/) get JSON; tus gets plain text.
+  ctx.body = ctx.path.startsWith('/api/') || ctx.path.startsWith('/s3/') ? { error: refusal.description } : `${refusal.description}\n`;
 }

@@ -7,6 +7,7 @@ import { unavailableDependency, unavailableRetryAfterSeconds } from '../infra/se
 import { cors, corsPolicy } from './cors.ts';
 import type { Metrics } from './metrics.ts';
 import { demoRoutes } from './routes/demo.ts';
+import { directUploadRoutes, directUploadsPath } from './routes/directUploads.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { uploadRoutes } from './routes/uploads.ts';
@@ -14,6 +15,8 @@ import type { UploadEventHub } from './uploadEventHub.ts';
 
 /** Routes a signed link opens without a header: downloads (`<img src>`) and the event stream (`EventSource`). */
 const signedLinkPath = /^\/api\/uploads\/[^/]+\/(files\/[^/]+|events)$/;
+/** The files of a multi-file output (HLS): signed in the path, which the route checks, as players send no header. */
+const signedFolderPath = /^\/api\/uploads\/[^/]+\/outputs\/[^/]+\/[^/]+\/[^/]+$/;
 
 /** The Koa app: request log and metrics, JSON errors, the tus endpoint, the status and download API, the demo page. */
 export function createApp(context: HookContext, tus: Middleware, scanner: Scanner | undefined, metrics: Metrics, hub: UploadEventHub): Koa<CallerState> {
@@ -49,7 +52,7 @@ export function createApp(context: HookContext, tus: Middleware, scanner: Scanne
   });
 
   // Before anything answers, so refusals carry CORS too.
-  app.use(cors(corsPolicy(config.corsOrigins), '/api/'));
+  app.use(cors(corsPolicy(config.corsOrigins)));
 
   // The tus endpoint: it answers its own path and passes every other request on.
   app.use(tus);
@@ -57,10 +60,13 @@ export function createApp(context: HookContext, tus: Middleware, scanner: Scanne
   const apiAuthentication = authenticate(config.auth, () => false);
   // A signed link is its own credential (for <img src> and EventSource); its route checks it.
   const signedLink = (ctx: ParameterizedContext) =>
-    config.auth.mode === 'token' && ['GET', 'HEAD'].includes(ctx.method) && signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined;
-  app.use((ctx, next) => (ctx.path.startsWith('/api/') && !signedLink(ctx) ? apiAuthentication(ctx, next) : next()));
+    config.auth.mode === 'token' &&
+    ['GET', 'HEAD'].includes(ctx.method) &&
+    ((signedLinkPath.test(ctx.path) && ctx.query.sig !== undefined) || signedFolderPath.test(ctx.path));
+  const authenticated = (ctx: ParameterizedContext) => (ctx.path.startsWith('/api/') && !signedLink(ctx)) || ctx.path.startsWith(`${directUploadsPath}/`);
+  app.use((ctx, next) => (authenticated(ctx) ? apiAuthentication(ctx, next) : next()));
 
-  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl, hub, log }), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
+  for (const router of [uploadRoutes({ config, db, storage, lifecycle: context.lifecycle, baseUrl, hub, log }), directUploadRoutes(context), healthRoutes({ config, db, storage, scanner }), metricsRoutes(metrics, config.metricsToken), demoRoutes()]) {
     app.use(router.routes()).use(allowedMethods(router));
   }
   return app;

@@ -13,12 +13,23 @@ const draftFields = ['Upload-Complete', 'Upload-Incomplete', 'Upload-Limit', 'Up
 const moreExposedHeaders = ['Upload-Expires', 'Retry-After', 'WWW-Authenticate', 'Content-Disposition', 'Content-Range', 'Accept-Ranges', 'ETag', ...draftFields];
 const exposedHeaders = [...HEADERS, ...moreExposedHeaders].join(', ');
 
-/** What a page may send to /api/: the token, and Last-Event-ID for an event stream it resumes. */
-const apiPreflight = {
-  'Access-Control-Allow-Methods': 'GET, DELETE, OPTIONS',
-  'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID',
-  // As long as @tus/server's preflight answers are kept (its MAX_AGE).
-  'Access-Control-Max-Age': '86400',
+// As long as @tus/server's preflight answers are kept (its MAX_AGE).
+const preflightMaxAge = '86400';
+
+/** Preflights this layer answers, by path prefix (those of /files/ are @tus/server's). */
+const preflights: Record<string, Record<string, string>> = {
+  // What a page may send to /api/: the token, and Last-Event-ID for an event stream it resumes.
+  '/api/': {
+    'Access-Control-Allow-Methods': 'GET, DELETE, OPTIONS',
+    'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID',
+    'Access-Control-Max-Age': preflightMaxAge,
+  },
+  // Uppy's AwsS3 plugin: JSON bodies, the token, and an Idempotency-Key on creations.
+  '/s3/': {
+    'Access-Control-Allow-Methods': 'GET, POST, DELETE, OPTIONS',
+    'Access-Control-Allow-Headers': 'Authorization, Content-Type, Idempotency-Key',
+    'Access-Control-Max-Age': preflightMaxAge,
+  },
 };
 
 /** The origins CORS_ORIGINS lets in: `*` for any, else exact `scheme://host[:port]` matches. */
@@ -51,16 +62,17 @@ export function tusCorsOptions(origins: string[]): { allowedOrigins?: (origin: s
  * CORS for every route, refusals included, so a page on another origin can read a 401's
  * WWW-Authenticate or a 429's Retry-After instead of seeing a network error. Set before anything
  * answers; @tus/server writes the same values on its own answers (tusEdge.ts passes it this
- * policy). Preflights of /api/ are answered here; those of /files/ by @tus/server.
+ * policy). Preflights of /api/ and /s3/ are answered here; those of /files/ by @tus/server.
  */
-export function cors(policy: CorsPolicy, apiPrefix: string): Middleware {
+export function cors(policy: CorsPolicy): Middleware {
   return async (ctx, next) => {
     const allowed = policy.allowOrigin(ctx.get('Origin') || undefined);
     if (allowed) ctx.set('Access-Control-Allow-Origin', allowed);
     if (policy.variesByOrigin) ctx.vary('Origin');
     ctx.set('Access-Control-Expose-Headers', exposedHeaders);
-    if (ctx.method === 'OPTIONS' && ctx.path.startsWith(apiPrefix)) {
-      ctx.set(apiPreflight);
+    const preflight = ctx.method === 'OPTIONS' ? Object.entries(preflights).find(([prefix]) => ctx.path.startsWith(prefix))?.[1] : undefined;
+    if (preflight) {
+      ctx.set(preflight);
       ctx.status = 204;
       return;
     }

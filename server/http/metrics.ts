@@ -28,6 +28,7 @@ const knownMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', '
 function routeOf(path: string): string {
   if (path === tusPath || path.startsWith(`${tusPath}/`)) return 'tus';
   if (path.startsWith('/api/')) return 'api';
+  if (path.startsWith('/s3/')) return 'direct';
   if (path === '/healthz' || path === '/readyz') return 'health';
   if (path === '/metrics') return 'metrics';
   if (path === '/' || path.startsWith('/assets/')) return 'demo';

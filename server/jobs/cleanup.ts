@@ -1,5 +1,6 @@
 import { removeParts } from '../../hooks/concatenation.ts';
 import { uploadFinish } from '../../hooks/uploadFinish.ts';
+import { finishPostUpload, postedSize } from '../../hooks/directUpload.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { deleteExpiredKeys } from '../infra/db/idempotencyKeys.ts';
 import { deleteOutputs, findUnfinishedUploads, findUploadsToReclaim, markReclaimed } from '../infra/db/records.ts';
@@ -67,10 +68,8 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
     if (batch.length === 0) break;
     after = batch.at(-1)!.id;
     for (const upload of batch) {
-      const stored = await storage.datastore.getUpload(upload.id).catch(() => undefined);
-      if (stored && stored.size !== undefined && stored.offset === stored.size) {
-        // Refused: its own request recorded the finish meanwhile.
-        if (dryRun || (await uploadFinish(context, stored)).ok) done('received', upload);
+      if (await arrivedComplete(context, upload, dryRun)) {
+        done('received', upload);
         continue;
       }
       if (!upload.expires_at || upload.expires_at >= now) continue;
@@ -123,6 +122,21 @@ export async function cleanUpExpired(context: HookContext, options: CleanupOptio
   );
   if (Object.values(totals).some((n) => n > 0)) log.info(totals, 'cleanup');
   return totals;
+}
+
+/**
+ * Whether an unfinished upload's bytes are all in the store, recorded `received` now (unless
+ * `dryRun`): a tus upload whose process died before recording its last byte, or a presigned
+ * POST whose object arrived (S3 never tells; Uppy calls no completion route after a POST). A
+ * direct multipart upload is complete only when its client completes it.
+ */
+async function arrivedComplete(context: HookContext, upload: Upload, dryRun: boolean): Promise<boolean> {
+  if (upload.protocol === 's3-post') return dryRun ? (await postedSize(context, upload)) !== undefined : finishPostUpload(context, upload);
+  if (upload.protocol !== 'tus') return false;
+  const stored = await context.storage.datastore.getUpload(upload.id).catch(() => undefined);
+  if (!stored || stored.size === undefined || stored.offset !== stored.size) return false;
+  // Refused: its own request recorded the finish meanwhile.
+  return dryRun || (await uploadFinish(context, stored)).ok;
 }
 
 /** Runs the cleanup now and then every `intervalMs`; returns the function that stops it. */

@@ -4,7 +4,9 @@ import { inspectStream } from '../../processors/inspect.ts';
 import { enqueueJob } from '../infra/db/jobQueue.ts';
 import { PermanentJobError, ServiceUnreachableError, type JobHandler, type JobOutcome } from './jobRunner.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
+import type { UploadFacts } from '../../hooks/uploadLifecycle.ts';
 import { allowedTypeOf, narrowPolicy, refuseDetected } from '../../hooks/typePolicy.ts';
+import { refuseDirectHead } from '../../hooks/directUpload.ts';
 
 /**
  * The `inspect` job: one streaming read of the stored bytes gives the detected type, the
@@ -22,6 +24,22 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
     if (!upload) throw new PermanentJobError('the upload record is gone');
     // A retried inspection finds its upload `inspecting` already; any other state moved on.
     if (upload.status !== 'inspecting') return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
+    // Refused (deleted meanwhile): the DELETE removes the bytes itself.
+    let removeBytes = false;
+    const refuse = (status: 'infected' | 'rejected', reason: string, facts: UploadFacts, result: Record<string, unknown>): JobOutcome => ({
+      result,
+      commit: async (trx) => {
+        removeBytes = (await lifecycle.move(trx, upload.id, status, { from: ['inspecting'], reason, facts })).ok;
+      },
+      afterCommit: async () => {
+        if (removeBytes) await storage.removeUpload(upload.id);
+      },
+    });
+    // The server never saw a direct upload's bytes stream by: its first bytes are judged now, by a ranged read.
+    if (upload.protocol !== 'tus') {
+      const refusal = await refuseDirectHead(context, upload);
+      if (refusal) return refuse('rejected', refusal.reason, { detected_type: refusal.detectedType }, { detected_type: refusal.detectedType, firstBytes: true });
+    }
     // A run that lost its lease stops reading: its result would be dropped anyway.
     const source = addAbortSignal(signal, await storage.readOriginal(upload.storage_key));
     const found = await inspectStream(source, scanner).catch((error: unknown) => {
@@ -39,27 +57,16 @@ export function inspectUpload(context: HookContext, scanner: Scanner | undefined
     }
     const facts = { sha256: found.sha256, detected_type: found.detected?.mime ?? null };
     const result = { ...facts, size: found.size, scan: found.scan };
-    // Refused (deleted meanwhile): the DELETE removes the bytes itself.
-    let removeBytes = false;
-    const refuse = (status: 'infected' | 'rejected', reason: string): JobOutcome => ({
-      result,
-      commit: async (trx) => {
-        removeBytes = (await lifecycle.move(trx, upload.id, status, { from: ['inspecting'], reason, facts })).ok;
-      },
-      afterCommit: async () => {
-        if (removeBytes) await storage.removeUpload(upload.id);
-      },
-    });
 
     if (found.scan.status === 'infected') {
       const reason = `ClamAV found ${found.scan.viruses.join(', ')}`;
       log.warn({ reason }, 'upload infected');
-      return refuse('infected', reason);
+      return refuse('infected', reason, facts, result);
     }
     const policy = narrowPolicy(config.typePolicy, upload.limits);
     const declared = { filename: upload.safe_filename, claimedType: upload.claimed_type, size: found.size };
     const refusal = refuseDetected(policy, declared, found.detected);
-    if (refusal) return refuse('rejected', refusal);
+    if (refusal) return refuse('rejected', refusal, facts, result);
     // Images, videos and audio go on to their processing job; other allowed types (PDF) are done.
     // An mp4 or WebM declared as audio is audio (typePolicy.ts's families).
     const media = mediaKindOf(found.detected && allowedTypeOf(policy, declared, found.detected.mime)?.mime);

@@ -1,10 +1,11 @@
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { findFailedJob, requeueFailedJob } from '../infra/db/jobQueue.ts';
-import { findUpload } from '../infra/db/records.ts';
+import { findDoneJob, findFailedJob, requeueJob } from '../infra/db/jobQueue.ts';
+import { findUpload, listOutputs } from '../infra/db/records.ts';
+import { videoOutputsFor } from './processMedia.ts';
 import type { PipelineJobKind, UploadStatus } from '../infra/db/schema.ts';
 
 export type RequeueOutcome =
-  | { id: string; requeued: true; job: PipelineJobKind; status: UploadStatus }
+  | { id: string; requeued: true; job: PipelineJobKind; status: UploadStatus; adding?: string[] }
   | { id: string; requeued: false; reason: string };
 
 /** Where each job starts: a requeued job's upload goes back to the state the job runs from. */
@@ -34,7 +35,7 @@ export async function requeueUpload(context: HookContext, id: string): Promise<R
       const moved = await lifecycle.move(trx, id, status, {
         from: ['failed'],
         with: async (trx) => {
-          if (!(await requeueFailedJob(trx, job, config.jobMaxAttempts))) throw new MovedOn();
+          if (!(await requeueJob(trx, job, config.jobMaxAttempts))) throw new MovedOn();
         },
       });
       if (!moved.ok) throw new MovedOn();
@@ -44,4 +45,28 @@ export async function requeueUpload(context: HookContext, id: string): Promise<R
     throw error;
   }
   return { id, requeued: true, job: job.kind, status };
+}
+
+/**
+ * Runs a ready video's job again so it gets the outputs it lacks of `wanted` (those made since it
+ * was processed: `hls`, `storyboard`). The upload stays `ready` and served all along; the job
+ * replaces its outputs when done (processMedia.ts). Refused when it is not a ready video, has
+ * them already (or would not get them: HLS off, a clip too short for a storyboard), or its bytes are gone.
+ */
+export async function requeueForOutputs(context: HookContext, id: string, wanted: readonly string[]): Promise<RequeueOutcome> {
+  const { db, storage, config } = context;
+  const refused = (reason: string): RequeueOutcome => ({ id, requeued: false, reason });
+  const upload = await findUpload(db, id);
+  if (!upload) return refused('no such upload');
+  if (upload.status !== 'ready') return refused(`upload is ${upload.status}, not ready`);
+  const job = await findDoneJob(db, id, 'video');
+  if (!job) return refused('not a processed video');
+  const made = new Set((await listOutputs(db, id)).map((o) => o.name));
+  const duration = upload.media?.duration;
+  const wouldMake = videoOutputsFor(config, typeof duration === 'number' ? duration : null);
+  const adding = wanted.filter((name) => wouldMake.includes(name as never) && !made.has(name));
+  if (adding.length === 0) return refused(`nothing to add: it has ${[...made].sort().join(', ')}, and with these settings a video of its length gets ${wouldMake.join(', ')}`);
+  if (!(await storage.hasOriginal(upload.storage_key))) return refused(`its bytes are gone from the store (${storage.describe})`);
+  if (!(await requeueJob(db, job, config.jobMaxAttempts, 'done'))) return refused('its video job changed meanwhile; look again');
+  return { id, requeued: true, job: 'video', status: upload.status, adding };
 }

@@ -1,6 +1,6 @@
 import { withoutSecrets } from '../../hooks/standardWebhookPost.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
-import { findGivenUpDeliveries, requeueFailedJob } from '../infra/db/jobQueue.ts';
+import { findGivenUpDeliveries, requeueJob } from '../infra/db/jobQueue.ts';
 
 export type ResendOutcome =
   | { webhookId: string; uploadId: string; type: string; url: string; resent: true; lastError: string | null }
@@ -18,7 +18,7 @@ export async function resendWebhooks(context: HookContext, ids: readonly string[
   const outcomes: ResendOutcome[] = [];
   for (const delivery of deliveries) {
     // Refused when it changed meanwhile (another resend): then it is no longer given up.
-    if (!(await requeueFailedJob(db, delivery, maxAttempts))) continue;
+    if (!(await requeueJob(db, delivery, maxAttempts))) continue;
     outcomes.push({ webhookId: delivery.webhook_id, uploadId: delivery.upload_id, type: delivery.type, url: withoutSecrets(delivery.url!), resent: true, lastError: delivery.last_error });
   }
   if (ids === 'all') return outcomes;

@@ -3,7 +3,7 @@ import { createScanner, type Scanner } from '../../processors/clamd.ts';
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { UploadLifecycle } from '../../hooks/uploadLifecycle.ts';
 import { enqueueWebhooks } from '../../hooks/uploadWebhooks.ts';
-import { createLinkSigner } from '../auth/signedLinks.ts';
+import { createLinkSigners, statusLinkSigning } from '../auth/signedLinks.ts';
 import { inspectUpload } from '../jobs/inspectUpload.ts';
 import { processMedia } from '../jobs/processMedia.ts';
 import { createMediaPool, type MediaPool } from '../../processors/mediaPool.ts';
@@ -40,8 +40,7 @@ export interface Services {
 export function createLifecycle(config: Config): UploadLifecycle {
   const webhooks = config.webhooks;
   // A worker's webhook bodies carry the links a request to PUBLIC_URL would: signed the same way.
-  const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
-  return new UploadLifecycle(webhooks ? [enqueueWebhooks(webhooks, { base: webhooks.publicUrl, signQuery: signer?.query })] : []);
+  return new UploadLifecycle(webhooks ? [enqueueWebhooks(webhooks, { base: webhooks.publicUrl, ...statusLinkSigning(createLinkSigners(config)) })] : []);
 }
 
 /** Database (migrated), store and scanner: what both the server and a worker process need. */

@@ -22,12 +22,11 @@
 //   BENCH_CPU_PROF=1     start the server with --cpu-prof; the profile is kept in a temp dir
 //   BENCH_LOG_LEVEL=warn LOG_LEVEL of the server
 //   BENCH_VERBOSE=1      echo the server's output
-import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { loadConfig } from '../../server/infra/settings/config.ts';
 import { s3ClientConfig } from '../../server/infra/store/s3Storage.ts';
@@ -36,7 +35,8 @@ import { reachableTempDir } from '../support/reachableTempDir.ts';
 import { createTestDatabase } from '../support/testServer.ts';
 import { plainUpload, type Slice } from './clients.ts';
 import { slowUpload } from './slowClient.ts';
-import { fmt, GiB, median, MiB, positiveInt, reportCompared, serverEnv, writeSource } from './common.ts';
+import { bucketServerEnv, emptyBucket, expectWhole, sha256 } from './bucket.ts';
+import { fmt, GiB, median, MiB, positiveInt, reportCompared, writeSource } from './common.ts';
 import { repoRoot, runBench, startServerOf, watchProcess, type ChildServer } from './processes.ts';
 
 const TARGET_RATIO = 0.9;
@@ -78,18 +78,7 @@ async function main(): Promise<void> {
   const database = await createTestDatabase();
   drops.push(database.drop);
   const bucket = await createTestBucket();
-  const env: Record<string, string> = {
-    ...serverEnv(path.join(tempRoot, 'data')),
-    RUN_JOBS: 'false',
-    DATABASE_URL: database.url,
-    S3_BUCKET: bucket,
-    S3_ENDPOINT: testS3.endpoint,
-    S3_REGION: testS3.region,
-    S3_ACCESS_KEY_ID: testS3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: testS3.secretAccessKey,
-    S3_FORCE_PATH_STYLE: 'true',
-    ...extraServerEnv(),
-  };
+  const env: Record<string, string> = { ...bucketServerEnv(path.join(tempRoot, 'data'), database.url, bucket), ...extraServerEnv() };
   // The SDK side uses the client settings the server derives from the same environment.
   const s3 = loadConfig(env).s3!;
   const client = new S3Client(s3ClientConfig(s3));
@@ -176,30 +165,9 @@ async function runOnce(which: Side, workload: Workload, sides: Sides): Promise<R
   const clientCpu = process.cpuUsage(cpu0);
   const cpu = { client: (clientCpu.user + clientCpu.system) / 1e6, server: watchServer.stop().cpuSeconds, radosgw: watchRadosgw.stop().cpuSeconds };
   const markCompacts = server.gcCount().markCompacts - gc0;
-  await Promise.all(keys.map((key, i) => expectWhole(sides, key, slices[i]!)));
-  await emptyBucket(sides);
+  await Promise.all(keys.map((key, i) => expectWhole(sides.client, sides.bucket, key, slices[i]!)));
+  await emptyBucket(sides.client, sides.bucket);
   return { workload, side: which, seconds, mbps: (workload.count * workload.size) / 1e6 / seconds, cpu, markCompacts };
-}
-
-/** The stored object holds exactly the slice's bytes (sha256 of both, streamed). */
-async function expectWhole(sides: Sides, key: string, slice: Slice): Promise<void> {
-  const { Body } = await sides.client.send(new GetObjectCommand({ Bucket: sides.bucket, Key: key }));
-  const stored = await sha256(Body as NodeJS.ReadableStream);
-  const sent = await sha256(createReadStream(slice.file, { start: slice.start, end: slice.start + slice.length - 1 }));
-  if (stored !== sent) throw new Error(`object ${key} does not hold the bytes sent`);
-}
-
-async function sha256(stream: NodeJS.ReadableStream): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/** Deletes everything in the bucket, so radosgw's RAM store does not fill over the rounds. */
-async function emptyBucket(sides: Sides): Promise<void> {
-  const listed = await sides.client.send(new ListObjectsV2Command({ Bucket: sides.bucket }));
-  const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-  if (keys.length > 0) await sides.client.send(new DeleteObjectsCommand({ Bucket: sides.bucket, Delete: { Objects: keys, Quiet: true } }));
 }
 
 function report(runs: Run[], sides: Side[]): void {
@@ -251,7 +219,7 @@ async function slowClients(sides: Sides, which: Side): Promise<void> {
     const { Body } = await sides.client.send(new GetObjectCommand({ Bucket: sides.bucket, Key: result.value.id }));
     if ((await sha256(Body as NodeJS.ReadableStream)) === result.value.sha256) whole++;
   }
-  await emptyBucket(sides);
+  await emptyBucket(sides.client, sides.bucket);
   const failed = settled.flatMap((s) => (s.status === 'rejected' ? [String((s.reason as Error).message)] : []));
   console.log(
     `\n## Slow clients (${which}): ${slowCount} × ${fmt(size / MiB, 0)} MiB at ${fmt(rate / MiB, 2)} MiB/s at once\n` +

@@ -66,6 +66,8 @@ export async function createTestEnvironment(setup: Setup, overrides: Record<stri
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     CLAMD_SOCKET: clamdSocket,
     JOB_POLL_INTERVAL: '200ms',
+    // The HLS ladder costs as much as the mp4 again: only the tests about it turn it on.
+    HLS: 'off',
     ...overrides,
   };
   let dropDatabase: (() => Promise<void>) | undefined;

@@ -7,7 +7,7 @@ import { sendFile } from '../sendFile.ts';
 
 const page = readFileSync(new URL('./demo.html', import.meta.url), 'utf8');
 
-// The uppy bundle's and thumbhash's own files, found through node_modules like an import would find them.
+// The uppy bundle's, thumbhash's and hls.js's own files, found through node_modules like an import would find them.
 const require = createRequire(import.meta.url);
 function packageAsset(pkg: string, file: string, contentType: string) {
   const version = (require(`${pkg}/package.json`) as { version: string }).version;
@@ -19,9 +19,11 @@ const assets = new Map([
   ['uppy.min.css', packageAsset('uppy', 'dist/uppy.min.css', 'text/css; charset=utf-8')],
   // Decodes the placeholders (media.thumbhash) the page paints before a thumbnail arrives.
   ['thumbhash.js', packageAsset('thumbhash', 'thumbhash.js', 'text/javascript; charset=utf-8')],
+  // Plays a video's `hls` output on its tile (Safari plays HLS itself).
+  ['hls.min.js', packageAsset('hls.js', 'dist/hls.min.js', 'text/javascript; charset=utf-8')],
 ]);
 
-/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy bundle and the thumbhash decoder it loads. */
+/** GET /: an Uppy Dashboard that uploads here over tus. GET /assets/*: the Uppy bundle, the thumbhash decoder and hls.js it loads. */
 export function demoRoutes(): Router {
   const router = new Router();
   router.get('/', (ctx) => {

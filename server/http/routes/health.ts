@@ -11,6 +11,8 @@ export function healthRoutes(deps: { config: Config; db: Db; storage: Storage; s
   const auth = deps.config.auth.mode === 'open' ? { auth: 'open', warning: openWarning } : { auth: 'token' };
   // Whether uploads are scanned (by whichever process runs the jobs), so a page can say so.
   const scan = deps.config.scan === 'required' ? 'on' : 'off';
+  // Whether the bucket takes uploads straight from browsers (/s3/ routes), so a page can offer it.
+  const direct = deps.storage.direct ? 'on' : 'off';
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -34,7 +36,7 @@ export function healthRoutes(deps: { config: Config; db: Db; storage: Storage; s
     const ok = results.every(([, r]) => r === 'ok');
     ctx.status = ok ? 200 : 503;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { ok, checks: Object.fromEntries(results), ...auth, scan };
+    ctx.body = { ok, checks: Object.fromEntries(results), ...auth, scan, direct };
   });
   return router;
 }

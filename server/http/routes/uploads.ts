@@ -1,9 +1,10 @@
 import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import type { UploadLifecycle } from '../../../hooks/uploadLifecycle.ts';
-import { eventsLinkName, uploadIdPattern, uploadStatusJson, type StatusLinks } from '../../../hooks/uploadStatusJson.ts';
+import { eventsLinkName, folderLinkName, openFolderGrant, uploadIdPattern, uploadStatusJson, type StatusLinks } from '../../../hooks/uploadStatusJson.ts';
 import type { CallerState } from '../../auth/authenticate.ts';
-import { createLinkSigner } from '../../auth/signedLinks.ts';
+import { createLinkSigners, statusLinkSigning, type LinkCheck } from '../../auth/signedLinks.ts';
+import { entryFiles, outputFileType } from '../../../processors/outputFiles.ts';
 import type { Config } from '../../infra/settings/config.ts';
 import { contentDisposition, outputKey, type Storage } from '../../infra/store/storage.ts';
 import { deleteOutputs, findOwnUpload, findUpload, listOutputs, listOwnUploads } from '../../infra/db/records.ts';
@@ -30,9 +31,10 @@ const downloadHeaders = { 'X-Content-Type-Options': 'nosniff', 'Content-Security
 export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; lifecycle: UploadLifecycle; hub: UploadEventHub; baseUrl: (origin: string) => string; log: Logger }): Router<CallerState> {
   const { config, db, storage, lifecycle, hub } = deps;
   const router = new Router<CallerState>({ prefix: '/api/uploads' });
-  const signer = config.auth.mode === 'token' ? createLinkSigner(config.auth.linkSecret, config.downloadLinkTtlMs) : undefined;
+  const signers = createLinkSigners(config);
+  const signer = signers?.downloads;
   const notFound = (id: string | undefined): never => httpError(404, `no upload ${id}`);
-  const links = (ctx: { protocol: string; host: string }): StatusLinks => ({ base: deps.baseUrl(`${ctx.protocol}://${ctx.host}`), signQuery: signer?.query });
+  const links = (ctx: { protocol: string; host: string }): StatusLinks => ({ base: deps.baseUrl(`${ctx.protocol}://${ctx.host}`), ...statusLinkSigning(signers) });
   const statusOf = (upload: Upload, ctx: { protocol: string; host: string }) => uploadStatusJson(db, upload, links(ctx));
 
   /**
@@ -41,10 +43,19 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
    */
   const visibleUpload = async (ctx: ParameterizedContext<CallerState>, id: string, name: string): Promise<Upload | undefined> => {
     if (!signer || ctx.query.sig === undefined) return findOwnUpload(db, id, ctx.state.caller.owner);
-    const check = signer.check(id, name, ctx.query.expires, ctx.query.sig);
+    return signedUpload(id, signer.check(id, name, ctx.query.expires, ctx.query.sig));
+  };
+  const signedUpload = (id: string, check: LinkCheck): Promise<Upload | undefined> => {
     if (check === 'tampered') httpError(403, 'this link is not valid: its signature does not match');
     if (check === 'expired') httpError(403, 'this link has expired; get a fresh one from the status API');
     return findUpload(db, id);
+  };
+  /** Only a `ready` upload is ever served: never one unscanned, infected or rejected. */
+  const mustBeReady = (upload: Upload): void => {
+    if (upload.status === 'ready') return;
+    // Terminal and not ready: it will never be served (410 Gone); otherwise it may be, later.
+    if (uploadStatusFacts[upload.status].terminal) httpError(410, `upload is ${upload.status}: ${upload.reason ?? ''}`.trim());
+    httpError(409, `upload is ${upload.status}, not ready yet`);
   };
 
   // An id not in the server's own format names no upload: the same 404, before any query.
@@ -106,18 +117,15 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
     });
   });
 
-  // Only a `ready` upload is ever served: never one unscanned, infected or rejected.
   router.get('/:id/files/:name', async (ctx) => {
     const { id, name } = ctx.params as { id: string; name: string };
     // The events link is signed for a name no download has: it opens only its stream.
     const upload = (name === eventsLinkName ? undefined : await visibleUpload(ctx, id, name)) ?? notFound(id);
-    if (upload.status !== 'ready') {
-      // Terminal and not ready: it will never be served (410 Gone); otherwise it may be, later.
-      if (uploadStatusFacts[upload.status].terminal) httpError(410, `upload is ${upload.status}: ${upload.reason ?? ''}`.trim());
-      httpError(409, `upload is ${upload.status}, not ready yet`);
-    }
+    mustBeReady(upload);
     const output = name === 'original' ? undefined : (await listOutputs(db, upload.id)).find((o) => o.name === name);
     if (name !== 'original' && !output) httpError(404, `upload ${upload.id} has no output ${name}`);
+    // A multi-file output has no one file to download: its link (in the status JSON) opens its entry file.
+    if (entryFiles[name] !== undefined) httpError(404, `${name} is a folder of files: open the link the status API gives for it`);
     const key = output ? outputKey(upload.id, name) : upload.storage_key;
     // The type the bytes were found to be (or the one the server made), never the client's claim.
     const contentType = output?.content_type ?? upload.detected_type ?? 'application/octet-stream';
@@ -140,6 +148,46 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
     });
   });
 
+  /**
+   * The files of a multi-file output (`hls`, `storyboard`). A player resolves each file a
+   * playlist names against the playlist's own URL and drops its query, so the signature is a path
+   * segment (`grant`) that covers the output's folder, with its own lifetime (HLS_LINK_TTL).
+   * Playlists and WebVTT are answered here (a redirect would move the base the player resolves
+   * against); segments and sprites are streamed from the folder store with Range, or redirected
+   * to S3. Any page may play them: the link is the credential, so CORS allows every origin.
+   */
+  router.get('/:id/outputs/:output/:grant/:file', async (ctx) => {
+    const { id, output: name, grant, file } = ctx.params as { id: string; output: string; grant: string; file: string };
+    ctx.set('Access-Control-Allow-Origin', '*');
+    const contentType = outputFileType(file);
+    if (entryFiles[name] === undefined || contentType === undefined) notFound(id);
+    const upload =
+      (signers
+        ? await signedUpload(id, signers.folders.checkPathSegment(id, folderLinkName(name), grant))
+        : grant === openFolderGrant ? await findOwnUpload(db, id, ctx.state.caller.owner) : undefined) ?? notFound(id);
+    mustBeReady(upload);
+    if (!(await listOutputs(db, upload.id)).some((o) => o.name === name)) httpError(404, `upload ${upload.id} has no output ${name}`);
+    const key = `${outputKey(upload.id, name)}/${file}`;
+    const headers = { ...downloadHeaders, 'Content-Type': contentType!, 'Cache-Control': 'private, max-age=31536000, immutable', ETag: `"${upload.sha256}-${name}-${file}"` };
+    try {
+      if (/\.(m3u8|vtt)$/.test(file)) {
+        ctx.set(headers);
+        ctx.body = await storage.readOutput(key);
+        return;
+      }
+      const located = await storage.locate(key, { filename: file, contentType: contentType!, disposition: 'inline' });
+      if (located.kind === 'redirect') {
+        ctx.set('Cache-Control', 'no-store');
+        ctx.redirect(located.url);
+        return;
+      }
+      sendFile(ctx, located, headers);
+    } catch (error) {
+      if (missingFile(error)) httpError(404, `output ${name} of upload ${upload.id} has no file ${file}`);
+      throw error;
+    }
+  });
+
   router.delete('/:id', async (ctx) => {
     const upload = (await findOwnUpload(db, ctx.params.id!, ctx.state.caller.owner)) ?? notFound(ctx.params.id);
     // The state changes first: from here nothing serves the upload, even if removal fails midway.
@@ -155,4 +203,10 @@ export function uploadRoutes(deps: { config: Config; db: Db; storage: Storage; l
 
 function extensionFor(contentType: string): string {
   return { 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/png': 'png', 'video/mp4': 'mp4' }[contentType] ?? 'bin';
+}
+
+/** A file the store does not hold: the folder store's ENOENT, S3's NoSuchKey. */
+function missingFile(error: unknown): boolean {
+  const { code, name } = error as { code?: string; name?: string };
+  return code === 'ENOENT' || name === 'NoSuchKey';
 }

@@ -211,17 +211,18 @@ export async function findFailedJob(db: Db, uploadId: string): Promise<(Job & { 
 }
 
 /**
- * Puts a failed job back in the queue with `maxAttempts` fresh attempts and wakes the workers;
- * false when it is not failed (any more). `attempts` keeps counting, as with lease_holder it
+ * Puts a job back in the queue with `maxAttempts` fresh attempts and wakes the workers: a failed
+ * one (a requeue after an outage), or a done one (a ready upload getting outputs it lacks); false
+ * when it is not in that state (any more). `attempts` keeps counting, as with lease_holder it
  * names one run: `max_attempts` moves up instead, past the attempts already used.
  */
-export async function requeueFailedJob(db: Db, job: Pick<Job, 'id'>, maxAttempts: number): Promise<boolean> {
+export async function requeueJob(db: Db, job: Pick<Job, 'id'>, maxAttempts: number, from: 'failed' | 'done' = 'failed'): Promise<boolean> {
   const { rows } = await sql`
     with requeued as (
       update jobs
          set status = 'queued', max_attempts = attempts - waits + ${maxAttempts}, run_after = now(), progress = null,
              waiting_since = null, lease_holder = null, lease_expires_at = null, updated_at = now()
-       where id = ${job.id} and status = 'failed'
+       where id = ${job.id} and status = ${from}
       returning kind)
     select pg_notify(${jobsChannel}, kind) from requeued`.execute(db);
   return rows.length > 0;
@@ -240,4 +241,9 @@ export async function findGivenUpDeliveries(db: Db, ids: readonly string[] | 'al
     .where('jobs.status', '=', 'failed');
   if (ids !== 'all') query = query.where((eb) => eb.or([eb('webhook_messages.id', 'in', ids), eb('jobs.upload_id', 'in', ids)]));
   return query.orderBy('jobs.id').execute();
+}
+
+/** An upload's finished job of `kind`, if it has one. */
+export async function findDoneJob(db: Db, uploadId: string, kind: PipelineJobKind): Promise<Job | undefined> {
+  return db.selectFrom('jobs').selectAll().where('upload_id', '=', uploadId).where('kind', '=', kind).where('status', '=', 'done').executeTakeFirst();
 }

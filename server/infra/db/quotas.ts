@@ -63,12 +63,15 @@ export async function bytesLeft(db: Db, quota: Quota, owner: string | null, uplo
   return Math.max(0, quota.bytes - rows[0]!.bytes);
 }
 
-/** Stored bytes: the owner's uploads in a state that keeps them, and its unused partials, but for those named. */
+/**
+ * Stored bytes: the owner's uploads in a state that keeps them with their outputs (an HLS ladder
+ * can weigh as much as the original), and its unused partials, but for those named.
+ */
 function heldBytes(owner: string, except: { upload?: string; parts?: readonly string[] }): RawBuilder<number> {
   const otherUploads = except.upload === undefined ? sql`` : sql`and id <> ${except.upload}`;
   const otherParts = except.parts?.length ? sql`and id not in (${sql.join(except.parts)})` : sql``;
   return sql<number>`(
-    (select coalesce(sum(coalesce(size, "offset")), 0) from uploads
+    (select coalesce(sum(coalesce(size, "offset") + (select coalesce(sum(o.size), 0) from outputs o where o.upload_id = uploads.id)), 0) from uploads
       where owner = ${owner} and status in (${sql.join(statusesWhere((facts) => facts.keepsBytes))}) and reclaimed_at is null ${otherUploads})
     + (select coalesce(sum(size), 0) from upload_parts where owner = ${owner} and final_id is null ${otherParts}))::bigint`;
 }

@@ -195,3 +195,17 @@ export async function saveOutputs(db: Db, uploadId: string, outputs: NewOutput[]
     )
     .execute();
 }
+
+/** A direct upload's multipart UploadId, once the bucket started it. */
+export async function recordMultipartUploadId(db: Db, id: string, uploadId: string): Promise<void> {
+  await db.updateTable('uploads').set({ multipart_upload_id: uploadId, updated_at: sql`now()` }).where('id', '=', id).execute();
+}
+
+/** Records a ready upload's outputs made again (new ones added, the rest replaced); false, recording nothing, when it is no longer ready. */
+export async function saveOutputsOfReady(trx: Db, uploadId: string, outputs: NewOutput[]): Promise<boolean> {
+  // The row lock holds off a concurrent delete until these rows are in, or sees it done.
+  const row = await trx.selectFrom('uploads').select('status').where('id', '=', uploadId).forUpdate().executeTakeFirst();
+  if (row?.status !== 'ready') return false;
+  await saveOutputs(trx, uploadId, outputs);
+  return true;
+}

@@ -14,6 +14,13 @@ export type JobKind = (typeof jobKinds)[number];
 /** The jobs an upload goes through on its way to `ready`; a webhook job only tells of it. */
 export type PipelineJobKind = Exclude<JobKind, 'webhook'>;
 
+/**
+ * How an upload's bytes come: through this server by tus (or the IETF draft), or straight to the
+ * bucket by an S3 multipart upload or a presigned POST (direct uploads, server/http/routes/directUploads.ts).
+ */
+export const uploadProtocols = ['tus', 's3-multipart', 's3-post'] as const;
+export type UploadProtocol = (typeof uploadProtocols)[number];
+
 /** A nullable column that inserts may leave out. */
 type Maybe<T> = ColumnType<T | null, T | null | undefined, T | null>;
 // JSON goes in as text: a string means the same whatever the driver does with objects.
@@ -57,6 +64,9 @@ export interface UploadsTable {
   event_seq: Generated<number>;
   /** When cleanup made sure what the upload no longer keeps (bytes, outputs) is gone. */
   reclaimed_at: Maybe<Date>;
+  protocol: ColumnType<UploadProtocol, UploadProtocol | undefined, UploadProtocol>;
+  /** A direct multipart upload's UploadId in the bucket; null for every other upload. */
+  multipart_upload_id: Maybe<string>;
 }
 
 export interface UploadEventsTable {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClamdConfig } from '../../../processors/clamd.ts';
+import type { HlsSettings, Rung } from '../../../processors/hlsLadder.ts';
 
 /** Every setting the server reads, parsed and checked once at start. */
 export interface Config {
@@ -46,6 +47,15 @@ export interface Config {
   /** Min/max pairs in the waveform output (WAVEFORM_POINTS). */
   waveformPoints: number;
   audioTimeoutMs: number;
+  /** Every video's `hls` output; undefined with HLS=off. */
+  hls: HlsSettings | undefined;
+  /**
+   * Lifetime of the links to multi-file outputs (`hls`, `storyboard`): players never reload a VOD
+   * playlist, so its links must outlast a long viewing.
+   */
+  hlsLinkTtlMs: number;
+  /** Whether videos over 10 s get a `storyboard` output. */
+  storyboard: boolean;
   typePolicy: TypePolicy;
   auth: AuthConfig;
   /** Lifetime of download links (signed links and S3 presigned redirects) and of event-stream links. */
@@ -150,6 +160,8 @@ export interface S3Config {
   /** `WHEN_REQUIRED` for radosgw and older MinIO, which answer 411 to trailing checksums. */
   checksums: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
   presignExpiresSeconds: number;
+  /** Lifetime of what direct uploads are signed with (a part's PUT URL, a presigned POST's policy), in seconds. */
+  directPresignSeconds: number;
 }
 
 // Declared by the clamd client: processors/ import nothing of the server.
@@ -274,6 +286,7 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
           streamBufferBytes: read.size('S3_STREAM_BUFFER', 64 * MiB, 0),
           checksums: read.oneOf('S3_CHECKSUMS', ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const, 'WHEN_REQUIRED'),
           presignExpiresSeconds: Math.round(downloadLinkTtlMs / 1000),
+          directPresignSeconds: Math.round(read.duration('S3_PRESIGN_TTL', 15 * 60_000) / 1000),
         }
       : undefined,
     clamd,
@@ -303,6 +316,9 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
     // 8K UHD: larger frames are refused before ffmpeg decodes one (each costs memory per frame in flight).
     maxVideoPixels: read.integer('MAX_VIDEO_PIXELS', 7680 * 4320, 1, 2 ** 31),
     videoTimeoutMs: read.duration('VIDEO_TIMEOUT', 30 * 60_000),
+    hls: readHls(read, problems),
+    hlsLinkTtlMs: read.duration('HLS_LINK_TTL', 6 * 3600_000),
+    storyboard: read.oneOf('STORYBOARD', ['on', 'off'] as const, 'on') === 'on',
     // Far above what heif-convert needs for a phone's photo: minutes mean a stuck decoder.
     imageTimeoutMs: read.duration('IMAGE_TIMEOUT', 2 * 60_000),
     // What phone and podcast apps play at; EBU R128 broadcast is -23.
@@ -330,14 +346,17 @@ export function loadConfig(env: Env = process.env, settingsRead?: Set<string>): 
       maxHeaderSize: read.size('MAX_HEADER_SIZE', 16 * 1024, 1024),
     },
   };
+  if (config.hlsLinkTtlMs < 60_000) problems.push('HLS_LINK_TTL: must be at least 1m (players fetch segments for as long as they play)');
   if (config.eventsHeartbeatMs < 100) problems.push('EVENTS_HEARTBEAT: must be at least 100ms');
   if (config.databaseHeartbeat.intervalMs < 100) problems.push('DATABASE_HEARTBEAT: must be at least 100ms');
   if (config.databaseHeartbeat.timeoutMs < 100) problems.push('DATABASE_HEARTBEAT_TIMEOUT: must be at least 100ms');
   // Shorter, and a client's ordinary pause between two TCP windows would end a part's stream.
   if (config.s3 && config.s3.streamIdleMs < 1000) problems.push('S3_STREAM_IDLE: must be at least 1s');
+  // SigV4 presigned URLs live from 1 s to 7 days.
+  if (config.s3 && (config.s3.directPresignSeconds < 1 || config.s3.directPresignSeconds > 7 * 86_400)) problems.push('S3_PRESIGN_TTL: must be from 1s to 7d');
   if (config.databaseUrl && env.EMBEDDED_POSTGRES_USER) problems.push('EMBEDDED_POSTGRES_USER: there is no embedded database with DATABASE_URL set');
   if (!s3Bucket) {
-    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER']) {
+    for (const name of ['S3_ENDPOINT', 'S3_PUBLIC_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PART_SIZE', 'S3_STREAM_IDLE', 'S3_STREAM_BUFFER', 'S3_PRESIGN_TTL']) {
       if (env[name]) problems.push(`${name}: set S3_BUCKET too, or the folder store is used`);
     }
   }
@@ -367,6 +386,34 @@ function readWebhooks(read: SettingReader, problems: string[], secret: string | 
   if (retryDelayMs < 1) problems.push('WEBHOOK_RETRY_DELAY: must be more than 0');
   if (!secret || !publicUrl) return undefined;
   return { urls, secret, publicUrl, timeoutMs, maxAttempts, retryDelayMs };
+}
+
+/**
+ * 1080p, 720p and 360p (Apple's guide has 480p too: each lower rung is a whole encode, and
+ * without it the job stays within 1.6x the mp4-only job's CPU — docs/configuration.md), each
+ * rung's cap about twice what typical content needs at CRF 23: the top one is the mp4's own
+ * cap, so the two are one encode.
+ */
+const defaultLadder = '1080:8M,720:4M,360:1M';
+
+/** HLS (on|off), HLS_LADDER (`<short side>:<max bit rate>`, comma-separated), HLS_SEGMENT. */
+function readHls(read: SettingReader, problems: string[]): HlsSettings | undefined {
+  const on = read.oneOf('HLS', ['on', 'off'] as const, 'on') === 'on';
+  const rawLadder = read.string('HLS_LADDER') ?? defaultLadder;
+  const segmentSeconds = read.duration('HLS_SEGMENT', 6_000) / 1000;
+  const ladder: Rung[] = [];
+  for (const item of rawLadder.split(',').map((part) => part.trim())) {
+    const match = /^(\d{2,4}):(\d+(?:\.\d+)?)([kM])$/.exec(item);
+    const shortSide = Number(match?.[1]);
+    if (!match || shortSide < 144 || shortSide > 2160 || shortSide % 2 !== 0) {
+      problems.push(`HLS_LADDER: "${item}" is not <even short side from 144 to 2160>:<bit rate with k or M>, e.g. ${defaultLadder}`);
+      continue;
+    }
+    ladder.push({ shortSide, maxrate: Math.round(Number(match[2]) * (match[3] === 'M' ? 1_000_000 : 1_000)) });
+  }
+  if (new Set(ladder.map((rung) => rung.shortSide)).size !== ladder.length) problems.push('HLS_LADDER: each short side only once');
+  if (segmentSeconds < 1 || segmentSeconds > 20 || !Number.isInteger(segmentSeconds)) problems.push('HLS_SEGMENT: whole seconds from 1s to 20s (Apple asks for 6s)');
+  return on && ladder.length > 0 ? { ladder, segmentSeconds } : undefined;
 }
 
 const authSettings = ['AUTH_SECRET', 'AUTH_PUBLIC_KEY', 'AUTH_JWKS_URL'] as const;

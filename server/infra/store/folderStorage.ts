@@ -11,6 +11,8 @@ export class FolderStorage implements Storage {
   readonly kind = 'folder';
   readonly describe: string;
   readonly datastore: FileStore;
+  /** Only a bucket takes bytes straight from clients. */
+  readonly direct = undefined;
   private readonly uploadsDir: string;
 
   private readonly dataDir: string;
@@ -116,6 +118,10 @@ export class FolderStorage implements Storage {
     const file = this.pathOf(key);
     const { size } = await fs.stat(file);
     return { kind: 'file', path: file, size };
+  }
+
+  readOutput(key: string): Promise<Buffer> {
+    return fs.readFile(this.pathOf(key));
   }
 
   async ping(): Promise<void> {

@@ -3,15 +3,16 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from '../settings/config.ts';
 import type { Logger } from '../settings/log.ts';
 import type { StoreRequestOf } from './storeRequest.ts';
 import { concatenateObjects } from './s3Concatenation.ts';
+import { S3DirectUploads } from './s3DirectUploads.ts';
 import { S3UploadStore } from './s3UploadStore.ts';
 import { markStoreFailures, markStreamFailures } from './storeUnavailable.ts';
-import { contentDisposition, outputKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
+import { contentDisposition, outputKey, postLandingKey, type Concatenated, type Download, type Located, type StoredPart, type Storage } from './storage.ts';
 
 /** The client settings both our S3 client and @tus/s3-store's must share. */
 export function s3ClientConfig(s3: S3Config): S3ClientConfig {
@@ -36,10 +37,12 @@ export class S3Storage implements Storage {
   readonly kind = 's3';
   readonly describe: string;
   readonly datastore: S3UploadStore;
+  readonly direct: S3DirectUploads;
   private readonly client: S3Client;
   /**
-   * Signs download links for S3_PUBLIC_ENDPOINT when set: the host is part of the signature, so
-   * a link made for the inside address cannot just have its host replaced. Signing sends nothing.
+   * Signs download links and direct uploads for S3_PUBLIC_ENDPOINT when set: the host is part of
+   * the signature, so a link made for the inside address cannot just have its host replaced.
+   * Signing sends nothing.
    */
   private readonly presignClient: S3Client;
 
@@ -49,7 +52,8 @@ export class S3Storage implements Storage {
     const clientConfig = s3ClientConfig(s3);
     this.client = new S3Client(clientConfig);
     markStoreFailures(this.client);
-    this.presignClient = s3.publicEndpoint ? new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint }) : this.client;
+    this.presignClient = new S3Client({ ...clientConfig, endpoint: s3.publicEndpoint ?? s3.endpoint, requestChecksumCalculation: 'WHEN_REQUIRED' });
+    this.direct = new S3DirectUploads(this.client, this.presignClient, s3.bucket);
     this.datastore = new S3UploadStore({
       partSize: s3.partSize,
       expirationPeriodInMilliseconds: expiresAfterMs,
@@ -73,13 +77,7 @@ export class S3Storage implements Storage {
 
   /** The object exists only once the multipart upload was completed: parts alone are not an original. */
   async hasOriginal(id: string): Promise<boolean> {
-    try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: id }));
-      return true;
-    } catch (error) {
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-      throw error;
-    }
+    return (await this.direct.objectSize(id)) !== undefined;
   }
 
   /** Until a whole part (5 MiB at least) has arrived, @tus/s3-store keeps the bytes in `<id>.part`. */
@@ -111,21 +109,40 @@ export class S3Storage implements Storage {
   async removeUpload(id: string): Promise<void> {
     // remove() aborts the multipart upload and deletes <id> and <id>.info, but not <id>.part.
     await this.datastore.remove(id).catch(() => undefined);
-    await this.deleteObjects([id, `${id}.info`, `${id}.part`, ...(await this.outputKeys(id))]);
+    // A direct upload's multipart upload has no .info to find it by: S3 lists it under its key.
+    await this.abortMultipartUploads(id);
+    await this.deleteObjects([id, `${id}.info`, `${id}.part`, postLandingKey(id), ...(await this.outputKeys(id))]);
+  }
+
+  private async abortMultipartUploads(key: string): Promise<void> {
+    const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.s3.bucket, Prefix: key }));
+    for (const upload of listed.Uploads ?? []) {
+      if (upload.Key === key) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.s3.bucket, Key: key, UploadId: upload.UploadId }));
+    }
   }
 
   async removeOutputs(id: string): Promise<void> {
     await this.deleteObjects(await this.outputKeys(id));
   }
 
+  /** Every key under the upload's outputs: an HLS ladder of a long video holds more than one page of them. */
   private async outputKeys(id: string): Promise<string[]> {
-    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, '') }));
-    return (listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
+    const keys: string[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.s3.bucket, Prefix: outputKey(id, ''), ContinuationToken }));
+      keys.push(...(listed.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])));
+      ContinuationToken = listed.IsTruncated ? listed.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return keys;
   }
 
   private async deleteObjects(keys: string[]): Promise<void> {
-    if (keys.length === 0) return;
-    await this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
+    // S3 takes at most 1000 keys per request.
+    for (let at = 0; at < keys.length; at += 1000) {
+      const Objects = keys.slice(at, at + 1000).map((Key) => ({ Key }));
+      await this.client.send(new DeleteObjectsCommand({ Bucket: this.s3.bucket, Delete: { Objects, Quiet: true } }));
+    }
   }
 
   /** Lists open multipart uploads: finished objects are never among them. */
@@ -148,6 +165,11 @@ export class S3Storage implements Storage {
       ResponseContentDisposition: contentDisposition(download.filename, download.disposition),
     });
     return { kind: 'redirect', url: await getSignedUrl(this.presignClient, command, { expiresIn: this.s3.presignExpiresSeconds }) };
+  }
+
+  async readOutput(key: string): Promise<Buffer> {
+    const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.s3.bucket, Key: key }));
+    return Buffer.from(await Body!.transformToByteArray());
   }
 
   async ping(): Promise<void> {

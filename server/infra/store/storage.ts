@@ -14,6 +14,8 @@ export interface Storage {
   readonly kind: 'folder' | 's3';
   readonly describe: string;
   readonly datastore: DataStore;
+  /** Uploads that send their bytes straight to the bucket (S3 only; undefined for the folder). */
+  readonly direct: DirectUploads | undefined;
   /** The stored bytes of an upload, as a stream (one read, no buffering). */
   readOriginal(id: string): Promise<Readable>;
   /** Whether the store still holds an upload's whole original (false once it was removed). */
@@ -47,7 +49,39 @@ export interface Storage {
    */
   storeOutput(key: string, file: string, contentType: string): Promise<void>;
   locate(key: string, download: Download): Promise<Located>;
+  /** A small output file (a playlist) whole; rejects with ENOENT / NoSuchKey when there is none. */
+  readOutput(key: string): Promise<Buffer>;
   ping(): Promise<void>;
+}
+
+/**
+ * What direct uploads need of the bucket: the multipart calls the server makes itself, and the
+ * URLs and policies it signs for a client to send the bytes with. `key` is always the upload id.
+ */
+export interface DirectUploads {
+  /** Starts a multipart upload of `key`; its UploadId. */
+  createMultipart(key: string, contentType: string): Promise<string>;
+  /** A URL that PUTs exactly part `partNumber` of that multipart upload, valid `expiresSeconds`. */
+  signPart(key: string, uploadId: string, partNumber: number, expiresSeconds: number): Promise<string>;
+  /** Every part S3 holds of it (all pages); undefined when S3 knows no such upload (aborted, completed). */
+  listParts(key: string, uploadId: string): Promise<DirectPart[] | undefined>;
+  completeMultipart(key: string, uploadId: string, parts: readonly { PartNumber: number; ETag: string }[]): Promise<void>;
+  /**
+   * A presigned POST to the landing object of `key` (`postLandingKey`): exactly this Content-Type,
+   * from 1 to `maxBytes` bytes, valid `expiresSeconds`.
+   */
+  presignPost(key: string, contentType: string, maxBytes: number, expiresSeconds: number): Promise<{ url: string; fields: Record<string, string> }>;
+  /** The size of the object `key`, or undefined while there is none. */
+  objectSize(key: string): Promise<number | undefined>;
+  /** Moves the posted object to `key` inside the bucket (copy, then delete the landing object). */
+  takePosted(key: string): Promise<void>;
+}
+
+/** A part of a multipart upload, as S3 lists it (and as Uppy's listParts expects it). */
+export interface DirectPart {
+  PartNumber: number;
+  ETag: string;
+  Size: number;
 }
 
 /** A finished upload of known size that a concatenation reads. */
@@ -67,6 +101,14 @@ export interface Download {
   filename: string;
   contentType: string;
   disposition: 'attachment' | 'inline';
+}
+
+/**
+ * Where a presigned POST lands: never the original's own key, since the policy stays valid until it
+ * expires and a second POST would replace an object already inspected.
+ */
+export function postLandingKey(key: string): string {
+  return `${key}.post`;
 }
 
 export function outputKey(uploadId: string, name: string): string {
