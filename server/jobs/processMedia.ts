@@ -39,8 +39,9 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
     const kind = job.kind === 'video' || job.kind === 'audio' ? job.kind : 'image';
     const upload = await findUpload(db, job.upload_id);
     if (!upload) throw new PermanentJobError('the upload record is gone');
-    // A ready upload is here for outputs it lacks (requeue.ts): it stays ready, its outputs are replaced.
-    const refresh = upload.status === 'ready' && kind === 'video';
+    // A ready image or video is here for outputs (or a thumbhash) it lacks (requeue.ts): it stays
+    // ready, its outputs and media are replaced.
+    const refresh = upload.status === 'ready' && kind !== 'audio';
     if (upload.status !== 'processing' && !refresh) return { result: { skipped: `upload is ${upload.status}` }, commit: async () => undefined };
 
     // Named for this process: what a crash leaves is removed at the next start (processTempFiles.ts).
@@ -65,7 +66,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
         },
       });
       if (!outcome.ok && refresh) {
-        log.warn({ reason: outcome.reason }, 'a ready video refused by its processor on a rerun; its outputs are kept');
+        log.warn({ reason: outcome.reason }, `a ready ${kind} refused by its processor on a rerun; its outputs are kept`);
         return { result: { reason: outcome.reason }, commit: async () => undefined };
       }
       if (!outcome.ok) {
@@ -90,7 +91,7 @@ export function processMedia(context: HookContext, pool: MediaPool): JobHandler 
         result: { outputs: outputs.map((o) => o.name), ...detailsOf(outcome.outputs) },
         commit: async (trx) => {
           if (refresh) {
-            orphaned = !(await saveOutputsOfReady(trx, upload.id, outputs));
+            orphaned = !(await saveOutputsOfReady(trx, upload.id, outputs, outcome.media));
             return;
           }
           const ready = await lifecycle.move(trx, upload.id, 'ready', {

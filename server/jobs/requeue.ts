@@ -1,7 +1,7 @@
 import type { HookContext } from '../../hooks/hookContext.ts';
 import { findDoneJob, findFailedJob, requeueJob } from '../infra/db/jobQueue.ts';
 import { findUpload, listOutputs } from '../infra/db/records.ts';
-import { videoOutputsFor } from './processMedia.ts';
+import { expectedOutputs, videoOutputsFor } from './processMedia.ts';
 import type { PipelineJobKind, UploadStatus } from '../infra/db/schema.ts';
 
 export type RequeueOutcome =
@@ -48,10 +48,12 @@ export async function requeueUpload(context: HookContext, id: string): Promise<R
 }
 
 /**
- * Runs a ready video's job again so it gets the outputs it lacks of `wanted` (those made since it
- * was processed: `hls`, `storyboard`). The upload stays `ready` and served all along; the job
- * replaces its outputs when done (processMedia.ts). Refused when it is not a ready video, has
- * them already (or would not get them: HLS off, a clip too short for a storyboard), or its bytes are gone.
+ * Runs a ready image's or video's job again so it gets what it lacks of `wanted`, made since it was
+ * processed: the outputs `hls` and `storyboard` (videos), the `thumbhash` placeholder in its media
+ * (images and videos). The upload stays `ready` and served all along; the job replaces its outputs
+ * and media when done (processMedia.ts). Refused when it is not a ready image or video, has them
+ * already (or would not get them: HLS off, a clip too short for a storyboard, an image asked only
+ * for video outputs), or its bytes are gone.
  */
 export async function requeueForOutputs(context: HookContext, id: string, wanted: readonly string[]): Promise<RequeueOutcome> {
   const { db, storage, config } = context;
@@ -59,14 +61,18 @@ export async function requeueForOutputs(context: HookContext, id: string, wanted
   const upload = await findUpload(db, id);
   if (!upload) return refused('no such upload');
   if (upload.status !== 'ready') return refused(`upload is ${upload.status}, not ready`);
-  const job = await findDoneJob(db, id, 'video');
-  if (!job) return refused('not a processed video');
-  const made = new Set((await listOutputs(db, id)).map((o) => o.name));
+  const kind = (await findDoneJob(db, id, 'video')) ? 'video' : 'image';
+  const job = await findDoneJob(db, id, kind);
+  if (!job) return refused('not a processed image or video');
+  // The thumbhash is no output but a media fact; it is asked for and reported as one.
+  const made = new Set([...(await listOutputs(db, id)).map((o) => o.name), ...(upload.media?.thumbhash ? ['thumbhash'] : [])]);
   const duration = upload.media?.duration;
-  const wouldMake = videoOutputsFor(config, typeof duration === 'number' ? duration : null);
-  const adding = wanted.filter((name) => wouldMake.includes(name as never) && !made.has(name));
-  if (adding.length === 0) return refused(`nothing to add: it has ${[...made].sort().join(', ')}, and with these settings a video of its length gets ${wouldMake.join(', ')}`);
+  const outputs = kind === 'video' ? videoOutputsFor(config, typeof duration === 'number' ? duration : null) : expectedOutputs.image;
+  const wouldMake: string[] = [...outputs, 'thumbhash'];
+  const adding = wanted.filter((name) => wouldMake.includes(name) && !made.has(name));
+  const what = kind === 'video' ? 'a video of its length' : 'an image';
+  if (adding.length === 0) return refused(`nothing to add: it has ${[...made].sort().join(', ')}, and with these settings ${what} gets ${wouldMake.join(', ')}`);
   if (!(await storage.hasOriginal(upload.storage_key))) return refused(`its bytes are gone from the store (${storage.describe})`);
-  if (!(await requeueJob(db, job, config.jobMaxAttempts, 'done'))) return refused('its video job changed meanwhile; look again');
-  return { id, requeued: true, job: 'video', status: upload.status, adding };
+  if (!(await requeueJob(db, job, config.jobMaxAttempts, 'done'))) return refused(`its ${kind} job changed meanwhile; look again`);
+  return { id, requeued: true, job: kind, status: upload.status, adding };
 }

@@ -4,18 +4,19 @@ import { requeueForOutputs, requeueUpload } from '../jobs/requeue.ts';
 import { printLine, runCommand, UsageError } from './runCommand.ts';
 
 const usage = `usage: npm run requeue -- <upload id>… | --status failed
-       npm run requeue -- --outputs hls,storyboard <upload id>… | --status ready
+       npm run requeue -- --outputs hls,storyboard,thumbhash <upload id>… | --status ready
 
 Runs the failed job of each failed upload again with fresh attempts (JOB_MAX_ATTEMPTS); the upload
 goes back to the state that job runs from (received for inspect, processing for image and video).
 One JSON line per upload on stdout. Refused, with the reason, for an upload that is not failed,
 failed on its contents, or whose bytes are gone. Exit 1 when any was refused.
-With --outputs: runs the video job of each ready video again that lacks one of the outputs named
-(made since it was processed) and would get it with the current settings; it stays ready and
-served meanwhile. Refused for the others (with --status ready, without exit 1).
+With --outputs: runs the job of each ready image or video again that lacks one of the outputs named
+(made since it was processed; thumbhash, the placeholder in its media, for images and videos, the
+others for videos) and would get it with the current settings; it stays ready and served meanwhile.
+Refused for the others (with --status ready, without exit 1).
 With the embedded database, stop the server first.`;
 
-const addableOutputs = ['hls', 'storyboard'];
+const addableOutputs = ['hls', 'storyboard', 'thumbhash'];
 
 type Wanted = ({ ids: string[] } | { status: 'failed' | 'ready' }) & { outputs?: string[] };
 
@@ -49,6 +50,6 @@ await runCommand('requeue', usage, uploadsWanted, async (context, wanted) => {
     if (!outcome.requeued) refusals++;
     printLine(outcome);
   }
-  // Every ready upload but a video lacking outputs is refused: only the ids asked for count.
+  // Every ready upload but an image or video lacking outputs is refused: only the ids asked for count.
   return refusals > 0 && !(wanted.outputs && 'status' in wanted) ? 1 : 0;
 });

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import type { Output, Upload, UploadStatus } from './schema.ts';
+import type { MediaMetadata, Output, Upload, UploadStatus } from './schema.ts';
 import { uploadProgressChannel } from './uploadEventLog.ts';
 import { statusesWhere } from './uploadStatusFacts.ts';
 
@@ -201,11 +201,15 @@ export async function recordMultipartUploadId(db: Db, id: string, uploadId: stri
   await db.updateTable('uploads').set({ multipart_upload_id: uploadId, updated_at: sql`now()` }).where('id', '=', id).execute();
 }
 
-/** Records a ready upload's outputs made again (new ones added, the rest replaced); false, recording nothing, when it is no longer ready. */
-export async function saveOutputsOfReady(trx: Db, uploadId: string, outputs: NewOutput[]): Promise<boolean> {
+/**
+ * Records a ready upload's outputs made again (new ones added, the rest replaced) and its media
+ * facts made with them (e.g. a `thumbhash` it lacked); false, recording nothing, when it is no longer ready.
+ */
+export async function saveOutputsOfReady(trx: Db, uploadId: string, outputs: NewOutput[], media: MediaMetadata): Promise<boolean> {
   // The row lock holds off a concurrent delete until these rows are in, or sees it done.
   const row = await trx.selectFrom('uploads').select('status').where('id', '=', uploadId).forUpdate().executeTakeFirst();
   if (row?.status !== 'ready') return false;
   await saveOutputs(trx, uploadId, outputs);
+  await trx.updateTable('uploads').set({ media: sql`${JSON.stringify(media)}::jsonb`, updated_at: sql`now()` }).where('id', '=', uploadId).execute();
   return true;
 }
