@@ -1,8 +1,10 @@
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../server/main/start.ts';
 import { runCommandScript } from './support/commands.ts';
-import { pdf } from './support/samples.ts';
+import { eventually } from './support/eventually.ts';
+import { pdf, png } from './support/samples.ts';
 import { testS3Client } from './services/env.ts';
 import { createTestEnvironment, startTestServer, type TestEnvironment } from './support/testServer.ts';
 import { fetchStatus, tusUpload, uploadIdOf, waitUntilSettled } from './support/uploads.ts';
@@ -124,5 +126,60 @@ describe('maintenance commands', () => {
     const run = await cleanup(['--force']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('usage: npm run cleanup');
+  });
+});
+
+/**
+ * `npm run requeue -- --outputs thumbhash` on the embedded setup (folder store, no scanning): the
+ * embedded database takes one process at a time, so the command runs while the server is stopped,
+ * and the server started again runs the job.
+ */
+describe('requeue --outputs thumbhash: an image ready before placeholders gets its thumbhash', () => {
+  let environment: TestEnvironment;
+  let server: RunningServer | undefined;
+  const requeue = (args: string[]) => runCommandScript('server/main/requeue.ts', args, environment.env);
+  const stop = async () => {
+    await server?.close();
+    server = undefined;
+  };
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment('embedded', { SCAN: 'off' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await environment?.destroy();
+  });
+
+  it('runs the image job again; the thumbhash comes back and the upload stays ready', async () => {
+    server = await startTestServer(environment);
+    const id = uploadIdOf((await tusUpload(server.url, png(160, 120), { filename: 'old.png', filetype: 'image/png' })).url);
+    const before = await waitUntilSettled(server.url, id);
+    expect(before.status).toBe('ready');
+    const thumbhash = (before.media as { thumbhash?: unknown } | null)?.thumbhash;
+    expect(thumbhash).toMatchObject({ hash: expect.any(String) });
+    const outputNames = before.outputs.map((o) => o.name).sort();
+    // As an upload made ready before thumbhashes existed: its media without one.
+    await server.services.context.db.updateTable('uploads').set({ media: sql`media - 'thumbhash'` }).where('id', '=', id).execute();
+    expect((await fetchStatus(server.url, id)).media).not.toHaveProperty('thumbhash');
+    await stop();
+
+    const run = await requeue(['--outputs', 'thumbhash', id]);
+    expect(run, run.stderr).toMatchObject({ code: 0, lines: [{ id, requeued: true, job: 'image', status: 'ready', adding: ['thumbhash'] }] });
+
+    server = await startTestServer(environment);
+    const after = await eventually('the thumbhash back', async () => {
+      const status = await fetchStatus(server!.url, id);
+      expect(status.status).toBe('ready');
+      return (status.media as { thumbhash?: unknown } | null)?.thumbhash !== undefined && status;
+    }, 30_000, 200);
+    expect((after.media as { thumbhash?: unknown }).thumbhash).toEqual(thumbhash);
+    expect(after.outputs.map((o) => o.name).sort()).toEqual(outputNames);
+    expect((await fetch(after.outputs.find((o) => o.name === 'thumbnail')!.url!)).status).toBe(200);
+    await stop();
+
+    // Asked again: it has one now, and video outputs are not an image's to get.
+    const again = await requeue(['--outputs', 'thumbhash,hls,storyboard', id]);
+    expect(again).toMatchObject({ code: 1, lines: [{ id, requeued: false, reason: expect.stringContaining('nothing to add: it has resized, thumbhash, thumbnail, webp') }] });
   });
 });
